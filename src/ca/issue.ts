@@ -1,0 +1,127 @@
+/**
+ * Minimal certificate issuer (ECDSA P-256, SHA-256) on @peculiar/x509 and
+ * node's WebCrypto: a root CA in Consul's shape and leaf SVIDs signed by it.
+ * Pure given its inputs (keys are generated, nothing is written): the mesh dir
+ * store and the CLI decide where the PEMs go.
+ */
+import { webcrypto, randomBytes } from 'node:crypto'
+import * as x509 from '@peculiar/x509'
+import { trustDomainUri } from '../identity/spiffe-id.js'
+import { pemBlocks } from '../identity/x509.js'
+import { CertificateError } from '../errors.js'
+
+x509.cryptoProvider.set(webcrypto as never)
+
+const KEY_ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const
+const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const
+
+/** A certificate and its private key, both PEM (key in PKCS#8). */
+export interface IssuedCert {
+  readonly certPem: string
+  readonly keyPem: string
+}
+
+/** Options of {@link createRootCa}. */
+export interface RootOptions {
+  trustDomain: string
+  notBefore?: Date
+  notAfter?: Date
+  commonName?: string
+}
+
+/** Options of {@link issueCert}. Everything past `uris` exists so tests can build bad SVIDs on purpose. */
+export interface IssueOptions {
+  /** The signer: a CA certificate and key. */
+  ca: IssuedCert
+  /** URI SANs, normally exactly one SPIFFE ID. */
+  uris: readonly string[]
+  dnsNames?: readonly string[]
+  commonName?: string
+  notBefore?: Date
+  notAfter?: Date
+  /** Make a CA certificate (an intermediate, or a bad leaf in tests). */
+  isCA?: boolean
+  /** Override the key usage bits (x509.KeyUsageFlags). */
+  keyUsage?: number
+}
+
+const HOUR = 3_600_000
+
+/** Generate a self-signed root CA in Consul's shape (CA:TRUE, keyCertSign|cRLSign, URI SAN spiffe://<td>). */
+export async function createRootCa (opts: RootOptions): Promise<IssuedCert> {
+  const keys = await webcrypto.subtle.generateKey(KEY_ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  const now = Date.now()
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${opts.commonName ?? 'mesh-proxy CA ' + opts.trustDomain.split('.')[0]}`,
+    notBefore: opts.notBefore ?? new Date(now - 60_000),
+    notAfter: opts.notAfter ?? new Date(now + 10 * 365 * 24 * HOUR),
+    keys,
+    signingAlgorithm: SIGN_ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: trustDomainUri(opts.trustDomain) }]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
+    ]
+  })
+  return { certPem: cert.toString('pem') + '\n', keyPem: await exportKey(keys.privateKey) }
+}
+
+/** Issue a certificate signed by `opts.ca`: by default a leaf SVID in Consul's shape. */
+export async function issueCert (opts: IssueOptions): Promise<IssuedCert> {
+  const caCert = new x509.X509Certificate(opts.ca.certPem)
+  const caKey = await importKey(opts.ca.keyPem)
+  const keys = await webcrypto.subtle.generateKey(KEY_ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  const now = Date.now()
+  const isCA = opts.isCA ?? false
+  const usage = opts.keyUsage ?? (isCA
+    ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature
+    : x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement)
+  const names: x509.JsonGeneralName[] = [
+    ...opts.uris.map(value => ({ type: 'url' as const, value })),
+    ...(opts.dnsNames ?? []).map(value => ({ type: 'dns' as const, value }))
+  ]
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(isCA, undefined, true),
+    new x509.KeyUsagesExtension(usage, true),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey)
+  ]
+  if (!isCA) extensions.push(new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]))
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names))
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${opts.commonName ?? 'mesh-proxy'}`,
+    issuer: caCert.subject,
+    notBefore: opts.notBefore ?? new Date(now - 60_000),
+    notAfter: opts.notAfter ?? new Date(now + 72 * HOUR),
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: SIGN_ALG,
+    extensions
+  })
+  return { certPem: cert.toString('pem') + '\n', keyPem: await exportKey(keys.privateKey) }
+}
+
+async function exportKey (key: webcrypto.CryptoKey): Promise<string> {
+  const der = await webcrypto.subtle.exportKey('pkcs8', key)
+  return x509.PemConverter.encode(der, 'PRIVATE KEY') + '\n'
+}
+
+async function importKey (pem: string): Promise<webcrypto.CryptoKey> {
+  const block = pemBlocks(pem).find(b => b.type === 'PRIVATE KEY')
+  if (block === undefined) throw new CertificateError('CA key: expected a PKCS#8 "PRIVATE KEY" PEM block (ECDSA P-256)')
+  try {
+    return await webcrypto.subtle.importKey('pkcs8', block.der, KEY_ALG, false, ['sign'])
+  } catch (err) {
+    throw new CertificateError('CA key: not an ECDSA P-256 PKCS#8 key', { cause: err })
+  }
+}
+
+/** 16 random bytes, positive (high bit clear), as hex: RFC 5280 §4.1.2.2 allows up to 20 octets. */
+function serial (): string {
+  const b = randomBytes(16)
+  b[0] = b[0]! & 0x7f | 0x01
+  return b.toString('hex')
+}

@@ -1,0 +1,23 @@
+/** Where upstream instances come from: a static list, the mesh dir, later Consul. */
+
+/** One reachable instance of a service's sidecar (its public mTLS listener). */
+export interface Instance {
+  readonly host: string
+  readonly port: number
+}
+
+/** Resolves a service name to its current instances. */
+export interface Resolver {
+  /** Current instances of `service`; empty when none is known. */
+  instances (service: string): Promise<readonly Instance[]>
+  /** Release watchers and timers. Idempotent. */
+  close (): void
+}
+
+/** A fixed list, from `--upstream db:9191=10.0.0.5:21000,...`. */
+export function staticResolver (byService: ReadonlyMap<string, readonly Instance[]>): Resolver {
+  return {
+    instances: async (service: string) => byService.get(service) ?? [],
+    close: () => {}
+  }
+}

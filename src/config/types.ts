@@ -1,0 +1,54 @@
+/** The validated, frozen configuration of one sidecar. */
+
+/** A host and port. */
+export interface HostPort {
+  readonly host: string
+  readonly port: number
+}
+
+/** One upstream: a local plaintext listener that leads to a service's sidecars. */
+export interface UpstreamConfig {
+  readonly service: string
+  readonly bind: HostPort
+  /** Explicit instances (`db:9191=h:p,h:p`), or null to resolve through the mesh dir catalog. */
+  readonly instances: readonly HostPort[] | null
+}
+
+/** The five per-connection timeouts plus the shutdown drain. 0 disables idle and lifetime. */
+export interface Timeouts {
+  /** TLS handshake, inbound and outbound, measured from TCP accept/connect. */
+  readonly handshakeTimeoutMs: number
+  /** TCP connect to the local app or to an upstream instance. */
+  readonly connectTimeoutMs: number
+  /** No byte in either direction for this long closes the connection. */
+  readonly idleTimeoutMs: number
+  /** After one side half-closes, how long the other direction may keep flowing. */
+  readonly closeTimeoutMs: number
+  /** Hard cap on a connection's life. */
+  readonly maxConnLifetimeMs: number
+  /** On shutdown, how long live connections may finish before they are closed. */
+  readonly drainTimeoutMs: number
+}
+
+/** Effective sidecar configuration. */
+export interface Config {
+  readonly service: string
+  readonly namespace: string
+  /** Public mTLS listener; null when the sidecar only has upstreams. */
+  readonly listen: HostPort | null
+  /** The local app; null when there is no inbound side. */
+  readonly to: HostPort | null
+  readonly upstreams: readonly UpstreamConfig[]
+  readonly meshDir: string | null
+  readonly certFile: string | null
+  readonly keyFile: string | null
+  readonly caFile: string | null
+  readonly intentionsFile: string | null
+  /** Overrides the intentions file's default policy when set. */
+  readonly defaultPolicy: 'allow' | 'deny' | null
+  /** Datacenter of the service identities; null = from the mesh dir (or dc1). */
+  readonly datacenter: string | null
+  readonly timeouts: Timeouts
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  readonly unsafeTarget: boolean
+}

@@ -1,0 +1,92 @@
+/**
+ * X.509-SVID rules (SPIFFE X509-SVID.md §4, §5; go-spiffe x509svid/svid.go order):
+ * exactly one URI SAN, a valid SPIFFE ID with a non-root path, leaf not a CA,
+ * digitalSignature set, keyCertSign and cRLSign clear; signing certificates are
+ * CAs with keyCertSign. Pure: facts in, an ID or a PeerIdentityError out.
+ */
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import { CertificateError, PeerIdentityError, SpiffeIdError } from '../errors.js'
+import { parseSpiffeId, type SpiffeId } from './spiffe-id.js'
+import { KeyUsage, certsFromPem, pemBlocks, type CertFacts } from './x509.js'
+
+/**
+ * Check a leaf certificate against the SVID leaf rules; return its SPIFFE ID.
+ * The error's `reason` is a short label for metrics and logs.
+ */
+export function checkLeaf (leaf: CertFacts): SpiffeId {
+  if (leaf.uris.length === 0) throw new PeerIdentityError('no_uri_san', 'certificate contains no URI SAN')
+  if (leaf.uris.length > 1) throw new PeerIdentityError('multiple_uri_san', `certificate contains more than one URI SAN (${leaf.uris.length})`)
+  let id: SpiffeId
+  try {
+    id = parseSpiffeId(leaf.uris[0]!)
+  } catch (err) {
+    const why = err instanceof SpiffeIdError ? err.message : String(err)
+    throw new PeerIdentityError('bad_spiffe_id', `URI SAN is not a valid SPIFFE ID: ${why}`)
+  }
+  if (id.path === '') throw new PeerIdentityError('root_path', `leaf certificate SPIFFE ID ${id.uri} must have a non-root path`)
+  if (leaf.isCA) throw new PeerIdentityError('leaf_is_ca', 'leaf certificate must not have CA flag set to true')
+  if ((leaf.keyUsage & KeyUsage.digitalSignature) === 0) throw new PeerIdentityError('no_digital_signature', "leaf certificate must have 'digitalSignature' set as key usage")
+  if ((leaf.keyUsage & KeyUsage.keyCertSign) !== 0) throw new PeerIdentityError('key_cert_sign', "leaf certificate must not have 'keyCertSign' set as key usage")
+  if ((leaf.keyUsage & KeyUsage.cRLSign) !== 0) throw new PeerIdentityError('crl_sign', "leaf certificate must not have 'cRLSign' set as key usage")
+  return id
+}
+
+/** Check a certificate that signs others (intermediate) in an SVID chain. */
+export function checkSigningCert (cert: CertFacts): void {
+  if (!cert.isCA) throw new PeerIdentityError('signer_not_ca', 'signing certificate must have CA flag set to true')
+  if ((cert.keyUsage & KeyUsage.keyCertSign) === 0) throw new PeerIdentityError('signer_no_key_cert_sign', "signing certificate must have 'keyCertSign' set as key usage")
+}
+
+/** Check validity at `now`; reason `expired` or `not_yet_valid`. */
+export function checkValidity (cert: CertFacts, now: number): void {
+  if (now < cert.notBefore.getTime()) throw new PeerIdentityError('not_yet_valid', `certificate is not valid before ${cert.notBefore.toISOString()}`)
+  if (now > cert.notAfter.getTime()) throw new PeerIdentityError('expired', `certificate expired at ${cert.notAfter.toISOString()}`)
+}
+
+/** An SVID a workload holds for itself: chain (leaf first), key and ID. */
+export interface OwnSvid {
+  readonly id: SpiffeId
+  readonly chain: readonly CertFacts[]
+  readonly key: KeyObject
+  /** The PEM texts as given, for building a TLS secure context. */
+  readonly certPem: string
+  readonly keyPem: string
+}
+
+/**
+ * Load our own SVID from PEM (go-spiffe x509svid.Parse): leaf and signing-cert
+ * rules, then the key must match the leaf. Errors name `what` (the file or flag)
+ * and never include key material.
+ */
+export function parseOwnSvid (certPem: string, keyPem: string, what: { cert: string, key: string }): OwnSvid {
+  const chain = certsFromPem(certPem, what.cert)
+  const keyBlocks = pemBlocks(keyPem)
+  if (keyBlocks.length === 0) throw new CertificateError(`${what.key}: cannot parse PEM encoded private key: no PEM blocks found`)
+  const keyBlock = keyBlocks.find(b => b.type.endsWith('PRIVATE KEY'))
+  if (keyBlock === undefined) throw new CertificateError(`${what.key}: private key validation failed: no private key found`)
+  let id: SpiffeId
+  try {
+    id = checkLeaf(chain[0]!)
+    for (const c of chain.slice(1)) checkSigningCert(c)
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err)
+    throw new CertificateError(`${what.cert}: certificate validation failed: ${msg}`)
+  }
+  let key: KeyObject
+  try {
+    key = createPrivateKey({ key: keyBlock.der, format: 'der', type: keyBlock.type === 'EC PRIVATE KEY' ? 'sec1' : keyBlock.type === 'RSA PRIVATE KEY' ? 'pkcs1' : 'pkcs8' })
+  } catch {
+    throw new CertificateError(`${what.key}: cannot parse PEM encoded private key (malformed ${keyBlock.type} block)`)
+  }
+  if (!publicKeysEqual(key, chain[0]!.publicKey)) {
+    throw new CertificateError(`${what.key}: private key validation failed: leaf certificate does not match private key (is ${what.key} the key for ${what.cert}?)`)
+  }
+  return { id, chain, key, certPem, keyPem }
+}
+
+function publicKeysEqual (priv: KeyObject, pub: KeyObject): boolean {
+  // createPublicKey derives the public half of a private KeyObject.
+  const a = createPublicKey(priv).export({ type: 'spki', format: 'der' })
+  const b = pub.export({ type: 'spki', format: 'der' })
+  return a.equals(b)
+}

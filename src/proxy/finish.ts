@@ -1,0 +1,26 @@
+/** The single end-of-connection step: metrics and the one 'conn closed' line. */
+import type { Logger } from 'pino'
+import { isRoutineCloseError } from '../errors.js'
+import type { Direction, Metrics } from '../metrics/metrics.js'
+import type { RelayResult } from './relay.js'
+
+/**
+ * Report bytes and the result, and log 'conn closed' once. `aIs` says whether
+ * the relay's A side is the mesh peer ('peer': bytes A→B go to the app) or the
+ * app ('app').
+ */
+export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direction: Direction, aIs: 'peer' | 'app'): void {
+  const toApp = aIs === 'peer' ? r.bytesAtoB : r.bytesBtoA
+  const fromApp = aIs === 'peer' ? r.bytesBtoA : r.bytesAtoB
+  metrics.bytes(direction, toApp, fromApp)
+  metrics.connection(direction, r.reason === 'error' ? 'relay_error' : 'allowed')
+  const fields = {
+    bytesToApp: toApp,
+    bytesFromApp: fromApp,
+    durationMs: Math.round(r.durationMs),
+    reason: r.reason,
+    ...(r.error === undefined ? {} : { err: r.error.message })
+  }
+  if (r.error !== undefined && !isRoutineCloseError(r.error)) log.warn(fields, 'conn closed')
+  else log.info(fields, 'conn closed')
+}

@@ -1,0 +1,168 @@
+/**
+ * The public listener (consul NewPublicListener): terminate mTLS from other
+ * sidecars, check the peer's SVID, ask the intention table once, and only then
+ * connect to the local app and relay. Deny means the app never sees a byte.
+ */
+import { createServer, type Server, type TLSSocket } from 'node:tls'
+import type { Socket, AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import type { HostPort, Timeouts } from '../config/types.js'
+import { PeerIdentityError, errorCode, isRoutineCloseError, toError } from '../errors.js'
+import { decidedBy, formatServiceRef, type Authorizer, type ServiceRef } from '../intentions/table.js'
+import { noopMetrics, type Metrics } from '../metrics/metrics.js'
+import { ConnRegistry } from './conn-registry.js'
+import { dial } from './dial.js'
+import { handshakeDeadline } from './handshake.js'
+import { relay } from './relay.js'
+import { logClosed } from './finish.js'
+import { listen } from './listen.js'
+import type { TlsState } from './tls-context.js'
+
+/** What an inbound listener needs. */
+export interface InboundOptions {
+  /** This sidecar's service (the intention destination). */
+  readonly service: ServiceRef
+  readonly listen: HostPort
+  readonly app: HostPort
+  readonly timeouts: Timeouts
+  /** Current TLS generation (read per connection). */
+  readonly tls: () => TlsState
+  /** Current authorizer (read per connection). */
+  readonly authorize: () => Authorizer
+  readonly logger: Logger
+  readonly metrics?: Metrics
+}
+
+let nextConnId = 0
+
+/** Accepts mTLS connections and relays allowed ones to the local app. */
+export class InboundListener {
+  readonly #opts: InboundOptions
+  readonly #metrics: Metrics
+  readonly #registry = new ConnRegistry()
+  readonly #handshakes = new Map<string, () => void>()
+  #server: Server | undefined
+  #closing: Promise<void> | undefined
+
+  constructor (opts: InboundOptions) {
+    this.#opts = opts
+    this.#metrics = opts.metrics ?? noopMetrics
+  }
+
+  /** Live connections (0 after close). */
+  get connections (): number { return this.#registry.size }
+
+  /** Bind and start accepting; resolves with the bound address. Rejects (e.g. EADDRINUSE) with a clear error. */
+  async start (): Promise<HostPort> {
+    const { timeouts } = this.#opts
+    const server = createServer({
+      ...this.#opts.tls().serverOptions,
+      requestCert: true,
+      rejectUnauthorized: true,
+      allowHalfOpen: true,
+      // Node's own inactivity-based handshake timer stays a backstop behind ours (handshake.ts).
+      handshakeTimeout: timeouts.handshakeTimeoutMs + 1000
+    })
+    server.on('connection', (raw: Socket) => this.#onTcp(raw))
+    server.on('secureConnection', (sock: TLSSocket) => { this.#onSecure(sock) })
+    server.on('tlsClientError', (err: Error, sock: TLSSocket) => this.#onTlsError(err, sock))
+    this.#server = server
+    await listen(server, this.#opts.listen, '--listen')
+    const a = server.address() as AddressInfo
+    return { host: a.address, port: a.port }
+  }
+
+  /** Swap in a new TLS generation; live connections keep theirs. */
+  setTls (state: TlsState): void {
+    this.#server?.setSecureContext(state.serverOptions)
+  }
+
+  #onTcp (raw: Socket): void {
+    const key = `${raw.remoteAddress}|${raw.remotePort}`
+    raw.setNoDelay(true)
+    this.#handshakes.set(key, handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${raw.remoteAddress}:${raw.remotePort}`))
+    raw.once('close', () => this.#handshakes.delete(key))
+  }
+
+  #onTlsError (err: Error, sock: TLSSocket): void {
+    const authz = (sock as TLSSocket & { authorizationError?: string }).authorizationError
+    const cause = (err as Error & { cause?: unknown }).cause
+    const reason = authz ?? errorCode(cause) ?? errorCode(err) ?? 'tls_error'
+    this.#metrics.handshakeFailure(reason)
+    this.#metrics.connection('inbound', 'tls_error')
+    const level = isRoutineCloseError(err) && authz === undefined ? 'debug' : 'warn'
+    this.#opts.logger[level]({ listener: 'inbound', reason, err: err.message }, 'conn rejected')
+  }
+
+  #onSecure (sock: TLSSocket): void {
+    this.#handshakes.get(`${sock.remoteAddress}|${sock.remotePort}`)?.()
+    const state = this.#opts.tls()
+    const log = this.#opts.logger.child({ conn: `in-${++nextConnId}`, listener: 'inbound' })
+    let source: ServiceRef
+    let peerId: string
+    try {
+      const peer = state.verifier.verify(sock.getPeerCertificate(true))
+      peerId = peer.id.uri
+      if (peer.service === null) throw new PeerIdentityError('not_a_service', `${peer.id.uri} is not a Consul service identity (spiffe://<td>/ns/<ns>/dc/<dc>/svc/<name>)`)
+      if (peer.id.trustDomain !== state.svid.id.trustDomain) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain}`)
+      source = { namespace: peer.service.namespace, name: peer.service.service }
+    } catch (err) {
+      const reason = err instanceof PeerIdentityError ? err.reason : 'bad_certificate'
+      this.#metrics.handshakeFailure(reason)
+      this.#metrics.connection('inbound', 'tls_error')
+      log.warn({ reason, err: toError(err).message }, 'conn rejected')
+      sock.destroy()
+      return
+    }
+    const decision = this.#opts.authorize()(source)
+    const fields = { peer: peerId, source: formatServiceRef(source), destination: formatServiceRef(this.#opts.service), intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason }
+    if (!decision.allowed) {
+      this.#metrics.connection('inbound', 'denied_intention')
+      log.info(fields, 'conn denied')
+      sock.destroy()
+      return
+    }
+    log.info({ ...fields, app: `${this.#opts.app.host}:${this.#opts.app.port}` }, 'conn opened')
+    this.#serve(sock, log)
+  }
+
+  #serve (sock: TLSSocket, log: Logger): void {
+    const undo = this.#metrics.trackActive('inbound')
+    let abort = (): void => { sock.destroy() }
+    const closed = (async (): Promise<void> => {
+      let app: Socket
+      try {
+        app = await dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs)
+      } catch (err) {
+        this.#metrics.upstreamConnectError('local_app')
+        this.#metrics.connection('inbound', 'upstream_error')
+        log.warn({ reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
+        sock.destroy()
+        return
+      }
+      if (sock.destroyed) { app.destroy(); log.info({ reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); return }
+      const r = relay(sock, app, this.#opts.timeouts)
+      abort = () => r.abort()
+      logClosed(log, await r.done, this.#metrics, 'inbound', 'peer')
+    })().finally(undo)
+    this.#registry.add({ abort: () => abort(), closed })
+  }
+
+  /** Stop accepting, let live connections finish for up to drainTimeoutMs, then close them. Idempotent. */
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      const server = this.#server
+      const stopped = server === undefined ? Promise.resolve() : new Promise<void>(resolve => server.close(() => resolve()))
+      for (const cancel of this.#handshakes.values()) cancel()
+      await this.#registry.drain(this.#opts.timeouts.drainTimeoutMs)
+      await stopped
+    })()
+    return this.#closing
+  }
+
+  /** Close everything now. Idempotent. */
+  async destroy (): Promise<void> {
+    this.#registry.abortAll()
+    await this.close()
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * An upstream listener (consul NewUpstreamListener): the app connects here in
+ * plaintext; we pick an instance of the upstream (round-robin, next one on a
+ * connect failure), originate mTLS with SNI, require the server to be exactly
+ * the upstream's SPIFFE ID in our trust domain, and relay.
+ */
+import { createServer, type Server, type Socket, type AddressInfo } from 'node:net'
+import { connect as tlsConnect, type TLSSocket, type PeerCertificate } from 'node:tls'
+import type { Logger } from 'pino'
+import type { HostPort, Timeouts } from '../config/types.js'
+import type { Instance, Resolver } from '../catalog/types.js'
+import { PeerIdentityError, toError } from '../errors.js'
+import { consulServiceId } from '../identity/spiffe-id.js'
+import { noopMetrics, type Metrics } from '../metrics/metrics.js'
+import { ConnRegistry } from './conn-registry.js'
+import { dial } from './dial.js'
+import { handshakeDeadline } from './handshake.js'
+import { relay } from './relay.js'
+import { logClosed } from './finish.js'
+import { listen } from './listen.js'
+import type { TlsState } from './tls-context.js'
+
+/** What an upstream listener needs. */
+export interface OutboundOptions {
+  readonly upstream: string
+  readonly namespace: string
+  readonly datacenter: string
+  readonly bind: HostPort
+  readonly resolver: Resolver
+  readonly timeouts: Timeouts
+  readonly tls: () => TlsState
+  readonly logger: Logger
+  readonly metrics?: Metrics
+}
+
+let nextConnId = 0
+
+/** Accepts plaintext from the app and relays it over mTLS to the upstream. */
+export class UpstreamListener {
+  readonly #opts: OutboundOptions
+  readonly #metrics: Metrics
+  readonly #registry = new ConnRegistry()
+  #server: Server | undefined
+  #rr = 0
+  #closing: Promise<void> | undefined
+
+  constructor (opts: OutboundOptions) {
+    this.#opts = opts
+    this.#metrics = opts.metrics ?? noopMetrics
+  }
+
+  /** Live connections (0 after close). */
+  get connections (): number { return this.#registry.size }
+
+  /** Bind; resolves with the bound address. */
+  async start (): Promise<HostPort> {
+    // pauseOnConnect: the app's first bytes wait in the kernel until the upstream is ready.
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, app => this.#onApp(app))
+    this.#server = server
+    await listen(server, this.#opts.bind, `--upstream ${this.#opts.upstream}`)
+    const a = server.address() as AddressInfo
+    return { host: a.address, port: a.port }
+  }
+
+  /** The SPIFFE ID the upstream's server certificate must carry. */
+  expectedId (state: TlsState): string {
+    return consulServiceId({ trustDomain: state.svid.id.trustDomain, namespace: this.#opts.namespace, datacenter: this.#opts.datacenter, service: this.#opts.upstream }).uri
+  }
+
+  #onApp (app: Socket): void {
+    const log = this.#opts.logger.child({ conn: `out-${++nextConnId}`, listener: 'outbound', upstream: this.#opts.upstream })
+    const undo = this.#metrics.trackActive('outbound')
+    let abort = (): void => { app.destroy() }
+    const closed = (async (): Promise<void> => {
+      app.on('error', () => {}) // reported through the relay or the refusal below
+      const up = await this.#connectUpstream(log).catch((err: unknown) => err as Error)
+      if (up instanceof Error) {
+        const result = up instanceof PeerIdentityError ? 'tls_error' : 'upstream_error'
+        this.#metrics.connection('outbound', result)
+        log.warn({ reason: up instanceof PeerIdentityError ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
+        app.destroy()
+        return
+      }
+      if (app.destroyed) { up.tls.destroy(); return }
+      log.info({ peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, protocol: up.tls.getProtocol() }, 'conn opened')
+      const r = relay(app, up.tls, this.#opts.timeouts)
+      abort = () => r.abort()
+      logClosed(log, await r.done, this.#metrics, 'outbound', 'app')
+    })().finally(undo)
+    this.#registry.add({ abort: () => abort(), closed })
+  }
+
+  async #connectUpstream (log: Logger): Promise<{ tls: TLSSocket, instance: Instance, peerId: string }> {
+    const instances = await this.#opts.resolver.instances(this.#opts.upstream)
+    if (instances.length === 0) throw new Error(`no instances of ${this.#opts.upstream} are known (is its sidecar running and registered in the mesh dir catalog?)`)
+    const start = this.#rr++
+    let last: Error | undefined
+    for (let k = 0; k < instances.length; k++) {
+      const instance = instances[(start + k) % instances.length]!
+      let raw: Socket
+      try {
+        raw = await dial(instance, this.#opts.timeouts.connectTimeoutMs)
+      } catch (err) {
+        last = toError(err)
+        this.#metrics.upstreamConnectError(this.#opts.upstream)
+        log.debug({ instance: `${instance.host}:${instance.port}`, err: last.message }, 'upstream instance unreachable')
+        continue
+      }
+      const { tls, peerId } = await this.#handshake(raw, instance)
+      return { tls, instance, peerId }
+    }
+    throw last ?? new Error('no instance reachable')
+  }
+
+  #handshake (raw: Socket, instance: Instance): Promise<{ tls: TLSSocket, peerId: string }> {
+    const state = this.#opts.tls()
+    const expected = this.expectedId(state)
+    let peerId = ''
+    let identityError: PeerIdentityError | undefined
+    return new Promise((resolve, reject) => {
+      const tls = tlsConnect({
+        socket: raw,
+        secureContext: state.clientContext,
+        servername: `${this.#opts.upstream}.${this.#opts.namespace}.${this.#opts.datacenter}.internal.${state.svid.id.trustDomain}`,
+        // Runs inside the handshake, before 'secureConnect': a wrong server fails closed.
+        checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+          try {
+            const peer = state.verifier.verify(cert)
+            peerId = peer.id.uri
+            if (peer.id.uri !== expected) throw new PeerIdentityError('wrong_server_identity', `server presented ${peer.id.uri}, expected ${expected}`)
+            return undefined
+          } catch (err) {
+            identityError = err instanceof PeerIdentityError ? err : new PeerIdentityError('bad_certificate', toError(err).message)
+            return identityError
+          }
+        }
+      })
+      const cancel = handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${instance.host}:${instance.port}`)
+      const onError = (err: Error): void => {
+        cancel()
+        this.#metrics.handshakeFailure(identityError?.reason ?? 'tls_error')
+        tls.destroy()
+        reject(identityError ?? new PeerIdentityError('tls_error', `TLS with ${instance.host}:${instance.port} failed: ${err.message}`))
+      }
+      tls.once('error', onError)
+      tls.once('secureConnect', () => {
+        cancel()
+        tls.off('error', onError)
+        resolve({ tls, peerId })
+      })
+    })
+  }
+
+  /** Stop accepting, drain up to drainTimeoutMs, then close what is left. Idempotent. */
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      const server = this.#server
+      const stopped = server === undefined ? Promise.resolve() : new Promise<void>(resolve => server.close(() => resolve()))
+      await this.#registry.drain(this.#opts.timeouts.drainTimeoutMs)
+      await stopped
+    })()
+    return this.#closing
+  }
+
+  /** Close everything now. Idempotent. */
+  async destroy (): Promise<void> {
+    this.#registry.abortAll()
+    await this.close()
+  }
+}

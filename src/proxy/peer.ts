@@ -1,0 +1,79 @@
+/**
+ * Peer identity on every handshake. OpenSSL has already verified the chain
+ * against the union of our roots; here the SVID rules run, and the chain must
+ * end at a root of the peer's *own* trust domain. Results are cached by leaf
+ * fingerprint, so a known peer costs one Map lookup plus a validity check.
+ * One verifier per trust-bundle generation: a new bundle means a new cache.
+ */
+import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls'
+import { PeerIdentityError } from '../errors.js'
+import type { TrustBundle } from '../identity/bundle.js'
+import { checkLeaf, checkValidity } from '../identity/svid.js'
+import { toConsulService, type ConsulServiceId, type SpiffeId } from '../identity/spiffe-id.js'
+import { certFacts, type CertFacts } from '../identity/x509.js'
+
+/** Who the peer is, once its certificate passed every check. */
+export interface PeerIdentity {
+  readonly id: SpiffeId
+  /** Consul's service form of `id`; null when the ID has another shape. */
+  readonly service: ConsulServiceId | null
+  readonly serial: string
+  readonly notAfter: Date
+}
+
+type Cached = { ok: true, peer: PeerIdentity, leaf: CertFacts } | { ok: false, error: PeerIdentityError }
+
+const MAX_CACHE = 10_000
+
+/** Verifies peers against one trust bundle. */
+export class PeerVerifier {
+  readonly #bundle: TrustBundle
+  readonly #cache = new Map<string, Cached>()
+
+  constructor (bundle: TrustBundle) {
+    this.#bundle = bundle
+  }
+
+  /**
+   * Verify a peer certificate as Node reports it. `cert` must be the detailed
+   * form (issuer chain); `now` is injectable for tests. Throws PeerIdentityError.
+   */
+  verify (cert: PeerCertificate | DetailedPeerCertificate, now = Date.now()): PeerIdentity {
+    if (cert === undefined || cert === null || cert.raw === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
+    let hit = this.#cache.get(cert.fingerprint256)
+    if (hit === undefined) {
+      hit = this.#check(cert as DetailedPeerCertificate)
+      if (this.#cache.size >= MAX_CACHE) this.#cache.clear()
+      this.#cache.set(cert.fingerprint256, hit)
+    }
+    if (!hit.ok) throw hit.error
+    checkValidity(hit.leaf, now)
+    return hit.peer
+  }
+
+  #check (cert: DetailedPeerCertificate): Cached {
+    try {
+      const leaf = certFacts(cert.raw)
+      const id = checkLeaf(leaf)
+      const root = chainRoot(cert)
+      const rootTd = root === undefined ? undefined : this.#bundle.trustDomainOf(root.fingerprint256)
+      if (rootTd === undefined) throw new PeerIdentityError('unknown_root', `certificate chain of ${id.uri} does not end at a root in our trust bundle`)
+      if (rootTd !== id.trustDomain) throw new PeerIdentityError('foreign_trust_domain', `${id.uri} is in trust domain ${id.trustDomain} but its chain ends at a root of ${rootTd}`)
+      return { ok: true, leaf, peer: { id, service: toConsulService(id), serial: leaf.serial, notAfter: leaf.notAfter } }
+    } catch (err) {
+      if (err instanceof PeerIdentityError) return { ok: false, error: err }
+      return { ok: false, error: new PeerIdentityError('bad_certificate', `peer certificate could not be parsed: ${String(err)}`) }
+    }
+  }
+}
+
+/** The last certificate of the issuer chain Node built (self-issued root). */
+function chainRoot (cert: DetailedPeerCertificate): DetailedPeerCertificate | undefined {
+  let cur: DetailedPeerCertificate | undefined = cert
+  for (let depth = 0; cur !== undefined && depth < 10; depth++) {
+    const next: DetailedPeerCertificate | undefined = cur.issuerCertificate
+    if (next === undefined || next === cur || next.fingerprint256 === cur.fingerprint256) return cur
+    cur = next
+  }
+  return undefined
+}

@@ -1,0 +1,114 @@
+/**
+ * The byte relay: two duplex sockets, both directions, pure wiring.
+ *
+ * - Zero-copy: `pipe()` hands each chunk Buffer from one socket's read to the
+ *   other's write as is; nothing is copied or concatenated in JS, and no work
+ *   is done per chunk beyond what pipe does.
+ * - Backpressure: pipe pauses the source when the destination's buffer is full
+ *   and resumes on 'drain'.
+ * - Half-close: 'end' from A ends B's write side only (`B.end()`, a FIN or a
+ *   TLS close_notify); the other direction keeps flowing until it ends too,
+ *   or until closeTimeoutMs after the first half-close (ghostunnel copyData;
+ *   RFC 8446 §6.1). Both sockets need allowHalfOpen: true.
+ * - idleTimeoutMs, closeTimeoutMs and maxConnLifetimeMs are enforced here.
+ * - Errors on either side destroy both; the first one is reported. It never
+ *   throws and never logs: the caller logs the result once.
+ */
+import type { Socket } from 'node:net'
+
+/** Per-connection limits the relay enforces. 0 disables idle and lifetime. */
+export interface RelayOptions {
+  readonly idleTimeoutMs: number
+  readonly closeTimeoutMs: number
+  readonly maxConnLifetimeMs: number
+}
+
+/** Why the relay ended. */
+export type CloseReason = 'eof' | 'idle_timeout' | 'close_timeout' | 'max_lifetime' | 'error' | 'aborted'
+
+/** What happened, for the single 'conn closed' log line and metrics. */
+export interface RelayResult {
+  /** Bytes read from A (and written to B). */
+  readonly bytesAtoB: number
+  /** Bytes read from B (and written to A). */
+  readonly bytesBtoA: number
+  readonly durationMs: number
+  readonly reason: CloseReason
+  readonly error?: Error
+}
+
+/** A running relay. */
+export interface Relay {
+  readonly done: Promise<RelayResult>
+  /** Tear both sockets down now (shutdown, enforce-on-change). Idempotent. */
+  abort (reason?: CloseReason): void
+}
+
+/** Start relaying between `a` and `b`. */
+export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
+  const started = performance.now()
+  let reason: CloseReason | undefined
+  let firstError: Error | undefined
+  let ends = 0
+  let closes = 0
+  let closeTimer: NodeJS.Timeout | undefined
+  let lifeTimer: NodeJS.Timeout | undefined
+  let resolveDone!: (r: RelayResult) => void
+  const done = new Promise<RelayResult>(resolve => { resolveDone = resolve })
+
+  const teardown = (why: CloseReason, err?: Error): void => {
+    reason ??= why
+    if (err !== undefined) firstError ??= err
+    a.destroy()
+    b.destroy()
+  }
+  const onEnd = (to: Socket) => (): void => {
+    to.end()
+    ends++
+    if (ends === 1 && opts.closeTimeoutMs > 0) {
+      closeTimer = setTimeout(() => teardown('close_timeout'), opts.closeTimeoutMs)
+      closeTimer.unref()
+    }
+  }
+  const onError = (err: Error): void => teardown('error', err)
+  const onTimeout = (): void => teardown('idle_timeout')
+  const onClose = (): void => {
+    closes++
+    // One side gone before both directions finished (reset, error): the other
+    // cannot complete, so drop it. After two clean EOFs the other side is
+    // finishing its last write on its own and must not be cut short.
+    if (ends < 2) teardown(reason ?? 'aborted')
+    if (closes < 2) return
+    clearTimeout(closeTimer)
+    clearTimeout(lifeTimer)
+    resolveDone({
+      bytesAtoB: a.bytesRead,
+      bytesBtoA: b.bytesRead,
+      durationMs: performance.now() - started,
+      reason: reason ?? 'eof',
+      ...(firstError === undefined ? {} : { error: firstError })
+    })
+  }
+
+  for (const [s, other] of [[a, b], [b, a]] as const) {
+    s.once('end', onEnd(other))
+    s.on('error', onError)
+    s.once('close', onClose)
+    if (opts.idleTimeoutMs > 0) {
+      s.setTimeout(opts.idleTimeoutMs)
+      s.once('timeout', onTimeout)
+    }
+    s.pipe(other, { end: false })
+  }
+  if (opts.maxConnLifetimeMs > 0) {
+    lifeTimer = setTimeout(() => teardown('max_lifetime'), opts.maxConnLifetimeMs)
+    lifeTimer.unref()
+  }
+  // A socket that closed before the relay started will not emit 'close' again.
+  for (const s of [a, b]) if (s.closed) onClose()
+
+  return {
+    done,
+    abort: (why: CloseReason = 'aborted') => { if (closes < 2) teardown(why) }
+  }
+}

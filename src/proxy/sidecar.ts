@@ -1,0 +1,164 @@
+/**
+ * One sidecar: config in, listeners up, and the shutdown order written down.
+ *
+ * start: mesh settings -> TLS material -> intentions -> upstream listeners ->
+ *        inbound listener -> catalog registration. A failure at any step closes
+ *        what already started and rethrows: nothing is left half-started.
+ * close: deregister from the catalog (no new traffic is sent here) -> stop
+ *        accepting -> drain live connections up to drainTimeoutMs -> close the
+ *        rest -> stop watchers. Idempotent; destroy() skips the drain.
+ */
+import type { Logger } from 'pino'
+import type { Config, HostPort } from '../config/types.js'
+import { DEFAULT_DATACENTER } from '../config/defaults.js'
+import { meshLayout, readMeshSettings, type MeshSettings } from '../meshdir/layout.js'
+import { IntentionsSource } from '../intentions/store.js'
+import { decidedBy } from '../intentions/table.js'
+import { MeshCatalog, type Registration } from '../catalog/mesh-catalog.js'
+import { staticResolver, type Resolver } from '../catalog/types.js'
+import { toConsulService } from '../identity/spiffe-id.js'
+import { noopMetrics, type Metrics } from '../metrics/metrics.js'
+import { InboundListener } from './inbound.js'
+import { UpstreamListener } from './outbound.js'
+import { loadFromFiles, loadFromMeshDir } from './material.js'
+import { buildTlsState, type TlsState } from './tls-context.js'
+
+/** What a sidecar needs besides its config. */
+export interface SidecarOptions {
+  readonly config: Config
+  readonly logger: Logger
+  readonly metrics?: Metrics
+}
+
+/** Where the sidecar ended up listening. */
+export interface SidecarAddresses {
+  readonly inbound: HostPort | null
+  readonly upstreams: ReadonlyMap<string, HostPort>
+}
+
+/** A running sidecar. */
+export class Sidecar {
+  readonly #cfg: Config
+  readonly #log: Logger
+  readonly #metrics: Metrics
+  #tls: TlsState | undefined
+  #intentions: IntentionsSource | undefined
+  #inbound: InboundListener | undefined
+  readonly #upstreams: UpstreamListener[] = []
+  #catalog: MeshCatalog | undefined
+  #registration: Registration | undefined
+  #closing: Promise<void> | undefined
+  #destroying = false
+
+  constructor (opts: SidecarOptions) {
+    this.#cfg = opts.config
+    this.#log = opts.logger
+    this.#metrics = opts.metrics ?? noopMetrics
+  }
+
+  /** The current TLS generation (after start). */
+  get tls (): TlsState {
+    if (this.#tls === undefined) throw new Error('sidecar not started')
+    return this.#tls
+  }
+
+  /** The intentions source (after start), e.g. to reload on SIGHUP. */
+  get intentions (): IntentionsSource | undefined { return this.#intentions }
+
+  /** Live connections across all listeners. */
+  get connections (): number {
+    return (this.#inbound?.connections ?? 0) + this.#upstreams.reduce((n, u) => n + u.connections, 0)
+  }
+
+  /** Start everything; on failure nothing stays open. */
+  async start (): Promise<SidecarAddresses> {
+    try {
+      return await this.#start()
+    } catch (err) {
+      await this.destroy()
+      throw err
+    }
+  }
+
+  async #start (): Promise<SidecarAddresses> {
+    const cfg = this.#cfg
+    const layout = cfg.meshDir === null ? null : meshLayout(cfg.meshDir)
+    let settings: MeshSettings | null = null
+    if (layout !== null) settings = await readMeshSettings(layout)
+    const material = cfg.certFile !== null
+      ? await loadFromFiles({ cert: cfg.certFile, key: cfg.keyFile!, ca: cfg.caFile! }, cfg.service)
+      : await loadFromMeshDir(layout!, settings!, cfg.service)
+    this.#tls = buildTlsState(material.svid, material.bundle)
+    const own = toConsulService(material.svid.id)!
+    const datacenter = cfg.datacenter ?? own.datacenter ?? settings?.datacenter ?? DEFAULT_DATACENTER
+    const getTls = (): TlsState => this.#tls!
+
+    const upstreams = new Map<string, HostPort>()
+    if (cfg.upstreams.length > 0) {
+      if (layout !== null) this.#catalog = new MeshCatalog(layout.catalog)
+      const fixed = staticResolver(new Map(cfg.upstreams.filter(u => u.instances !== null).map(u => [u.service, u.instances!])))
+      for (const u of cfg.upstreams) {
+        const resolver: Resolver = u.instances !== null ? fixed : this.#catalog!
+        const l = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, tls: getTls, logger: this.#log, metrics: this.#metrics })
+        this.#upstreams.push(l)
+        upstreams.set(u.service, await l.start())
+      }
+    }
+
+    let inbound: HostPort | null = null
+    if (cfg.listen !== null && cfg.to !== null) {
+      const path = cfg.intentionsFile ?? layout?.intentions
+      if (path === undefined) throw new Error('unreachable: config requires --mesh-dir or --intentions with --listen')
+      const me = { namespace: cfg.namespace, name: cfg.service }
+      this.#intentions = new IntentionsSource(path, me, {
+        defaultPolicy: cfg.defaultPolicy,
+        onReload: e => {
+          if (e.ok) this.#log.info({ version: e.doc.index, intentions: e.doc.intentions.length, defaultPolicy: e.doc.defaultPolicy }, 'intentions reloaded')
+          else this.#log.error({ err: e.error.message }, 'intentions reload failed; keeping the previous table')
+        }
+      })
+      await this.#intentions.start()
+      const source = this.#intentions
+      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, tls: getTls, authorize: () => source.authorize, logger: this.#log, metrics: this.#metrics })
+      inbound = await this.#inbound.start()
+      if (layout !== null) {
+        this.#catalog ??= new MeshCatalog(layout.catalog)
+        const host = inbound.host === '0.0.0.0' || inbound.host === '::' ? '127.0.0.1' : inbound.host
+        this.#registration = await this.#catalog.register(cfg.service, host, inbound.port)
+      }
+      const probe = source.authorize({ namespace: '*', name: '*' })
+      this.#log.debug({ intentionsVersion: source.doc.index, defaultDecision: decidedBy(probe) }, 'intentions loaded')
+    }
+    this.#log.info({
+      service: cfg.service,
+      spiffeId: material.svid.id.uri,
+      notAfter: material.svid.chain[0]!.notAfter.toISOString(),
+      trustDomains: material.bundle.trustDomains,
+      inbound: inbound === null ? null : `${inbound.host}:${inbound.port} => ${cfg.to!.host}:${cfg.to!.port}`,
+      upstreams: [...upstreams].map(([s, hp]) => `${hp.host}:${hp.port} => ${s}`),
+      mode: cfg.certFile !== null ? 'files' : 'mesh-dir'
+    }, 'sidecar started')
+    return { inbound, upstreams }
+  }
+
+  /** Graceful shutdown (see the order above). Idempotent. */
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#registration?.close()
+      const listeners = [...this.#upstreams, ...(this.#inbound === undefined ? [] : [this.#inbound])]
+      if (this.#destroying) await Promise.all(listeners.map(l => l.destroy()))
+      else await Promise.all(listeners.map(l => l.close()))
+      this.#intentions?.close()
+      this.#catalog?.close()
+      this.#log.info({ service: this.#cfg.service }, 'sidecar stopped')
+    })()
+    return this.#closing
+  }
+
+  /** Immediate shutdown: live connections are closed now. Idempotent. */
+  async destroy (): Promise<void> {
+    this.#destroying = true
+    await Promise.all([this.#inbound?.destroy(), ...this.#upstreams.map(u => u.destroy())])
+    await this.close()
+  }
+}

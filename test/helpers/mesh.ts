@@ -1,0 +1,133 @@
+// Test fixtures built per run: a CA, leaves and a mesh dir in a tap temp dir,
+// sidecars with captured logs, and plain TCP apps. Nothing is committed.
+import type { Test } from 'tap'
+import { Writable } from 'node:stream'
+import { createServer, type Server, type Socket, type AddressInfo } from 'node:net'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { pino, type Logger } from 'pino'
+import { createRootCa, issueCert, type IssuedCert } from '../../src/ca/issue.js'
+import { consulServiceId } from '../../src/identity/spiffe-id.js'
+import { meshLayout, writeMeshSettings, type MeshLayout } from '../../src/meshdir/layout.js'
+import type { Intention, Action } from '../../src/intentions/table.js'
+import { resolveConfig } from '../../src/config/resolve.js'
+import { Sidecar, type SidecarAddresses } from '../../src/proxy/sidecar.js'
+import { MetricsRegistry } from '../../src/metrics/metrics.js'
+
+export const TD = '11111111-2222-3333-4444-555555555555.consul'
+
+type T = Test
+
+/** A CA and a mesh dir seeded with leaves for `services`. */
+export interface TestMesh {
+  readonly dir: string
+  readonly layout: MeshLayout
+  readonly ca: IssuedCert
+  leaf (service: string, opts?: { td?: string, dc?: string, ca?: IssuedCert, notBefore?: Date, notAfter?: Date }): Promise<IssuedCert>
+  writeIntentions (intentions: Partial<Intention>[], defaultPolicy?: Action, index?: number): Promise<void>
+}
+
+export async function makeMesh (t: T, services: string[] = ['web', 'db', 'billing']): Promise<TestMesh> {
+  const dir = t.testdir({})
+  const layout = meshLayout(dir)
+  const ca = await createRootCa({ trustDomain: TD })
+  await writeMeshSettings(layout, { trustDomain: TD, datacenter: 'dc1' })
+  await mkdir(join(dir, 'ca'), { recursive: true })
+  await writeFile(layout.caCert, ca.certPem)
+  await writeFile(layout.bundle, ca.certPem)
+  const leaf = async (service: string, o: { td?: string, dc?: string, ca?: IssuedCert, notBefore?: Date, notAfter?: Date } = {}): Promise<IssuedCert> => {
+    const id = consulServiceId({ trustDomain: o.td ?? TD, datacenter: o.dc ?? 'dc1', service })
+    return await issueCert({ ca: o.ca ?? ca, uris: [id.uri], commonName: service, ...(o.notBefore ? { notBefore: o.notBefore } : {}), ...(o.notAfter ? { notAfter: o.notAfter } : {}) })
+  }
+  await mkdir(join(dir, 'certs'), { recursive: true })
+  for (const s of services) {
+    const l = await leaf(s)
+    await writeFile(layout.certFor(s), l.certPem)
+    await writeFile(layout.keyFor(s), l.keyPem, { mode: 0o600 })
+  }
+  const writeIntentions = async (intentions: Partial<Intention>[], defaultPolicy: Action = 'deny', index = 1): Promise<void> => {
+    const tmp = layout.intentions + '.tmp'
+    await writeFile(tmp, JSON.stringify({ index, defaultPolicy, intentions }))
+    const { rename } = await import('node:fs/promises')
+    await rename(tmp, layout.intentions)
+  }
+  return { dir, layout, ca, leaf, writeIntentions }
+}
+
+/** A log sink that keeps parsed pino lines. */
+export class LogSink extends Writable {
+  readonly lines: Array<Record<string, unknown>> = []
+  readonly #waiters: Array<{ pred: (l: Record<string, unknown>) => boolean, resolve: (l: Record<string, unknown>) => void }> = []
+  override _write (chunk: Buffer, _enc: string, cb: () => void): void {
+    for (const text of chunk.toString().split('\n')) {
+      if (text === '') continue
+      const line = JSON.parse(text) as Record<string, unknown>
+      this.lines.push(line)
+      for (const w of [...this.#waiters]) {
+        if (w.pred(line)) { this.#waiters.splice(this.#waiters.indexOf(w), 1); w.resolve(line) }
+      }
+    }
+    cb()
+  }
+
+  /** Resolve with the first line (past or future) matching `pred`. */
+  waitFor (pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    const hit = this.lines.find(pred)
+    if (hit !== undefined) return Promise.resolve(hit)
+    return new Promise(resolve => this.#waiters.push({ pred, resolve }))
+  }
+
+  /** Lines whose msg is `msg`. */
+  msgs (msg: string): Array<Record<string, unknown>> { return this.lines.filter(l => l.msg === msg) }
+}
+
+export function captureLogger (level = 'debug'): { logger: Logger, sink: LogSink } {
+  const sink = new LogSink()
+  return { logger: pino({ level }, sink), sink }
+}
+
+/** A running sidecar with its log sink and metrics. */
+export interface TestSidecar {
+  readonly sidecar: Sidecar
+  readonly addrs: SidecarAddresses
+  readonly sink: LogSink
+  readonly metrics: MetricsRegistry
+  /** Close gracefully and assert nothing leaked (registry and gauges at 0). */
+  stop (): Promise<void>
+}
+
+/** Start a sidecar from CLI-shaped flags; closes at teardown and asserts no leaked connections. */
+export async function startSidecar (t: T, flags: Record<string, unknown>): Promise<TestSidecar> {
+  const config = resolveConfig({ flags, env: {}, file: null })
+  const { logger, sink } = captureLogger()
+  const metrics = new MetricsRegistry()
+  const sidecar = new Sidecar({ config, logger, metrics })
+  const addrs = await sidecar.start()
+  t.teardown(() => sidecar.destroy())
+  const stop = async (): Promise<void> => {
+    await sidecar.close()
+    t.equal(sidecar.connections, 0, `${String(flags.service)}: no live connections after close`)
+    t.equal(metrics.get('mesh_proxy_connections_active', { direction: 'inbound' }), 0, `${String(flags.service)}: inbound active gauge back to 0`)
+    t.equal(metrics.get('mesh_proxy_connections_active', { direction: 'outbound' }), 0, `${String(flags.service)}: outbound active gauge back to 0`)
+  }
+  return { sidecar, addrs, sink, metrics, stop }
+}
+
+/** A TCP app that hands each accepted socket to `onConn`; closed at teardown. */
+export async function startApp (t: T, onConn: (s: Socket) => void): Promise<{ server: Server, port: number, accepted: () => number }> {
+  let accepted = 0
+  const sockets = new Set<Socket>()
+  const server = createServer({ allowHalfOpen: true }, s => {
+    accepted++
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+    s.on('error', () => {})
+    onConn(s)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => { for (const s of sockets) s.destroy(); server.close(() => resolve()) }))
+  return { server, port: (server.address() as AddressInfo).port, accepted: () => accepted }
+}
+
+/** An app that echoes bytes back and ends when the client ends. */
+export function echo (s: Socket): void { s.pipe(s) }
