@@ -1,0 +1,132 @@
+/**
+ * The command line: commander wiring only. Each action parses, calls one
+ * function, and returns an exit code; main() never calls process.exit.
+ */
+import { Command, CommanderError, Option } from 'commander'
+import { MeshProxyError, toError } from '../errors.js'
+import { runSidecar } from './run.js'
+import { runDemo } from './demo.js'
+import { caInit, certIssue, genDevCerts } from './certs.js'
+import { intentionCheck, intentionCreate, intentionDelete, intentionList } from './intention.js'
+import { CERTS_DEV_DIR } from '../meshdir/seed.js'
+
+const RUN_HELP = `
+Examples:
+  # db's sidecar: mTLS on :21000, relays allowed peers to the app on :5432
+  mesh-proxy run --service db --listen 127.0.0.1:21000 --to 127.0.0.1:5432 --mesh-dir ./mesh
+
+  # web's sidecar: the app connects to 127.0.0.1:9191 to reach db (found in the mesh dir catalog)
+  mesh-proxy run --service web --listen 127.0.0.1:21001 --to 127.0.0.1:8080 --upstream db:9191 --mesh-dir ./mesh
+
+  # no mesh dir: plain PEM files and explicit upstream instances
+  mesh-proxy run --service web --cert web.pem --key web.key --ca bundle.pem --upstream db:9191=10.0.0.5:21000,10.0.0.6:21000
+
+Precedence: flags > environment (MESH_DIR, MESH_PROXY_LOG_LEVEL) > --config file > defaults.
+Durations: 500ms, 10s, 5m, 1h or a number of milliseconds.`
+
+/** Consul's CLI spells flags with one dash (`-allow`); commander wants two. */
+const CONSUL_FLAGS = /^-(allow|deny|replace|description|source|explain|json)(=.*)?$/
+
+function normalise (argv: readonly string[]): string[] {
+  const i = argv.indexOf('intention')
+  if (i < 0) return [...argv]
+  return argv.map((a, n) => n > i && CONSUL_FLAGS.test(a) ? '-' + a : a)
+}
+
+function program (out: (l: string) => void, result: { code: number }): Command {
+  const p = new Command('mesh-proxy')
+    .description('An L4 mutual-TLS sidecar proxy for a service mesh (Consul Connect style)')
+    .exitOverride()
+    .configureOutput({ writeOut: s => out(s.replace(/\n$/, '')), writeErr: s => process.stderr.write(s) })
+  const done = (p: Promise<number>): Promise<void> => p.then(code => { result.code = code })
+
+  p.command('run')
+    .description('run a sidecar beside one service')
+    .option('--service <name>', 'the service this sidecar stands beside (required)')
+    .option('--listen <host:port>', 'public mTLS listener (default 0.0.0.0:21000 when --to is given)')
+    .option('--to <host:port>', 'the local app inbound connections go to (loopback unless --unsafe-target)')
+    .option('--upstream <spec>', 'upstream: db:9191, db:127.0.0.2:9191, or db:9191=host:port,host:port (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--mesh-dir <dir>', 'the embedded control plane directory (env MESH_DIR)')
+    .option('--cert <file>', 'our SVID (PEM, leaf first) instead of the mesh dir')
+    .option('--key <file>', 'the SVID private key (PEM)')
+    .option('--ca <file>', 'trust bundle (PEM roots)')
+    .option('--intentions <file>', 'intentions file (default: the mesh dir\'s)')
+    .addOption(new Option('--default-policy <policy>', 'when no intention matches (default: the intentions file\'s, else deny)').choices(['allow', 'deny']))
+    .option('--datacenter <dc>', 'datacenter in expected upstream identities (default: our own certificate\'s)')
+    .option('--config <file>', 'JSON config file; keys are these flags in camelCase')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)')
+    .option('--unsafe-target', 'allow a non-loopback --to')
+    .option('--handshake-timeout <duration>', 'TLS handshake deadline (default 10s)')
+    .option('--connect-timeout <duration>', 'TCP connect to app/upstream (default 5s)')
+    .option('--idle-timeout <duration>', 'close after no bytes either way (default 1h, 0 = off)')
+    .option('--close-timeout <duration>', 'after a half-close, how long the other direction may drain (default 30s)')
+    .option('--max-conn-lifetime <duration>', 'hard cap on a connection (default 0 = off)')
+    .option('--drain-timeout <duration>', 'on SIGTERM, how long live connections may finish (default 15s)')
+    .addHelpText('after', RUN_HELP)
+    .action(async (opts: Record<string, unknown>) => done(runSidecar(opts)))
+
+  p.command('demo')
+    .description('start a demo mesh on loopback (db, web, billing) and show allow and deny')
+    .option('--keep', 'keep the mesh running until Ctrl-C')
+    .option('--mesh-dir <dir>', 'seed and keep this mesh dir instead of a temporary one')
+    .option('--seed-only', 'only seed the mesh dir from certs-dev/, start nothing')
+    .option('--verbose', 'also print the sidecars\' JSON logs to stderr')
+    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, verbose?: boolean }) => done(runDemo({ ...o, out })))
+
+  const ca = p.command('ca').description('the mesh dir\'s certificate authority')
+  ca.command('init')
+    .description('create a root CA (ECDSA P-256) in the mesh dir')
+    .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
+    .option('--trust-domain <td>', 'trust domain (default: <random uuid>.consul)')
+    .option('--datacenter <dc>', 'datacenter for issued identities', 'dc1')
+    .action(async (o: { meshDir: string, trustDomain?: string, datacenter?: string }) => done(caInit(o, out)))
+
+  p.command('cert').description('leaf certificates').command('issue <service>')
+    .description('issue a leaf SVID for a service from the mesh dir\'s CA')
+    .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
+    .option('--ttl <duration>', 'lifetime', '72h')
+    .action(async (service: string, o: { meshDir: string, ttl?: string }) => done(certIssue(service, o, out)))
+
+  const ixn = p.command('intention').description('intentions: who may connect to whom (Consul words: -allow, -deny)')
+  const meshDirOpt = (): Option => new Option('--mesh-dir <dir>', 'mesh dir (env MESH_DIR)').default(process.env.MESH_DIR ?? './mesh')
+  ixn.command('create <source> <destination>')
+    .description('create an intention, e.g. intention create -allow web db')
+    .option('--allow', 'allow the connection').option('--deny', 'deny the connection')
+    .option('--replace', 'replace an existing intention for the same pair')
+    .option('--description <text>', 'free text')
+    .addOption(meshDirOpt())
+    .action(async (s: string, d: string, o: { allow?: boolean, deny?: boolean, replace?: boolean, description?: string, meshDir: string }) => {
+      if (o.allow === o.deny) throw new MeshProxyError('MP_ERR_USAGE', 'give exactly one of -allow or -deny')
+      await done(intentionCreate(s, d, { ...o, action: o.allow === true ? 'allow' : 'deny' }, out))
+    })
+  ixn.command('delete <source> <destination>').description('delete an intention').addOption(meshDirOpt())
+    .action(async (s: string, d: string, o: { meshDir: string }) => done(intentionDelete(s, d, o, out)))
+  ixn.command('list').description('list intentions').option('--json', 'as JSON').addOption(meshDirOpt())
+    .action(async (o: { meshDir: string, json?: boolean }) => done(intentionList(o, out)))
+  ixn.command('check <source> <destination>').description('Allowed (exit 0) or Denied (exit 1)').option('--explain', 'say which intention decided').addOption(meshDirOpt())
+    .action(async (s: string, d: string, o: { meshDir: string, explain?: boolean }) => done(intentionCheck(s, d, o, out)))
+
+  p.command('dev').description('development helpers').command('gen-certs [dir]')
+    .description('regenerate the development CA, leaves and intentions (certs-dev/)')
+    .action(async (dir: string | undefined) => done(genDevCerts(dir ?? CERTS_DEV_DIR, out)))
+  return p
+}
+
+/**
+ * Run the CLI with `argv` (process.argv shape). Returns the exit code:
+ * 0 ok, 1 failure (or Denied for `intention check`), 2 usage or configuration error.
+ */
+export async function main (argv: readonly string[], out: (l: string) => void = l => { process.stdout.write(l + '\n') }): Promise<number> {
+  const result = { code: 0 }
+  try {
+    await program(out, result).parseAsync(normalise(argv))
+    return result.code
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2
+    const e = toError(err)
+    const lines = err instanceof AggregateError ? err.errors.map(x => toError(x).message) : [e.message]
+    for (const l of lines) process.stderr.write(`mesh-proxy: error: ${l}\n`)
+    const usage = err instanceof AggregateError || (err instanceof MeshProxyError && (err.code === 'MP_ERR_CONFIG' || err.code === 'MP_ERR_USAGE' || err.code === 'MP_ERR_INTENTION'))
+    return usage ? 2 : 1
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * `mesh-proxy run`: flags (+ --config file) -> resolveConfig() -> Sidecar, with
+ * signals: SIGTERM/SIGINT drain then exit 0 (a second one closes at once),
+ * SIGHUP reloads the intentions.
+ */
+import { readFile } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import { resolveConfig } from '../config/resolve.js'
+import { ConfigError, toError } from '../errors.js'
+import { createLogger } from '../log.js'
+import { Sidecar } from '../proxy/sidecar.js'
+import { MetricsRegistry } from '../metrics/metrics.js'
+
+/** Read and parse --config; errors name the file. */
+export async function readConfigFile (path: string | undefined): Promise<unknown> {
+  if (path === undefined) return null
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError('--config', `cannot read ${path}: ${toError(err).message}`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError('--config', `${path} is not valid JSON: ${toError(err).message}`)
+  }
+}
+
+/** Options of {@link runSidecar} beyond the flags (tests inject these). */
+export interface RunHooks {
+  readonly logger?: Logger
+  /** Resolves when the process should stop; default: signals. */
+  readonly signals?: NodeJS.EventEmitter
+}
+
+/** Run a sidecar until a signal; resolves with the exit code. */
+export async function runSidecar (flags: Record<string, unknown>, hooks: RunHooks = {}): Promise<number> {
+  const configPath = flags.config as string | undefined
+  const file = await readConfigFile(configPath)
+  const config = resolveConfig({ flags, env: process.env, file, ...(configPath === undefined ? {} : { fileName: configPath }) })
+  const logger = hooks.logger ?? createLogger({ level: config.logLevel })
+  const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry() })
+  await sidecar.start()
+  const signals = hooks.signals ?? process
+  return await new Promise<number>(resolve => {
+    let stopping = false
+    const onStop = (sig: string) => (): void => {
+      if (stopping) {
+        logger.warn({ signal: sig }, 'second signal: closing live connections now')
+        void sidecar.destroy()
+        return
+      }
+      stopping = true
+      logger.info({ signal: sig, drainTimeoutMs: config.timeouts.drainTimeoutMs }, 'shutting down: draining connections')
+      sidecar.close().then(() => {
+        signals.off('SIGTERM', onTerm)
+        signals.off('SIGINT', onInt)
+        signals.off('SIGHUP', onHup)
+        logger.flush?.()
+        resolve(0)
+      }, () => resolve(1))
+    }
+    const onTerm = onStop('SIGTERM')
+    const onInt = onStop('SIGINT')
+    const onHup = (): void => { void sidecar.intentions?.reload() }
+    signals.on('SIGTERM', onTerm)
+    signals.on('SIGINT', onInt)
+    signals.on('SIGHUP', onHup)
+  })
+}
