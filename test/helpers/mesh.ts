@@ -37,7 +37,7 @@ export async function makeMesh (t: T, services: string[] = ['web', 'db', 'billin
   await writeFile(layout.bundle, ca.certPem)
   const leaf = async (service: string, o: { td?: string, dc?: string, ca?: IssuedCert, notBefore?: Date, notAfter?: Date } = {}): Promise<IssuedCert> => {
     const id = consulServiceId({ trustDomain: o.td ?? TD, datacenter: o.dc ?? 'dc1', service })
-    return await issueCert({ ca: o.ca ?? ca, uris: [id.uri], commonName: service, ...(o.notBefore ? { notBefore: o.notBefore } : {}), ...(o.notAfter ? { notAfter: o.notAfter } : {}) })
+    return await issueCert({ ca: o.ca ?? ca, uris: [id.uri], dnsNames: [service], commonName: service, ...(o.notBefore ? { notBefore: o.notBefore } : {}), ...(o.notAfter ? { notAfter: o.notAfter } : {}) })
   }
   await mkdir(join(dir, 'certs'), { recursive: true })
   for (const s of services) {
@@ -131,3 +131,17 @@ export async function startApp (t: T, onConn: (s: Socket) => void): Promise<{ se
 
 /** An app that echoes bytes back and ends when the client ends. */
 export function echo (s: Socket): void { s.pipe(s) }
+
+/** Connect with mTLS as a raw client (verifying the server against `caPem`); resolves when the socket closes. */
+export async function mtlsTry (port: number, client: { certPem: string, keyPem: string } | null, caPem: string, send = 'hello'): Promise<{ secure: boolean, received: string, error?: string }> {
+  const { connect } = await import('node:tls')
+  return await new Promise(resolve => {
+    let received = ''
+    let secure = false
+    let error: string | undefined
+    const s = connect({ host: '127.0.0.1', port, servername: 'db', ca: caPem, ...(client === null ? {} : { cert: client.certPem, key: client.keyPem }) }, () => { secure = true; s.end(send) })
+    s.on('data', (d: Buffer) => { received += d.toString() })
+    s.on('error', (e: Error & { code?: string }) => { error = e.code ?? e.message })
+    s.on('close', () => resolve({ secure, received, ...(error === undefined ? {} : { error }) }))
+  })
+}
