@@ -40,7 +40,8 @@ export class InboundListener {
   readonly #opts: InboundOptions
   readonly #metrics: Metrics
   readonly #registry = new ConnRegistry()
-  readonly #handshakes = new Map<string, () => void>()
+  /** Sockets still in the TLS handshake, by remote address: their deadline's cancel and the socket itself. */
+  readonly #handshakes = new Map<string, { raw: Socket, cancel: () => void }>()
   #server: Server | undefined
   #closing: Promise<void> | undefined
 
@@ -80,8 +81,8 @@ export class InboundListener {
   #onTcp (raw: Socket): void {
     const key = `${raw.remoteAddress}|${raw.remotePort}`
     raw.setNoDelay(true)
-    this.#handshakes.set(key, handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${raw.remoteAddress}:${raw.remotePort}`))
-    raw.once('close', () => this.#handshakes.delete(key))
+    this.#handshakes.set(key, { raw, cancel: handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${raw.remoteAddress}:${raw.remotePort}`) })
+    raw.once('close', () => { if (this.#handshakes.get(key)?.raw === raw) this.#handshakes.delete(key) })
   }
 
   #onTlsError (err: Error, sock: TLSSocket): void {
@@ -95,7 +96,11 @@ export class InboundListener {
   }
 
   #onSecure (sock: TLSSocket): void {
-    this.#handshakes.get(`${sock.remoteAddress}|${sock.remotePort}`)?.()
+    const key = `${sock.remoteAddress}|${sock.remotePort}`
+    this.#handshakes.get(key)?.cancel()
+    this.#handshakes.delete(key)
+    // Until the relay owns the socket, a peer reset must not become an uncaught 'error'.
+    sock.on('error', ignore)
     const state = this.#opts.tls()
     const log = this.#opts.logger.child({ conn: `in-${++nextConnId}`, listener: 'inbound' })
     let source: ServiceRef
@@ -153,7 +158,8 @@ export class InboundListener {
     this.#closing ??= (async () => {
       const server = this.#server
       const stopped = server === undefined ? Promise.resolve() : new Promise<void>(resolve => server.close(() => resolve()))
-      for (const cancel of this.#handshakes.values()) cancel()
+      // Peers still in the handshake were never admitted: nothing to drain.
+      for (const { raw } of this.#handshakes.values()) raw.destroy()
       await this.#registry.drain(this.#opts.timeouts.drainTimeoutMs)
       await stopped
     })()
@@ -166,3 +172,5 @@ export class InboundListener {
     await this.close()
   }
 }
+
+function ignore (): void {}

@@ -1,0 +1,37 @@
+// Why: a silent client or a port scanner sending garbage must not hold a socket
+// past handshakeTimeoutMs (Consul's unused HandshakeTimeoutMs is the cautionary
+// tale), and must not hurt the process: a real peer is served right after.
+import t from 'tap'
+import { connect } from 'node:net'
+import { once } from 'node:events'
+import { makeMesh, startApp, startSidecar, mtlsTry, echo } from '../helpers/mesh.js'
+
+t.test('silent client is closed by the handshake deadline; garbage is refused', async t => {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, handshakeTimeout: '300ms' })
+  const port = db.addrs.inbound!.port
+
+  const silent = connect(port, '127.0.0.1')
+  silent.on('error', () => {})
+  await once(silent, 'close')
+  const line = await db.sink.waitFor(l => l.msg === 'conn rejected' && /did not complete within handshakeTimeoutMs=300/.test(String(l.err)))
+  t.ok(line, 'closed by our deadline, and the log says which timeout')
+
+  // A peer that dribbles bytes is still bound by the absolute deadline.
+  const dribble = connect(port, '127.0.0.1')
+  dribble.on('error', () => {})
+  dribble.write(Buffer.from([0x16, 0x03, 0x01]))
+  await once(dribble, 'close')
+
+  const garbage = connect(port, '127.0.0.1')
+  garbage.on('error', () => {})
+  garbage.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+  await once(garbage, 'close')
+
+  const ok = await mtlsTry(port, await mesh.leaf('web'), mesh.ca.certPem, 'fine')
+  t.equal(ok.received, 'fine', 'the sidecar still serves real peers')
+  t.equal(app.accepted(), 1, 'only the real peer reached the app')
+  await db.stop()
+})
