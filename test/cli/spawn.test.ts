@@ -1,0 +1,53 @@
+// Why: the real launcher, as a user runs it: `mesh-proxy demo` prints the
+// outcome in plain words and exits 0; `mesh-proxy run` logs JSON, serves, and
+// on SIGTERM drains and exits 0.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { join } from 'node:path'
+import { ROOT } from '../helpers/paths.js'
+import { makeMesh, startApp, mtlsTry, echo } from '../helpers/mesh.js'
+
+const BIN = join(ROOT, 'bin', 'mesh-proxy.js')
+
+t.test('demo', async t => {
+  const child = spawn(process.execPath, [BIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  const code = await new Promise(resolve => child.on('exit', resolve))
+  t.equal(code, 0, 'exit 0')
+  t.match(out, /OK {3}web -> db: sent "hello from web", db answered: db: got "hello from web"/)
+  t.match(out, /over mTLS: db's sidecar verified spiffe:\/\/11111111-2222-3333-4444-555555555555\.consul\/ns\/default\/dc\/dc1\/svc\/web/)
+  t.match(out, /OK {3}billing -> db: refused; db app received nothing/)
+  t.match(out, /decided by intention "billing => db" \(precedence 9\)/)
+})
+
+t.test('run, serve, SIGTERM drains and exits 0', async t => {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const child = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const lines: Array<Record<string, unknown>> = []
+  const waiters: Array<[(l: Record<string, unknown>) => boolean, (l: Record<string, unknown>) => void]> = []
+  createInterface({ input: child.stdout }).on('line', text => {
+    const l = JSON.parse(text) as Record<string, unknown>
+    lines.push(l)
+    for (const w of [...waiters]) if (w[0](l)) { waiters.splice(waiters.indexOf(w), 1); w[1](l) }
+  })
+  const waitFor = (msg: string): Promise<Record<string, unknown>> => new Promise(resolve => {
+    const hit = lines.find(l => l.msg === msg)
+    if (hit !== undefined) resolve(hit)
+    else waiters.push([l => l.msg === msg, resolve])
+  })
+  const started = await waitFor('sidecar started')
+  const port = Number(String(started.inbound).split(' => ')[0]!.split(':')[1])
+  const r = await mtlsTry(port, await mesh.leaf('web'), mesh.ca.certPem, 'through a real process')
+  t.equal(r.received, 'through a real process')
+  const exited = new Promise(resolve => child.on('exit', resolve))
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, 'exit 0 after SIGTERM')
+  t.ok(lines.some(l => l.msg === 'sidecar stopped'), 'logged the stop')
+  t.equal(lines.filter(l => l.msg === 'conn opened').length, 1)
+  t.equal(lines.filter(l => l.msg === 'conn closed').length, 1)
+})
