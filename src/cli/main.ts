@@ -7,7 +7,7 @@ import { MeshProxyError, toError } from '../errors.js'
 import { runSidecar } from './run.js'
 import { runDemo } from './demo.js'
 import { caInit, certIssue, genDevCerts } from './certs.js'
-import { intentionCheck, intentionCreate, intentionDelete, intentionList } from './intention.js'
+import { intentionCheck, intentionCreate, intentionDefaultPolicy, intentionDelete, intentionGet, intentionList, intentionMatch } from './intention.js'
 import { CERTS_DEV_DIR } from '../meshdir/seed.js'
 
 const RUN_HELP = `
@@ -25,7 +25,7 @@ Precedence: flags > environment (MESH_DIR, MESH_PROXY_LOG_LEVEL) > --config file
 Durations: 500ms, 10s, 5m, 1h or a number of milliseconds.`
 
 /** Consul's CLI spells flags with one dash (`-allow`); commander wants two. */
-const CONSUL_FLAGS = /^-(allow|deny|replace|description|source|explain|json)(=.*)?$/
+const CONSUL_FLAGS = /^-(allow|deny|replace|description|meta|audit|source|explain|json)(=.*)?$/
 
 function normalise (argv: readonly string[]): string[] {
   const i = argv.indexOf('intention')
@@ -56,6 +56,7 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--config <file>', 'JSON config file; keys are these flags in camelCase')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)')
     .option('--unsafe-target', 'allow a non-loopback --to')
+    .option('--enforce-on-change', 'when intentions change, close live connections they now deny (default: only new connections are checked, as in Consul)')
     .option('--handshake-timeout <duration>', 'TLS handshake deadline (default 10s)')
     .option('--connect-timeout <duration>', 'TCP connect to app/upstream (default 5s)')
     .option('--idle-timeout <duration>', 'close after no bytes either way (default 1h, 0 = off)')
@@ -94,17 +95,27 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--allow', 'allow the connection').option('--deny', 'deny the connection')
     .option('--replace', 'replace an existing intention for the same pair')
     .option('--description <text>', 'free text')
+    .option('--meta <key=value>', 'metadata (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--audit', 'with -deny: log and count "would deny" but allow (dry run)')
     .addOption(meshDirOpt())
-    .action(async (s: string, d: string, o: { allow?: boolean, deny?: boolean, replace?: boolean, description?: string, meshDir: string }) => {
+    .addHelpText('after', '\nExamples:\n  mesh-proxy intention create -allow web db\n  mesh-proxy intention create -deny web \'*\'\n  mesh-proxy intention create -deny \'*\' db -description "lock down db"\n  mesh-proxy intention create -replace -allow billing db')
+    .action(async (s: string, d: string, o: { allow?: boolean, deny?: boolean, replace?: boolean, description?: string, meta?: string[], audit?: boolean, meshDir: string }) => {
       if (o.allow === o.deny) throw new MeshProxyError('MP_ERR_USAGE', 'give exactly one of -allow or -deny')
       await done(intentionCreate(s, d, { ...o, action: o.allow === true ? 'allow' : 'deny' }, out))
     })
   ixn.command('delete <source> <destination>').description('delete an intention').addOption(meshDirOpt())
     .action(async (s: string, d: string, o: { meshDir: string }) => done(intentionDelete(s, d, o, out)))
+  ixn.command('get <source> <destination>').description('show one intention').option('--json', 'as JSON').addOption(meshDirOpt())
+    .action(async (s: string, d: string, o: { meshDir: string, json?: boolean }) => done(intentionGet(s, d, o, out)))
   ixn.command('list').description('list intentions').option('--json', 'as JSON').addOption(meshDirOpt())
     .action(async (o: { meshDir: string, json?: boolean }) => done(intentionList(o, out)))
+  ixn.command('match <name>').description('intentions that apply to a destination (or -source), in precedence order')
+    .option('--source', 'match by source instead of destination').option('--json', 'as JSON').addOption(meshDirOpt())
+    .action(async (n: string, o: { meshDir: string, source?: boolean, json?: boolean }) => done(intentionMatch(n, o, out)))
   ixn.command('check <source> <destination>').description('Allowed (exit 0) or Denied (exit 1)').option('--explain', 'say which intention decided').addOption(meshDirOpt())
     .action(async (s: string, d: string, o: { meshDir: string, explain?: boolean }) => done(intentionCheck(s, d, o, out)))
+  ixn.command('default-policy [policy]').description('show or set (allow|deny) the policy when no intention matches').addOption(meshDirOpt())
+    .action(async (policy: string | undefined, o: { meshDir: string }) => done(intentionDefaultPolicy(policy, o, out)))
 
   p.command('dev').description('development helpers').command('gen-certs [dir]')
     .description('regenerate the development CA, leaves and intentions (certs-dev/)')
@@ -126,7 +137,7 @@ export async function main (argv: readonly string[], out: (l: string) => void = 
     const e = toError(err)
     const lines = err instanceof AggregateError ? err.errors.map(x => toError(x).message) : [e.message]
     for (const l of lines) process.stderr.write(`mesh-proxy: error: ${l}\n`)
-    const usage = err instanceof AggregateError || (err instanceof MeshProxyError && (err.code === 'MP_ERR_CONFIG' || err.code === 'MP_ERR_USAGE' || err.code === 'MP_ERR_INTENTION'))
+    const usage = err instanceof AggregateError || (err instanceof MeshProxyError && ['MP_ERR_CONFIG', 'MP_ERR_USAGE', 'MP_ERR_INTENTION', 'MP_ERR_LOCK'].includes(err.code))
     return usage ? 2 : 1
   }
 }

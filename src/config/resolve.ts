@@ -42,6 +42,7 @@ export const FIELDS: readonly Field[] = [
   { key: 'datacenter', flag: '--datacenter', kind: 'service' },
   { key: 'logLevel', flag: '--log-level', kind: 'level', env: 'MESH_PROXY_LOG_LEVEL' },
   { key: 'unsafeTarget', flag: '--unsafe-target', kind: 'bool' },
+  { key: 'enforceOnChange', flag: '--enforce-on-change', kind: 'bool' },
   { key: 'handshakeTimeout', flag: '--handshake-timeout', kind: 'duration' },
   { key: 'connectTimeout', flag: '--connect-timeout', kind: 'duration' },
   { key: 'idleTimeout', flag: '--idle-timeout', kind: 'duration' },
@@ -148,11 +149,13 @@ export function resolveConfig (src: ConfigSources): Config {
     if (!LEVELS.includes(v as never)) throw new ConfigError(w, `must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(v)}`)
     return v as Config['logLevel']
   }) ?? DEFAULT_LOG_LEVEL
-  const unsafeTarget = get('unsafeTarget', (v, w) => {
+  const bool = (v: unknown, w: string): boolean => {
     if (typeof v === 'boolean') return v
     if (v === 'true' || v === 'false') return v === 'true'
     throw new ConfigError(w, 'must be true or false')
-  }) ?? false
+  }
+  const unsafeTarget = get('unsafeTarget', bool) ?? false
+  const enforceOnChange = get('enforceOnChange', bool) ?? false
   const t = (key: string, dflt: number): number => get(key, parseDuration) ?? dflt
   const timeouts: Timeouts = {
     handshakeTimeoutMs: t('handshakeTimeout', DEFAULT_TIMEOUTS.handshakeTimeoutMs),
@@ -203,7 +206,8 @@ export function resolveConfig (src: ConfigSources): Config {
     datacenter,
     timeouts,
     logLevel,
-    unsafeTarget
+    unsafeTarget,
+    enforceOnChange
   })
 }
 

@@ -51,4 +51,6 @@ export interface Config {
   readonly timeouts: Timeouts
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   readonly unsafeTarget: boolean
+  /** Close live inbound connections that a changed intention table now denies (beyond Consul). */
+  readonly enforceOnChange: boolean
 }

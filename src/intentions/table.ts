@@ -27,6 +27,11 @@ export interface Intention {
   readonly action: Action
   readonly description?: string
   readonly meta?: Readonly<Record<string, string>>
+  /**
+   * Beyond Consul: a deny in audit (dry-run) mode decides "allow" but is
+   * reported as `audit: true` ("would deny"), so policy can be tightened safely.
+   */
+  readonly audit?: boolean
   readonly createIndex?: number
   readonly modifyIndex?: number
 }
@@ -54,6 +59,8 @@ export interface Decision {
   readonly precedence: number
   /** Plain words: which rule decided and why. */
   readonly reason: string
+  /** True when an audit-mode deny matched: allowed now, would be denied if enforced. */
+  readonly audit?: boolean
 }
 
 const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?$/
@@ -122,7 +129,7 @@ export function validateIntentionsDoc (json: unknown, what: string): IntentionsD
   return { index, defaultPolicy, intentions }
 }
 
-const INTENTION_FIELDS = ['source', 'destination', 'action', 'description', 'meta', 'createIndex', 'modifyIndex']
+const INTENTION_FIELDS = ['source', 'destination', 'action', 'description', 'meta', 'audit', 'createIndex', 'modifyIndex']
 
 /** Validate one intention; `at` names it in errors. */
 export function validateIntention (raw: unknown, at: string): Intention {
@@ -135,6 +142,8 @@ export function validateIntention (raw: unknown, at: string): Intention {
   parseServiceRef(r.destination as string, `${at}.destination`)
   if (r.action !== 'allow' && r.action !== 'deny') throw new IntentionError(`${at}.action: must be "allow" or "deny", got ${JSON.stringify(r.action)}`)
   if (r.description !== undefined && typeof r.description !== 'string') throw new IntentionError(`${at}.description: must be a string`)
+  if (r.audit !== undefined && typeof r.audit !== 'boolean') throw new IntentionError(`${at}.audit: must be true or false`)
+  if (r.audit === true && r.action !== 'deny') throw new IntentionError(`${at}.audit: only a deny can be in audit mode (an audited allow would change nothing)`)
   if (r.meta !== undefined) {
     if (typeof r.meta !== 'object' || r.meta === null || Array.isArray(r.meta) || Object.values(r.meta).some(v => typeof v !== 'string')) {
       throw new IntentionError(`${at}.meta: must be an object of string values`)
@@ -186,12 +195,9 @@ export function compileAuthorizer (doc: IntentionsDoc, destination: ServiceRef):
     if (any !== undefined && (best === undefined || any.precedence > best.precedence)) best = any
     if (best === undefined) return fallback
     const { ixn, precedence } = best
-    return {
-      allowed: ixn.action === 'allow',
-      intention: ixn,
-      precedence,
-      reason: `intention ${ixn.source} => ${ixn.destination} (${ixn.action}, precedence ${precedence}) matched ${formatServiceRef(source)} => ${dest}`
-    }
+    const rule = `intention ${ixn.source} => ${ixn.destination} (${ixn.action}${ixn.audit === true ? ', audit' : ''}, precedence ${precedence}) matched ${formatServiceRef(source)} => ${dest}`
+    if (ixn.audit === true) return { allowed: true, intention: ixn, precedence, reason: `would deny: ${rule}; allowed because the intention is in audit mode`, audit: true }
+    return { allowed: ixn.action === 'allow', intention: ixn, precedence, reason: rule }
   }
 }
 
@@ -203,4 +209,32 @@ export function decide (doc: IntentionsDoc, source: string, destination: string)
 /** Describe a decision's deciding rule in a few words, for log fields. */
 export function decidedBy (d: Decision): string {
   return d.intention === 'default' ? 'default policy' : `${d.intention.source} => ${d.intention.destination}`
+}
+
+/** The canonical (source, destination) key of an intention, e.g. `web -> db`. */
+export function pairKey (source: string, destination: string): string {
+  return `${formatServiceRef(parseServiceRef(source, 'source'))} -> ${formatServiceRef(parseServiceRef(destination, 'destination'))}`
+}
+
+/** An intention with its precedence, for listings. */
+export interface RankedIntention {
+  readonly intention: Intention
+  readonly precedence: number
+}
+
+/**
+ * Intentions that apply to `name` as destination (`by: 'destination'`) or as
+ * source (`by: 'source'`), highest precedence first, as `consul intention match`.
+ */
+export function matchIntentions (doc: IntentionsDoc, by: 'source' | 'destination', name: string): RankedIntention[] {
+  const target = parseServiceRef(name, by)
+  return doc.intentions
+    .map(intention => {
+      const src = parseServiceRef(intention.source, 'source')
+      const dst = parseServiceRef(intention.destination, 'destination')
+      return { intention, precedence: precedenceOf(src, dst), applies: matches(by === 'destination' ? dst : src, target) }
+    })
+    .filter(x => x.applies)
+    .sort((a, b) => b.precedence - a.precedence || pairKey(a.intention.source, a.intention.destination).localeCompare(pairKey(b.intention.source, b.intention.destination)))
+    .map(({ intention, precedence }) => ({ intention, precedence }))
 }

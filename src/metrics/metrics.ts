@@ -19,6 +19,8 @@ export interface Metrics {
   trackActive (direction: Direction): () => void
   /** Bytes relayed by one connection, reported once at close. */
   bytes (direction: Direction, toApp: number, fromApp: number): void
+  /** An audit-mode intention would have denied a connection that was allowed. */
+  auditDenial (): void
 }
 
 /** Metrics that do nothing (library default). */
@@ -27,7 +29,8 @@ export const noopMetrics: Metrics = {
   handshakeFailure: () => {},
   upstreamConnectError: () => {},
   trackActive: () => () => {},
-  bytes: () => {}
+  bytes: () => {},
+  auditDenial: () => {}
 }
 
 /** Metric names, the public API. */
@@ -36,7 +39,8 @@ export const METRIC_NAMES = {
   active: 'mesh_proxy_connections_active',
   handshakeFailures: 'mesh_proxy_handshake_failures_total',
   upstreamConnectErrors: 'mesh_proxy_upstream_connect_errors_total',
-  bytes: 'mesh_proxy_bytes_total'
+  bytes: 'mesh_proxy_bytes_total',
+  auditDenials: 'mesh_proxy_intention_audit_denials_total'
 } as const
 
 /** An in-memory registry; one per sidecar (no globals, so tests run in parallel). */
@@ -65,6 +69,8 @@ export class MetricsRegistry implements Metrics {
     this.#add(METRIC_NAMES.bytes, { direction, flow: 'to_app' }, toApp)
     this.#add(METRIC_NAMES.bytes, { direction, flow: 'from_app' }, fromApp)
   }
+
+  auditDenial (): void { this.#add(METRIC_NAMES.auditDenials, {}, 1) }
 
   /** Current value of one series, e.g. `get('mesh_proxy_connections_active', { direction: 'inbound' })`. */
   get (name: string, labels: Record<string, string> = {}): number {

@@ -13,14 +13,14 @@ export interface TrackedConn {
 }
 
 /** A set of live connections. */
-export class ConnRegistry {
-  readonly #conns = new Set<TrackedConn>()
+export class ConnRegistry<C extends TrackedConn = TrackedConn> {
+  readonly #conns = new Set<C>()
 
   /** Number of live connections (tests assert 0 after teardown). */
   get size (): number { return this.#conns.size }
 
   /** Track `c` until it closes. */
-  add (c: TrackedConn): void {
+  add (c: C): void {
     this.#conns.add(c)
     c.closed.finally(() => this.#conns.delete(c)).catch(() => {})
   }
@@ -35,6 +35,11 @@ export class ConnRegistry {
     clearTimeout(timer)
     this.abortAll()
     await Promise.allSettled([...this.#conns].map(c => c.closed))
+  }
+
+  /** Visit every live connection (enforce-on-change re-checks them). */
+  forEach (fn: (c: C) => void): void {
+    for (const c of this.#conns) fn(c)
   }
 
   /** Abort every live connection now. */

@@ -9,17 +9,18 @@ import type { RelayResult } from './relay.js'
  * the relay's A side is the mesh peer ('peer': bytes A→B go to the app) or the
  * app ('app').
  */
-export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direction: Direction, aIs: 'peer' | 'app'): void {
+export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direction: Direction, aIs: 'peer' | 'app', extra: Record<string, unknown> = {}): void {
   const toApp = aIs === 'peer' ? r.bytesAtoB : r.bytesBtoA
   const fromApp = aIs === 'peer' ? r.bytesBtoA : r.bytesAtoB
   metrics.bytes(direction, toApp, fromApp)
-  metrics.connection(direction, r.reason === 'error' ? 'relay_error' : 'allowed')
+  metrics.connection(direction, r.reason === 'error' ? 'relay_error' : r.reason === 'revoked' ? 'revoked' : 'allowed')
   const fields = {
     bytesToApp: toApp,
     bytesFromApp: fromApp,
     durationMs: Math.round(r.durationMs),
     reason: r.reason,
-    ...(r.error === undefined ? {} : { err: r.error.message })
+    ...(r.error === undefined ? {} : { err: r.error.message }),
+    ...extra
   }
   if (r.error !== undefined && !isRoutineCloseError(r.error)) log.warn(fields, 'conn closed')
   else log.info(fields, 'conn closed')

@@ -8,9 +8,9 @@ import type { Socket, AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../config/types.js'
 import { PeerIdentityError, errorCode, isRoutineCloseError, toError } from '../errors.js'
-import { decidedBy, formatServiceRef, type Authorizer, type ServiceRef } from '../intentions/table.js'
+import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../intentions/table.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
-import { ConnRegistry } from './conn-registry.js'
+import { ConnRegistry, type TrackedConn } from './conn-registry.js'
 import { dial } from './dial.js'
 import { handshakeDeadline } from './handshake.js'
 import { relay } from './relay.js'
@@ -35,11 +35,17 @@ export interface InboundOptions {
 
 let nextConnId = 0
 
+/** A live inbound connection: who it is from, so a changed table can re-check it. */
+interface InboundConn extends TrackedConn {
+  readonly source: ServiceRef
+  revoke (by: Decision): void
+}
+
 /** Accepts mTLS connections and relays allowed ones to the local app. */
 export class InboundListener {
   readonly #opts: InboundOptions
   readonly #metrics: Metrics
-  readonly #registry = new ConnRegistry()
+  readonly #registry = new ConnRegistry<InboundConn>()
   /** Sockets still in the TLS handshake, by remote address: their deadline's cancel and the socket itself. */
   readonly #handshakes = new Map<string, { raw: Socket, cancel: () => void }>()
   #server: Server | undefined
@@ -127,13 +133,20 @@ export class InboundListener {
       sock.destroy()
       return
     }
-    log.info({ ...fields, app: `${this.#opts.app.host}:${this.#opts.app.port}` }, 'conn opened')
-    this.#serve(sock, log)
+    const app = `${this.#opts.app.host}:${this.#opts.app.port}`
+    if (decision.audit === true) {
+      this.#metrics.auditDenial()
+      log.warn({ ...fields, app, audit: true }, 'conn opened')
+    } else {
+      log.info({ ...fields, app }, 'conn opened')
+    }
+    this.#serve(sock, log, source)
   }
 
-  #serve (sock: TLSSocket, log: Logger): void {
+  #serve (sock: TLSSocket, log: Logger, source: ServiceRef): void {
     const undo = this.#metrics.trackActive('inbound')
     let abort = (): void => { sock.destroy() }
+    let revokedBy: Decision | undefined
     const closed = (async (): Promise<void> => {
       let app: Socket
       try {
@@ -147,10 +160,30 @@ export class InboundListener {
       }
       if (sock.destroyed) { app.destroy(); log.info({ reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); return }
       const r = relay(sock, app, this.#opts.timeouts)
-      abort = () => r.abort()
-      logClosed(log, await r.done, this.#metrics, 'inbound', 'peer')
+      abort = () => r.abort(revokedBy === undefined ? 'aborted' : 'revoked')
+      const result = await r.done
+      logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? {} : { intention: decidedBy(revokedBy), decision: revokedBy.reason })
     })().finally(undo)
-    this.#registry.add({ abort: () => abort(), closed })
+    this.#registry.add({
+      source,
+      abort: () => abort(),
+      revoke: (by: Decision) => { revokedBy = by; abort() },
+      closed
+    })
+  }
+
+  /**
+   * Enforce-on-change (beyond Consul, off by default): re-decide every live
+   * connection with `authorize` and close those it now denies; the 'conn
+   * closed' line names the intention that caused it. Returns how many closed.
+   */
+  reauthorize (authorize: Authorizer): number {
+    let n = 0
+    this.#registry.forEach(c => {
+      const d = authorize(c.source)
+      if (!d.allowed) { n++; c.revoke(d) }
+    })
+    return n
   }
 
   /** Stop accepting, let live connections finish for up to drainTimeoutMs, then close them. Idempotent. */

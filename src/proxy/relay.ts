@@ -24,7 +24,7 @@ export interface RelayOptions {
 }
 
 /** Why the relay ended. */
-export type CloseReason = 'eof' | 'idle_timeout' | 'close_timeout' | 'max_lifetime' | 'error' | 'aborted'
+export type CloseReason = 'eof' | 'idle_timeout' | 'close_timeout' | 'max_lifetime' | 'error' | 'aborted' | 'revoked'
 
 /** What happened, for the single 'conn closed' log line and metrics. */
 export interface RelayResult {

@@ -113,8 +113,10 @@ export class Sidecar {
       this.#intentions = new IntentionsSource(path, me, {
         defaultPolicy: cfg.defaultPolicy,
         onReload: e => {
-          if (e.ok) this.#log.info({ version: e.doc.index, intentions: e.doc.intentions.length, defaultPolicy: e.doc.defaultPolicy }, 'intentions reloaded')
-          else this.#log.error({ err: e.error.message }, 'intentions reload failed; keeping the previous table')
+          if (e.ok) {
+            const closed = cfg.enforceOnChange ? this.#inbound?.reauthorize(this.#intentions!.authorize) ?? 0 : 0
+            this.#log.info({ version: e.doc.index, intentions: e.doc.intentions.length, defaultPolicy: e.doc.defaultPolicy, ...(cfg.enforceOnChange ? { closedConnections: closed } : {}) }, 'intentions reloaded')
+          } else this.#log.error({ err: e.error.message }, 'intentions reload failed; keeping the previous table')
         }
       })
       await this.#intentions.start()

@@ -1,7 +1,7 @@
 // Why: intentions must decide exactly as Consul does; every precedence cell,
 // the default policy and every validation rule are a row here.
 import t from 'tap'
-import { compileAuthorizer, decide, parseServiceRef, precedenceOf, validateIntentionsDoc, type Intention } from '../../src/intentions/table.js'
+import { compileAuthorizer, decide, matchIntentions, parseServiceRef, precedenceOf, validateIntentionsDoc, type Intention } from '../../src/intentions/table.js'
 import { IntentionError } from '../../src/errors.js'
 
 t.test('precedence table (Consul UpdatePrecedence)', async t => {
@@ -60,4 +60,30 @@ t.test('validation errors name the field and the value', async t => {
     [[], /expected a JSON object/]
   ]
   for (const [doc, re] of rows) t.throws(() => validateIntentionsDoc(doc, 'f.json'), new IntentionError('x') && { message: re }, re.source)
+})
+
+t.test('audit mode: a deny that only reports', async t => {
+  const doc = validateIntentionsDoc({ intentions: [{ source: 'web', destination: 'db', action: 'deny', audit: true }, { source: '*', destination: 'db', action: 'allow' }] }, 'x')
+  const d = decide(doc, 'web', 'db')
+  t.equal(d.allowed, true, 'allowed')
+  t.equal(d.audit, true, 'flagged as audit')
+  t.match(d.reason, /^would deny: intention web => db \(deny, audit, precedence 9\)/)
+  t.equal(decide(doc, 'billing', 'db').audit, undefined, 'other sources unaffected')
+  t.throws(() => validateIntentionsDoc({ intentions: [{ source: 'web', destination: 'db', action: 'allow', audit: true }] }, 'f'), { message: /intentions\[0\]\.audit: only a deny can be in audit mode/ })
+  t.throws(() => validateIntentionsDoc({ intentions: [{ source: 'web', destination: 'db', action: 'deny', audit: 'yes' }] }, 'f'), { message: /audit: must be true or false/ })
+})
+
+t.test('match by destination and by source, in precedence order', async t => {
+  const doc = validateIntentionsDoc({
+    intentions: [
+      { source: '*', destination: '*', action: 'deny' },
+      { source: 'web', destination: '*', action: 'allow' },
+      { source: '*', destination: 'db', action: 'deny' },
+      { source: 'web', destination: 'db', action: 'allow' },
+      { source: 'web', destination: 'cache', action: 'allow' }
+    ]
+  }, 'x')
+  const show = (r: ReturnType<typeof matchIntentions>): string[] => r.map(x => `${x.intention.source}>${x.intention.destination}:${x.precedence}`)
+  t.same(show(matchIntentions(doc, 'destination', 'db')), ['web>db:9', '*>db:8', 'web>*:6', '*>*:5'])
+  t.same(show(matchIntentions(doc, 'source', 'web')), ['web>cache:9', 'web>db:9', '*>db:8', 'web>*:6', '*>*:5'])
 })
