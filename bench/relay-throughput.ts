@@ -120,7 +120,7 @@ async function main (): Promise<void> {
   rows.push(await measure('mesh-proxy pair', async sink => {
     const [inPort, outPort] = [await freePort(), await freePort()]
     const started = (l: string): boolean => l.includes('"sidecar started"')
-    const extra = (process.env.MESH_BENCH_ARGS ?? '').split(' ').filter(x => x !== '')
+    const extra = ['--admin', 'off', ...(process.env.MESH_BENCH_ARGS ?? '').split(' ').filter(x => x !== '')]
     const a = await startProc([BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${inPort}`, '--to', `127.0.0.1:${sink}`, '--mesh-dir', mesh, ...extra], started)
     const b = await startProc([BIN, 'run', '--service', 'web', '--upstream', `db:${outPort}`, '--mesh-dir', mesh, ...extra], started)
     return { port: outPort, pids: [a.pid!, b.pid!], stop: () => { a.kill(); b.kill() } }

@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError, Option } from 'commander'
 import { MeshProxyError, toError } from '../errors.js'
-import { runSidecar } from './run.js'
+import { runSidecar, validateConfigFile } from './run.js'
 import { runDemo } from './demo.js'
 import { caInit, certIssue, genDevCerts } from './certs.js'
 import { intentionCheck, intentionCreate, intentionDefaultPolicy, intentionDelete, intentionGet, intentionList, intentionMatch } from './intention.js'
@@ -63,8 +63,15 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--close-timeout <duration>', 'after a half-close, how long the other direction may drain (default 30s)')
     .option('--max-conn-lifetime <duration>', 'hard cap on a connection (default 0 = off)')
     .option('--drain-timeout <duration>', 'on SIGTERM, how long live connections may finish (default 15s)')
+    .option('--admin <host:port|off>', 'admin HTTP server: /ready /healthz /metrics /config /certs /intentions (default 127.0.0.1:19000, env MESH_PROXY_ADMIN)')
+    .option('--max-connections <n>', 'per listener; over it new connections are refused and counted (default 0 = unlimited)')
+    .option('--dry-run', 'print the effective configuration and exit (checks flags and --config)')
     .addHelpText('after', RUN_HELP)
     .action(async (opts: Record<string, unknown>) => done(runSidecar(opts)))
+
+  p.command('config').description('configuration files').command('validate <file>')
+    .description('check a --config file without running (exit 0 valid, 2 invalid)')
+    .action(async (file: string) => done(validateConfigFile(file, out)))
 
   p.command('demo')
     .description('start a demo mesh on loopback (db, web, billing) and show allow and deny')

@@ -10,6 +10,7 @@ import { ConfigError, toError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { Sidecar } from '../proxy/sidecar.js'
 import { MetricsRegistry } from '../metrics/metrics.js'
+import { AdminServer } from '../admin/server.js'
 
 /** Read and parse --config; errors name the file. */
 export async function readConfigFile (path: string | undefined): Promise<unknown> {
@@ -39,9 +40,22 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
   const configPath = flags.config as string | undefined
   const file = await readConfigFile(configPath)
   const config = resolveConfig({ flags, env: process.env, file, ...(configPath === undefined ? {} : { fileName: configPath }) })
+  if (flags.dryRun === true) {
+    process.stdout.write(JSON.stringify(config, null, 2) + '\n')
+    return 0
+  }
   const logger = hooks.logger ?? createLogger({ level: config.logLevel })
-  const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry() })
-  await sidecar.start()
+  const metrics = new MetricsRegistry()
+  const sidecar = new Sidecar({ config, logger, metrics })
+  // Admin first, so that /ready answers 503 "starting" while the rest comes up.
+  const admin = config.admin === null ? null : new AdminServer({ sidecar, metrics, logger })
+  try {
+    if (admin !== null) await admin.start(config.admin!)
+    await sidecar.start()
+  } catch (err) {
+    await admin?.close()
+    throw err
+  }
   const signals = hooks.signals ?? process
   return await new Promise<number>(resolve => {
     let stopping = false
@@ -53,7 +67,8 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
       }
       stopping = true
       logger.info({ signal: sig, drainTimeoutMs: config.timeouts.drainTimeoutMs }, 'shutting down: draining connections')
-      sidecar.close().then(() => {
+      sidecar.close().then(async () => {
+        await admin?.close()
         signals.off('SIGTERM', onTerm)
         signals.off('SIGINT', onInt)
         signals.off('SIGHUP', onHup)
@@ -63,9 +78,17 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
     }
     const onTerm = onStop('SIGTERM')
     const onInt = onStop('SIGINT')
-    const onHup = (): void => { void sidecar.intentions?.reload() }
+    const onHup = (): void => { logger.info({ signal: 'SIGHUP' }, 'reloading intentions and certificates'); void sidecar.reload() }
     signals.on('SIGTERM', onTerm)
     signals.on('SIGINT', onInt)
     signals.on('SIGHUP', onHup)
   })
+}
+
+/** `config validate <file>`: resolve the file alone, as `run --config file` would. */
+export async function validateConfigFile (path: string, say: (l: string) => void): Promise<number> {
+  const file = await readConfigFile(path)
+  resolveConfig({ flags: {}, env: {}, file, fileName: path })
+  say(`${path}: valid`)
+  return 0
 }

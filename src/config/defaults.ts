@@ -20,3 +20,5 @@ export const DEFAULT_DATACENTER = 'dc1'
 export const DEFAULT_LOG_LEVEL = 'info'
 /** Trust domain of certs-dev/ and of `demo`. */
 export const DEV_TRUST_DOMAIN = '11111111-2222-3333-4444-555555555555.consul'
+/** Admin listener: loopback only by default (Envoy's admin is 127.0.0.1 too). */
+export const DEFAULT_ADMIN = '127.0.0.1:19000'

@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net'
 import { ConfigError } from '../errors.js'
-import { DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM_BIND_HOST, DEFAULT_LOG_LEVEL } from './defaults.js'
+import { DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM_BIND_HOST, DEFAULT_LOG_LEVEL } from './defaults.js'
 import type { Config, HostPort, Timeouts, UpstreamConfig } from './types.js'
 
 /** What resolve() reads. Flag keys are commander's camelCase option names. */
@@ -43,6 +43,8 @@ export const FIELDS: readonly Field[] = [
   { key: 'logLevel', flag: '--log-level', kind: 'level', env: 'MESH_PROXY_LOG_LEVEL' },
   { key: 'unsafeTarget', flag: '--unsafe-target', kind: 'bool' },
   { key: 'enforceOnChange', flag: '--enforce-on-change', kind: 'bool' },
+  { key: 'admin', flag: '--admin', kind: 'hostport', env: 'MESH_PROXY_ADMIN' },
+  { key: 'maxConnections', flag: '--max-connections', kind: 'string' },
   { key: 'handshakeTimeout', flag: '--handshake-timeout', kind: 'duration' },
   { key: 'connectTimeout', flag: '--connect-timeout', kind: 'duration' },
   { key: 'idleTimeout', flag: '--idle-timeout', kind: 'duration' },
@@ -156,6 +158,12 @@ export function resolveConfig (src: ConfigSources): Config {
   }
   const unsafeTarget = get('unsafeTarget', bool) ?? false
   const enforceOnChange = get('enforceOnChange', bool) ?? false
+  const admin = get('admin', (v, w) => v === 'off' ? null : parseHostPort(str(v, w), w))
+  const maxConnections = get('maxConnections', (v, w) => {
+    const n = typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN
+    if (!Number.isInteger(n) || n < 0) throw new ConfigError(w, `must be a whole number (0 = unlimited), got ${JSON.stringify(v)}`)
+    return n
+  }) ?? 0
   const t = (key: string, dflt: number): number => get(key, parseDuration) ?? dflt
   const timeouts: Timeouts = {
     handshakeTimeoutMs: t('handshakeTimeout', DEFAULT_TIMEOUTS.handshakeTimeoutMs),
@@ -183,7 +191,7 @@ export function resolveConfig (src: ConfigSources): Config {
     if (u.instances === null && meshDir === null) errors.push(new ConfigError('--upstream', `upstream ${u.service} has no instances: list them (${u.service}:${u.bind.port}=host:port,...) or give --mesh-dir so it resolves through the catalog`))
   }
   const ports = new Map<string, string>()
-  for (const [what, hp] of [['--listen', listen] as const, ...upstreams.map(u => [`--upstream ${u.service}`, u.bind] as const)]) {
+  for (const [what, hp] of [['--listen', listen] as const, ['--admin', admin ?? null] as const, ...upstreams.map(u => [`--upstream ${u.service}`, u.bind] as const)]) {
     if (hp === null || hp.port === 0) continue
     const k = `${hp.host}:${hp.port}`
     const prev = ports.get(k)
@@ -207,7 +215,9 @@ export function resolveConfig (src: ConfigSources): Config {
     timeouts,
     logLevel,
     unsafeTarget,
-    enforceOnChange
+    enforceOnChange,
+    admin: admin === undefined ? parseHostPort(DEFAULT_ADMIN, '--admin') : admin,
+    maxConnections
   })
 }
 

@@ -53,4 +53,8 @@ export interface Config {
   readonly unsafeTarget: boolean
   /** Close live inbound connections that a changed intention table now denies (beyond Consul). */
   readonly enforceOnChange: boolean
+  /** Admin HTTP listener (/ready, /metrics, ...); null when `--admin off`. */
+  readonly admin: HostPort | null
+  /** Per listener; 0 = unlimited. Over the limit a new connection is refused with a log line and a count. */
+  readonly maxConnections: number
 }

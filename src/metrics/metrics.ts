@@ -1,7 +1,7 @@
 /**
  * Metrics as an injected object (ghostunnel LiveMetrics/NilMetrics): the proxy
- * calls these few methods at connection boundaries, never per chunk. Names and
- * labels are public API and are listed in the README.
+ * calls these few methods at connection boundaries, never per chunk. Names,
+ * labels and help texts are public API and are listed in the README.
  */
 
 /** Connection direction. */
@@ -19,8 +19,14 @@ export interface Metrics {
   trackActive (direction: Direction): () => void
   /** Bytes relayed by one connection, reported once at close. */
   bytes (direction: Direction, toApp: number, fromApp: number): void
+  /** How long a relayed connection lived, reported once at close. */
+  duration (direction: Direction, seconds: number): void
   /** An audit-mode intention would have denied a connection that was allowed. */
   auditDenial (): void
+  /** Our leaf's expiry (unix seconds). */
+  certExpiry (spiffeId: string, unixSeconds: number): void
+  /** The intention table's index in use. */
+  intentionsVersion (index: number): void
 }
 
 /** Metrics that do nothing (library default). */
@@ -30,56 +36,111 @@ export const noopMetrics: Metrics = {
   upstreamConnectError: () => {},
   trackActive: () => () => {},
   bytes: () => {},
-  auditDenial: () => {}
+  duration: () => {},
+  auditDenial: () => {},
+  certExpiry: () => {},
+  intentionsVersion: () => {}
 }
 
-/** Metric names, the public API. */
-export const METRIC_NAMES = {
-  connections: 'mesh_proxy_connections_total',
-  active: 'mesh_proxy_connections_active',
-  handshakeFailures: 'mesh_proxy_handshake_failures_total',
-  upstreamConnectErrors: 'mesh_proxy_upstream_connect_errors_total',
-  bytes: 'mesh_proxy_bytes_total',
-  auditDenials: 'mesh_proxy_intention_audit_denials_total'
-} as const
+type Kind = 'counter' | 'gauge' | 'histogram'
+
+/** Every metric family: name, type and help. The README's metrics table is this list. */
+export const METRICS = {
+  connections: { name: 'mesh_proxy_connections_total', type: 'counter', help: 'Finished connections by direction and result (allowed, denied_intention, tls_error, upstream_error, relay_error, revoked, over_limit, aborted).' },
+  active: { name: 'mesh_proxy_connections_active', type: 'gauge', help: 'Live relayed connections by direction.' },
+  handshakeFailures: { name: 'mesh_proxy_handshake_failures_total', type: 'counter', help: 'TLS handshake and SVID failures by reason.' },
+  upstreamConnectErrors: { name: 'mesh_proxy_upstream_connect_errors_total', type: 'counter', help: 'Failed TCP connects by upstream (local_app for the inbound app).' },
+  bytes: { name: 'mesh_proxy_bytes_total', type: 'counter', help: 'Relayed bytes by direction and flow (to_app, from_app), added at connection close.' },
+  duration: { name: 'mesh_proxy_connection_duration_seconds', type: 'histogram', help: 'Lifetime of relayed connections.' },
+  auditDenials: { name: 'mesh_proxy_intention_audit_denials_total', type: 'counter', help: 'Connections an audit-mode intention would have denied.' },
+  certExpiry: { name: 'mesh_proxy_cert_expiry_timestamp_seconds', type: 'gauge', help: 'Expiry of our leaf certificate (unix seconds).' },
+  intentionsVersion: { name: 'mesh_proxy_intentions_version', type: 'gauge', help: 'Index of the intention table in use.' }
+} as const satisfies Record<string, { name: string, type: Kind, help: string }>
+
+/** Histogram buckets for connection lifetimes (seconds). */
+export const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600]
+
+type Labels = Readonly<Record<string, string>>
+
+function labelText (labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+  return parts.length === 0 ? '' : `{${parts.join(',')}}`
+}
 
 /** An in-memory registry; one per sidecar (no globals, so tests run in parallel). */
 export class MetricsRegistry implements Metrics {
-  readonly #values = new Map<string, number>()
+  /** family name -> label text -> value */
+  readonly #values = new Map<string, Map<string, number>>()
+  readonly #hist = new Map<string, { buckets: number[], sum: number, count: number }>()
 
-  #add (name: string, labels: Record<string, string>, delta: number): void {
-    const key = name + '{' + Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`).join(',') + '}'
-    this.#values.set(key, (this.#values.get(key) ?? 0) + delta)
+  #add (name: string, labels: Labels, delta: number): void {
+    let fam = this.#values.get(name)
+    if (fam === undefined) { fam = new Map(); this.#values.set(name, fam) }
+    const k = labelText(labels)
+    fam.set(k, (fam.get(k) ?? 0) + delta)
   }
 
-  connection (direction: Direction, result: string): void { this.#add(METRIC_NAMES.connections, { direction, result }, 1) }
-  handshakeFailure (reason: string): void { this.#add(METRIC_NAMES.handshakeFailures, { reason }, 1) }
-  upstreamConnectError (upstream: string): void { this.#add(METRIC_NAMES.upstreamConnectErrors, { upstream }, 1) }
+  #set (name: string, labels: Labels, value: number): void {
+    let fam = this.#values.get(name)
+    if (fam === undefined) { fam = new Map(); this.#values.set(name, fam) }
+    fam.set(labelText(labels), value)
+  }
+
+  connection (direction: Direction, result: string): void { this.#add(METRICS.connections.name, { direction, result }, 1) }
+  handshakeFailure (reason: string): void { this.#add(METRICS.handshakeFailures.name, { reason }, 1) }
+  upstreamConnectError (upstream: string): void { this.#add(METRICS.upstreamConnectErrors.name, { upstream }, 1) }
   trackActive (direction: Direction): () => void {
-    this.#add(METRIC_NAMES.active, { direction }, 1)
+    this.#add(METRICS.active.name, { direction }, 1)
     let undone = false
     return () => {
       if (undone) return
       undone = true
-      this.#add(METRIC_NAMES.active, { direction }, -1)
+      this.#add(METRICS.active.name, { direction }, -1)
     }
   }
 
   bytes (direction: Direction, toApp: number, fromApp: number): void {
-    this.#add(METRIC_NAMES.bytes, { direction, flow: 'to_app' }, toApp)
-    this.#add(METRIC_NAMES.bytes, { direction, flow: 'from_app' }, fromApp)
+    this.#add(METRICS.bytes.name, { direction, flow: 'to_app' }, toApp)
+    this.#add(METRICS.bytes.name, { direction, flow: 'from_app' }, fromApp)
   }
 
-  auditDenial (): void { this.#add(METRIC_NAMES.auditDenials, {}, 1) }
+  duration (direction: Direction, seconds: number): void {
+    const k = labelText({ direction })
+    let h = this.#hist.get(k)
+    if (h === undefined) { h = { buckets: DURATION_BUCKETS.map(() => 0), sum: 0, count: 0 }; this.#hist.set(k, h) }
+    for (let i = 0; i < DURATION_BUCKETS.length; i++) if (seconds <= DURATION_BUCKETS[i]!) h.buckets[i]!++
+    h.sum += seconds
+    h.count++
+  }
+
+  auditDenial (): void { this.#add(METRICS.auditDenials.name, {}, 1) }
+  certExpiry (spiffeId: string, unixSeconds: number): void { this.#set(METRICS.certExpiry.name, { spiffe_id: spiffeId }, unixSeconds) }
+  intentionsVersion (index: number): void { this.#set(METRICS.intentionsVersion.name, {}, index) }
 
   /** Current value of one series, e.g. `get('mesh_proxy_connections_active', { direction: 'inbound' })`. */
-  get (name: string, labels: Record<string, string> = {}): number {
-    const key = name + '{' + Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',') + '}'
-    return this.#values.get(key) ?? 0
+  get (name: string, labels: Labels = {}): number {
+    return this.#values.get(name)?.get(labelText(labels)) ?? 0
   }
 
-  /** Prometheus text exposition (format 0.0.4). */
+  /** Prometheus text exposition format 0.0.4. */
   render (): string {
-    return [...this.#values].sort().map(([k, v]) => `${k.replace('{}', '')} ${v}`).join('\n') + '\n'
+    const out: string[] = []
+    for (const m of Object.values(METRICS)) {
+      if (m.type === 'histogram') {
+        if (this.#hist.size === 0) continue
+        out.push(`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} histogram`)
+        for (const [k, h] of this.#hist) {
+          const inner = k === '' ? '' : k.slice(1, -1) + ','
+          DURATION_BUCKETS.forEach((b, i) => out.push(`${m.name}_bucket{${inner}le="${b}"} ${h.buckets[i]!}`))
+          out.push(`${m.name}_bucket{${inner}le="+Inf"} ${h.count}`, `${m.name}_sum${k} ${h.sum}`, `${m.name}_count${k} ${h.count}`)
+        }
+        continue
+      }
+      const fam = this.#values.get(m.name)
+      if (fam === undefined) continue
+      out.push(`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`)
+      for (const [k, v] of [...fam].sort()) out.push(`${m.name}${k} ${v}`)
+    }
+    return out.join('\n') + '\n'
   }
 }

@@ -13,6 +13,7 @@ export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direct
   const toApp = aIs === 'peer' ? r.bytesAtoB : r.bytesBtoA
   const fromApp = aIs === 'peer' ? r.bytesBtoA : r.bytesAtoB
   metrics.bytes(direction, toApp, fromApp)
+  metrics.duration(direction, r.durationMs / 1000)
   metrics.connection(direction, r.reason === 'error' ? 'relay_error' : r.reason === 'revoked' ? 'revoked' : 'allowed')
   const fields = {
     bytesToApp: toApp,

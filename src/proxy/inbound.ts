@@ -25,6 +25,8 @@ export interface InboundOptions {
   readonly listen: HostPort
   readonly app: HostPort
   readonly timeouts: Timeouts
+  /** 0 = unlimited; counts connections in the handshake too. */
+  readonly maxConnections?: number
   /** Current TLS generation (read per connection). */
   readonly tls: () => TlsState
   /** Current authorizer (read per connection). */
@@ -85,6 +87,13 @@ export class InboundListener {
   }
 
   #onTcp (raw: Socket): void {
+    const max = this.#opts.maxConnections ?? 0
+    if (max > 0 && this.#registry.size + this.#handshakes.size >= max) {
+      this.#metrics.connection('inbound', 'over_limit')
+      this.#opts.logger.warn({ listener: 'inbound', reason: 'max_connections', maxConnections: max, remote: `${raw.remoteAddress}:${raw.remotePort}` }, 'conn rejected')
+      raw.destroy()
+      return
+    }
     const key = `${raw.remoteAddress}|${raw.remotePort}`
     raw.setNoDelay(true)
     this.#handshakes.set(key, { raw, cancel: handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${raw.remoteAddress}:${raw.remotePort}`) })

@@ -28,6 +28,8 @@ export interface OutboundOptions {
   readonly bind: HostPort
   readonly resolver: Resolver
   readonly timeouts: Timeouts
+  /** 0 = unlimited. */
+  readonly maxConnections?: number
   readonly tls: () => TlsState
   readonly logger: Logger
   readonly metrics?: Metrics
@@ -68,6 +70,13 @@ export class UpstreamListener {
   }
 
   #onApp (app: Socket): void {
+    const max = this.#opts.maxConnections ?? 0
+    if (max > 0 && this.#registry.size >= max) {
+      this.#metrics.connection('outbound', 'over_limit')
+      this.#opts.logger.warn({ listener: 'outbound', upstream: this.#opts.upstream, reason: 'max_connections', maxConnections: max }, 'conn rejected')
+      app.destroy()
+      return
+    }
     const log = this.#opts.logger.child({ conn: `out-${++nextConnId}`, listener: 'outbound', upstream: this.#opts.upstream })
     const undo = this.#metrics.trackActive('outbound')
     let abort = (): void => { app.destroy() }

@@ -30,6 +30,9 @@ export interface SidecarOptions {
   readonly metrics?: Metrics
 }
 
+/** Lifecycle state, as /ready reports it. */
+export type SidecarState = 'starting' | 'ready' | 'draining' | 'stopped'
+
 /** Where the sidecar ended up listening. */
 export interface SidecarAddresses {
   readonly inbound: HostPort | null
@@ -49,6 +52,9 @@ export class Sidecar {
   #registration: Registration | undefined
   #closing: Promise<void> | undefined
   #destroying = false
+  #state: SidecarState = 'starting'
+  #startError: string | undefined
+  #material: { layout: ReturnType<typeof meshLayout> | null, settings: MeshSettings | null } = { layout: null, settings: null }
 
   constructor (opts: SidecarOptions) {
     this.#cfg = opts.config
@@ -70,14 +76,56 @@ export class Sidecar {
     return (this.#inbound?.connections ?? 0) + this.#upstreams.reduce((n, u) => n + u.connections, 0)
   }
 
+  /** Lifecycle state and, when not ready, why. */
+  status (): { state: SidecarState, ready: boolean, reason?: string } {
+    const reasons: Record<SidecarState, string> = {
+      starting: this.#startError ?? 'starting: listeners, certificates and intentions are being loaded',
+      ready: '',
+      draining: 'draining: not accepting new connections',
+      stopped: 'stopped'
+    }
+    return this.#state === 'ready' ? { state: 'ready', ready: true } : { state: this.#state, ready: false, reason: reasons[this.#state] }
+  }
+
+  /** The effective configuration (no secrets: only file paths). */
+  get config (): Config { return this.#cfg }
+
   /** Start everything; on failure nothing stays open. */
   async start (): Promise<SidecarAddresses> {
     try {
-      return await this.#start()
+      const addrs = await this.#start()
+      this.#state = 'ready'
+      return addrs
     } catch (err) {
+      this.#startError = `start failed: ${err instanceof Error ? err.message : String(err)}`
       await this.destroy()
       throw err
     }
+  }
+
+  /**
+   * SIGHUP: re-read the intentions and the certificates. A file that fails
+   * validation keeps the current state and is logged; live connections are
+   * not touched (new ones get the new TLS context).
+   */
+  async reload (): Promise<void> {
+    await this.#intentions?.reload()
+    try {
+      const material = await this.#loadMaterial()
+      this.#tls = buildTlsState(material.svid, material.bundle)
+      this.#inbound?.setTls(this.#tls)
+      this.#metrics.certExpiry(material.svid.id.uri, Math.floor(material.svid.chain[0]!.notAfter.getTime() / 1000))
+      this.#log.info({ spiffeId: material.svid.id.uri, serial: material.svid.chain[0]!.serial, notAfter: material.svid.chain[0]!.notAfter.toISOString() }, 'certificates reloaded')
+    } catch (err) {
+      this.#log.error({ err: err instanceof Error ? err.message : String(err) }, 'certificate reload failed; keeping the current certificates')
+    }
+  }
+
+  async #loadMaterial (): Promise<Awaited<ReturnType<typeof loadFromFiles>>> {
+    const cfg = this.#cfg
+    return cfg.certFile !== null
+      ? await loadFromFiles({ cert: cfg.certFile, key: cfg.keyFile!, ca: cfg.caFile! }, cfg.service)
+      : await loadFromMeshDir(this.#material.layout!, this.#material.settings!, cfg.service)
   }
 
   async #start (): Promise<SidecarAddresses> {
@@ -85,10 +133,10 @@ export class Sidecar {
     const layout = cfg.meshDir === null ? null : meshLayout(cfg.meshDir)
     let settings: MeshSettings | null = null
     if (layout !== null) settings = await readMeshSettings(layout)
-    const material = cfg.certFile !== null
-      ? await loadFromFiles({ cert: cfg.certFile, key: cfg.keyFile!, ca: cfg.caFile! }, cfg.service)
-      : await loadFromMeshDir(layout!, settings!, cfg.service)
+    this.#material = { layout, settings }
+    const material = await this.#loadMaterial()
     this.#tls = buildTlsState(material.svid, material.bundle)
+    this.#metrics.certExpiry(material.svid.id.uri, Math.floor(material.svid.chain[0]!.notAfter.getTime() / 1000))
     const own = toConsulService(material.svid.id)!
     const datacenter = cfg.datacenter ?? own.datacenter ?? settings?.datacenter ?? DEFAULT_DATACENTER
     const getTls = (): TlsState => this.#tls!
@@ -99,7 +147,7 @@ export class Sidecar {
       const fixed = staticResolver(new Map(cfg.upstreams.filter(u => u.instances !== null).map(u => [u.service, u.instances!])))
       for (const u of cfg.upstreams) {
         const resolver: Resolver = u.instances !== null ? fixed : this.#catalog!
-        const l = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, tls: getTls, logger: this.#log, metrics: this.#metrics })
+        const l = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: getTls, logger: this.#log, metrics: this.#metrics })
         this.#upstreams.push(l)
         upstreams.set(u.service, await l.start())
       }
@@ -114,6 +162,7 @@ export class Sidecar {
         defaultPolicy: cfg.defaultPolicy,
         onReload: e => {
           if (e.ok) {
+            this.#metrics.intentionsVersion(e.doc.index)
             const closed = cfg.enforceOnChange ? this.#inbound?.reauthorize(this.#intentions!.authorize) ?? 0 : 0
             this.#log.info({ version: e.doc.index, intentions: e.doc.intentions.length, defaultPolicy: e.doc.defaultPolicy, ...(cfg.enforceOnChange ? { closedConnections: closed } : {}) }, 'intentions reloaded')
           } else this.#log.error({ err: e.error.message }, 'intentions reload failed; keeping the previous table')
@@ -121,7 +170,8 @@ export class Sidecar {
       })
       await this.#intentions.start()
       const source = this.#intentions
-      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, tls: getTls, authorize: () => source.authorize, logger: this.#log, metrics: this.#metrics })
+      this.#metrics.intentionsVersion(source.doc.index)
+      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: getTls, authorize: () => source.authorize, logger: this.#log, metrics: this.#metrics })
       inbound = await this.#inbound.start()
       if (layout !== null) {
         this.#catalog ??= new MeshCatalog(layout.catalog)
@@ -146,12 +196,14 @@ export class Sidecar {
   /** Graceful shutdown (see the order above). Idempotent. */
   close (): Promise<void> {
     this.#closing ??= (async () => {
+      this.#state = 'draining'
       await this.#registration?.close()
       const listeners = [...this.#upstreams, ...(this.#inbound === undefined ? [] : [this.#inbound])]
       if (this.#destroying) await Promise.all(listeners.map(l => l.destroy()))
       else await Promise.all(listeners.map(l => l.close()))
       this.#intentions?.close()
       this.#catalog?.close()
+      this.#state = 'stopped'
       this.#log.info({ service: this.#cfg.service }, 'sidecar stopped')
     })()
     return this.#closing

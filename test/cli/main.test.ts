@@ -96,3 +96,28 @@ t.test('ca init and cert issue', async t => {
   t.equal((await stat(join(dir, 'certs', 'web.key'))).mode & 0o777, 0o600, 'key written 0600')
   t.equal((await stat(join(dir, 'ca', 'root.key'))).mode & 0o777, 0o600, 'CA key written 0600')
 })
+
+t.test('config validate and run --dry-run', async t => {
+  const dir = t.testdir({
+    'good.json': JSON.stringify({ service: 'web', meshDir: '/m', upstream: ['db:9191'], idleTimeout: '5m' }),
+    'bad.json': JSON.stringify({ service: 'web', meshDir: '/m', upstream: ['db'], maxConnections: -1 })
+  })
+  const good = await run(['config', 'validate', join(dir, 'good.json')])
+  t.equal(good.code, 0)
+  t.match(good.out, /good\.json: valid/)
+  const bad = await run(['config', 'validate', join(dir, 'bad.json')])
+  t.equal(bad.code, 2)
+  t.match(bad.err, /bad\.json: upstream: "db" is not service:port/)
+  t.match(bad.err, /bad\.json: maxConnections: must be a whole number/)
+  const writes: string[] = []
+  const orig = process.stdout.write.bind(process.stdout)
+  process.stdout.write = ((s: string) => { writes.push(String(s)); return true }) as typeof process.stdout.write
+  let code: number
+  try {
+    code = await main(['node', 'mesh-proxy', 'run', '--config', join(dir, 'good.json'), '--admin', 'off', '--dry-run'])
+  } finally {
+    process.stdout.write = orig
+  }
+  t.equal(code, 0)
+  t.match(JSON.parse(writes.join('')), { service: 'web', admin: null, timeouts: { idleTimeoutMs: 300000 }, upstreams: [{ service: 'db', bind: { host: '127.0.0.1', port: 9191 } }] })
+})

@@ -26,7 +26,7 @@ t.test('run, serve, SIGTERM drains and exits 0', async t => {
   const mesh = await makeMesh(t)
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
   const app = await startApp(t, echo)
-  const child = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => { child.kill('SIGKILL') })
   const lines: Array<Record<string, unknown>> = []
   const waiters: Array<[(l: Record<string, unknown>) => boolean, (l: Record<string, unknown>) => void]> = []
