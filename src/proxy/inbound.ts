@@ -142,14 +142,15 @@ export class InboundListener {
       sock.destroy()
       return
     }
-    const app = `${this.#opts.app.host}:${this.#opts.app.port}`
+    // The access log: who, to what, by which rule, on every later line of this connection.
+    const conn = log.child({ peer: fields.peer, source: fields.source, destination: fields.destination, intention: fields.intention, app: `${this.#opts.app.host}:${this.#opts.app.port}` })
     if (decision.audit === true) {
       this.#metrics.auditDenial()
-      log.warn({ ...fields, app, audit: true }, 'conn opened')
+      conn.warn({ precedence: decision.precedence, reason: decision.reason, audit: true }, 'conn opened')
     } else {
-      log.info({ ...fields, app }, 'conn opened')
+      conn.debug({ precedence: decision.precedence, decision: decision.reason }, 'conn opened')
     }
-    this.#serve(sock, log, source)
+    this.#serve(sock, conn, source)
   }
 
   #serve (sock: TLSSocket, log: Logger, source: ServiceRef): void {

@@ -91,10 +91,11 @@ export class UpstreamListener {
         return
       }
       if (app.destroyed) { up.tls.destroy(); return }
-      log.info({ peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, protocol: up.tls.getProtocol() }, 'conn opened')
+      const conn = log.child({ peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}` })
+      conn.debug({ protocol: up.tls.getProtocol() }, 'conn opened')
       const r = relay(app, up.tls, this.#opts.timeouts)
       abort = () => r.abort()
-      logClosed(log, await r.done, this.#metrics, 'outbound', 'app')
+      logClosed(conn, await r.done, this.#metrics, 'outbound', 'app')
     })().finally(undo)
     this.#registry.add({ abort: () => abort(), closed })
   }

@@ -40,6 +40,8 @@ t.test('50 MB each way web -> db, sha256 equal at both ends', async t => {
   t.equal(closedIn.bytesFromApp, 50 * MB, 'inbound log counts bytes from the app')
   t.equal(closedOut.bytesFromApp, 50 * MB, 'outbound log counts bytes from the app')
   t.equal(closedIn.reason, 'eof')
+  t.match(closedIn, { source: 'web', destination: 'db', intention: 'web => db' }, 'the close line is a complete access-log line')
+  t.match(closedOut, { peer: /\/svc\/db$/ })
   const opened = db.sink.msgs('conn opened')
   t.equal(opened.length, 1, 'one opened line inbound')
   t.match(opened[0], { source: 'web', destination: 'db', intention: 'web => db', peer: `spiffe://${'11111111-2222-3333-4444-555555555555.consul'}/ns/default/dc/dc1/svc/web` })
