@@ -125,3 +125,87 @@ function serial (): string {
   b[0] = b[0]! & 0x7f | 0x01
   return b.toString('hex')
 }
+
+/**
+ * Cross-sign `root` with `signer` (Consul's root rotation): same subject,
+ * public key and extensions as `root`, issued by `signer`. Peers that trust
+ * only the signer's root accept chains that carry this certificate.
+ */
+export async function crossSign (signer: IssuedCert, rootPem: string): Promise<string> {
+  const signerCert = new x509.X509Certificate(signer.certPem)
+  const root = new x509.X509Certificate(rootPem)
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: root.subject,
+    issuer: signerCert.subject,
+    notBefore: root.notBefore,
+    notAfter: new Date(Math.min(root.notAfter.getTime(), signerCert.notAfter.getTime())),
+    publicKey: root.publicKey,
+    signingKey: await importKey(signer.keyPem),
+    signingAlgorithm: SIGN_ALG,
+    extensions: [
+      ...root.extensions.filter(e => e.type !== x509.AuthorityKeyIdentifierExtension.NAME && e.type !== '2.5.29.35'),
+      await x509.AuthorityKeyIdentifierExtension.create(signerCert.publicKey)
+    ]
+  })
+  return cert.toString('pem') + '\n'
+}
+
+/** Options of {@link signCsr}. */
+export interface SignCsrOptions {
+  ca: IssuedCert
+  csrPem: string
+  /** The only URI SAN the leaf may carry; the CSR's must equal it when present. */
+  spiffeId: string
+  commonName: string
+  notAfter: Date
+}
+
+/**
+ * Sign a PKCS#10 request: the workload keeps its private key. The CSR's
+ * signature must verify; the leaf gets our SVID shape whatever the CSR asks for.
+ */
+export async function signCsr (opts: SignCsrOptions): Promise<string> {
+  let csr: x509.Pkcs10CertificateRequest
+  try {
+    csr = new x509.Pkcs10CertificateRequest(opts.csrPem)
+  } catch (err) {
+    throw new CertificateError('CSR: not a PEM "CERTIFICATE REQUEST" (PKCS#10)', { cause: err })
+  }
+  if (!await csr.verify()) throw new CertificateError('CSR: its signature does not verify (corrupted, or not signed by its own key)')
+  const san = csr.getExtension('2.5.29.17') as x509.SubjectAlternativeNameExtension | null
+  const uris = san === null ? [] : san.names.items.filter((n: x509.GeneralName) => n.type === 'url').map((n: x509.GeneralName) => n.value)
+  if (uris.length > 0 && (uris.length !== 1 || uris[0] !== opts.spiffeId)) throw new CertificateError(`CSR asks for URI SAN ${uris.join(', ')}, but this CA issues ${opts.spiffeId} for it`)
+  const caCert = new x509.X509Certificate(opts.ca.certPem)
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${opts.commonName}`,
+    issuer: caCert.subject,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: opts.notAfter,
+    publicKey: csr.publicKey,
+    signingKey: await importKey(opts.ca.keyPem),
+    signingAlgorithm: SIGN_ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.spiffeId }]),
+      await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey)
+    ]
+  })
+  return cert.toString('pem') + '\n'
+}
+
+/** Make a CSR for a fresh P-256 key (tests, and workloads that use our CLI to request). */
+export async function createCsr (spiffeId: string, commonName: string): Promise<{ csrPem: string, keyPem: string }> {
+  const keys = await webcrypto.subtle.generateKey(KEY_ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${commonName}`,
+    keys,
+    signingAlgorithm: SIGN_ALG,
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])]
+  })
+  return { csrPem: csr.toString('pem') + '\n', keyPem: await exportKey(keys.privateKey) }
+}

@@ -65,6 +65,7 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--drain-timeout <duration>', 'on SIGTERM, how long live connections may finish (default 15s)')
     .option('--admin <host:port|off>', 'admin HTTP server: /ready /healthz /metrics /config /certs /intentions (default 127.0.0.1:19000, env MESH_PROXY_ADMIN)')
     .option('--max-connections <n>', 'per listener; over it new connections are refused and counted (default 0 = unlimited)')
+    .option('--leaf-ttl <duration>', 'lifetime of leaves this sidecar issues itself when the mesh dir holds the CA (default 72h)')
     .option('--dry-run', 'print the effective configuration and exit (checks flags and --config)')
     .addHelpText('after', RUN_HELP)
     .action(async (opts: Record<string, unknown>) => done(runSidecar(opts)))

@@ -45,6 +45,7 @@ export const FIELDS: readonly Field[] = [
   { key: 'enforceOnChange', flag: '--enforce-on-change', kind: 'bool' },
   { key: 'admin', flag: '--admin', kind: 'hostport', env: 'MESH_PROXY_ADMIN' },
   { key: 'maxConnections', flag: '--max-connections', kind: 'string' },
+  { key: 'leafTtl', flag: '--leaf-ttl', kind: 'duration' },
   { key: 'handshakeTimeout', flag: '--handshake-timeout', kind: 'duration' },
   { key: 'connectTimeout', flag: '--connect-timeout', kind: 'duration' },
   { key: 'idleTimeout', flag: '--idle-timeout', kind: 'duration' },
@@ -217,6 +218,7 @@ export function resolveConfig (src: ConfigSources): Config {
     unsafeTarget,
     enforceOnChange,
     admin: admin === undefined ? parseHostPort(DEFAULT_ADMIN, '--admin') : admin,
+    leafTtlMs: get('leafTtl', parseDuration) ?? 72 * 3_600_000,
     maxConnections
   })
 }

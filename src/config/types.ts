@@ -55,6 +55,8 @@ export interface Config {
   readonly enforceOnChange: boolean
   /** Admin HTTP listener (/ready, /metrics, ...); null when `--admin off`. */
   readonly admin: HostPort | null
+  /** Lifetime of leaves the sidecar issues itself (mesh dir holding the CA). */
+  readonly leafTtlMs: number
   /** Per listener; 0 = unlimited. Over the limit a new connection is refused with a log line and a count. */
   readonly maxConnections: number
 }

@@ -3,6 +3,8 @@
  *
  *   mesh.json                 { trustDomain, datacenter }
  *   ca/root.pem, ca/root.key  the CA (key 0600); present only where certs are issued
+ *   ca/cross-signed.pem       during a root rotation: the new root signed by the old one
+ *   ca/previous/<serial>.pem  roots that were replaced (still in the bundle until retired)
  *   bundle.pem                trust bundle: every root sidecars must trust
  *   certs/<svc>.pem|.key      leaf SVID (+ chain) and key (0600) per service
  *   intentions.json           the intentions document (see intentions/store.ts)
@@ -20,6 +22,8 @@ export interface MeshLayout {
   readonly settings: string
   readonly caCert: string
   readonly caKey: string
+  readonly crossSigned: string
+  readonly previous: string
   readonly bundle: string
   readonly intentions: string
   readonly catalog: string
@@ -34,6 +38,8 @@ export function meshLayout (root: string): MeshLayout {
     settings: join(root, 'mesh.json'),
     caCert: join(root, 'ca', 'root.pem'),
     caKey: join(root, 'ca', 'root.key'),
+    crossSigned: join(root, 'ca', 'cross-signed.pem'),
+    previous: join(root, 'ca', 'previous'),
     bundle: join(root, 'bundle.pem'),
     intentions: join(root, 'intentions.json'),
     catalog: join(root, 'catalog'),

@@ -7,9 +7,8 @@ import { readFile, access } from 'node:fs/promises'
 import { CertificateError, errorCode, toError } from '../errors.js'
 import { bundleFromPem, type TrustBundle } from '../identity/bundle.js'
 import { parseOwnSvid, type OwnSvid } from '../identity/svid.js'
-import { toConsulService, consulServiceId } from '../identity/spiffe-id.js'
-import { issueCert } from '../ca/issue.js'
-import { writeFileAtomic } from '../fsutil/atomic.js'
+import { toConsulService } from '../identity/spiffe-id.js'
+import { issueLeaf, DEFAULT_LEAF_TTL_MS } from '../ca/store.js'
 import type { MeshLayout, MeshSettings } from '../meshdir/layout.js'
 
 /** Our SVID and the bundle we verify peers with. */
@@ -39,16 +38,10 @@ export async function loadFromFiles (files: { cert: string, key: string, ca: str
 }
 
 /** Load from the mesh dir, issuing a leaf for `service` if the dir holds a CA and there is none yet. */
-export async function loadFromMeshDir (layout: MeshLayout, settings: MeshSettings, service: string): Promise<Material> {
+export async function loadFromMeshDir (layout: MeshLayout, settings: MeshSettings, service: string, leafTtlMs = DEFAULT_LEAF_TTL_MS): Promise<Material> {
   const certPath = layout.certFor(service)
   const keyPath = layout.keyFor(service)
-  if (!await exists(certPath) && await exists(layout.caKey)) {
-    const ca = { certPem: await readText(layout.caCert, 'mesh dir CA'), keyPem: await readText(layout.caKey, 'mesh dir CA key') }
-    const id = consulServiceId({ trustDomain: settings.trustDomain, datacenter: settings.datacenter, service })
-    const leaf = await issueCert({ ca, uris: [id.uri], commonName: service, dnsNames: [service] })
-    await writeFileAtomic(keyPath, leaf.keyPem, 0o600)
-    await writeFileAtomic(certPath, leaf.certPem)
-  }
+  if (!await exists(certPath) && await exists(layout.caKey)) await issueLeaf(layout, settings, service, leafTtlMs)
   if (!await exists(certPath)) throw new CertificateError(`mesh dir ${layout.root} has no certificate for ${service} (${certPath}) and no CA to issue one; run "mesh-proxy cert issue ${service} --mesh-dir ${layout.root}"`)
   const [certPem, keyPem, bundlePem] = await Promise.all([readText(certPath, 'mesh dir certificate'), readText(keyPath, 'mesh dir key'), readText(layout.bundle, 'mesh dir bundle')])
   const svid = parseOwnSvid(certPem, keyPem, { cert: certPath, key: keyPath })

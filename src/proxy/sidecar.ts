@@ -20,14 +20,16 @@ import { toConsulService } from '../identity/spiffe-id.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { InboundListener } from './inbound.js'
 import { UpstreamListener } from './outbound.js'
-import { loadFromFiles, loadFromMeshDir } from './material.js'
-import { buildTlsState, type TlsState } from './tls-context.js'
+import { CertManager } from './cert-manager.js'
+import type { TlsState } from './tls-context.js'
 
 /** What a sidecar needs besides its config. */
 export interface SidecarOptions {
   readonly config: Config
   readonly logger: Logger
   readonly metrics?: Metrics
+  /** After a root change, re-issue our leaf within a random delay below this (default 30 s). */
+  readonly rootChangeJitterMs?: number
 }
 
 /** Lifecycle state, as /ready reports it. */
@@ -54,12 +56,14 @@ export class Sidecar {
   #destroying = false
   #state: SidecarState = 'starting'
   #startError: string | undefined
-  #material: { layout: ReturnType<typeof meshLayout> | null, settings: MeshSettings | null } = { layout: null, settings: null }
+  #certs: CertManager | undefined
+  readonly #rootChangeJitterMs: number | undefined
 
   constructor (opts: SidecarOptions) {
     this.#cfg = opts.config
     this.#log = opts.logger
     this.#metrics = opts.metrics ?? noopMetrics
+    this.#rootChangeJitterMs = opts.rootChangeJitterMs
   }
 
   /** The current TLS generation (after start). */
@@ -110,22 +114,7 @@ export class Sidecar {
    */
   async reload (): Promise<void> {
     await this.#intentions?.reload()
-    try {
-      const material = await this.#loadMaterial()
-      this.#tls = buildTlsState(material.svid, material.bundle)
-      this.#inbound?.setTls(this.#tls)
-      this.#metrics.certExpiry(material.svid.id.uri, Math.floor(material.svid.chain[0]!.notAfter.getTime() / 1000))
-      this.#log.info({ spiffeId: material.svid.id.uri, serial: material.svid.chain[0]!.serial, notAfter: material.svid.chain[0]!.notAfter.toISOString() }, 'certificates reloaded')
-    } catch (err) {
-      this.#log.error({ err: err instanceof Error ? err.message : String(err) }, 'certificate reload failed; keeping the current certificates')
-    }
-  }
-
-  async #loadMaterial (): Promise<Awaited<ReturnType<typeof loadFromFiles>>> {
-    const cfg = this.#cfg
-    return cfg.certFile !== null
-      ? await loadFromFiles({ cert: cfg.certFile, key: cfg.keyFile!, ca: cfg.caFile! }, cfg.service)
-      : await loadFromMeshDir(this.#material.layout!, this.#material.settings!, cfg.service)
+    await this.#certs?.reload('SIGHUP')
   }
 
   async #start (): Promise<SidecarAddresses> {
@@ -133,10 +122,19 @@ export class Sidecar {
     const layout = cfg.meshDir === null ? null : meshLayout(cfg.meshDir)
     let settings: MeshSettings | null = null
     if (layout !== null) settings = await readMeshSettings(layout)
-    this.#material = { layout, settings }
-    const material = await this.#loadMaterial()
-    this.#tls = buildTlsState(material.svid, material.bundle)
-    this.#metrics.certExpiry(material.svid.id.uri, Math.floor(material.svid.chain[0]!.notAfter.getTime() / 1000))
+    this.#certs = new CertManager({
+      source: cfg.certFile !== null ? { kind: 'files', cert: cfg.certFile, key: cfg.keyFile!, ca: cfg.caFile! } : { kind: 'mesh', layout: layout!, settings: settings! },
+      service: cfg.service,
+      logger: this.#log,
+      metrics: this.#metrics,
+      leafTtlMs: cfg.leafTtlMs,
+      ...(this.#rootChangeJitterMs === undefined ? {} : { rootChangeJitterMs: this.#rootChangeJitterMs }),
+      onChange: state => {
+        this.#tls = state
+        this.#inbound?.setTls(state)
+      }
+    })
+    const material = await this.#certs.start()
     const own = toConsulService(material.svid.id)!
     const datacenter = cfg.datacenter ?? own.datacenter ?? settings?.datacenter ?? DEFAULT_DATACENTER
     const getTls = (): TlsState => this.#tls!
@@ -202,6 +200,7 @@ export class Sidecar {
       if (this.#destroying) await Promise.all(listeners.map(l => l.destroy()))
       else await Promise.all(listeners.map(l => l.close()))
       this.#intentions?.close()
+      this.#certs?.close()
       this.#catalog?.close()
       this.#state = 'stopped'
       this.#log.info({ service: this.#cfg.service }, 'sidecar stopped')
