@@ -6,7 +6,12 @@
 import { readFile, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createRootCa, issueCert } from '../ca/issue.js'
-import { consulServiceId, parseTrustDomain } from '../identity/spiffe-id.js'
+import { consulServiceId, parseTrustDomain, parseSpiffeId, toConsulService } from '../identity/spiffe-id.js'
+import { certsFromPem } from '../identity/x509.js'
+import { LEAF_RULES, checkSigningCert } from '../identity/svid.js'
+import { bundleFromPem } from '../identity/bundle.js'
+import { formatSpiffeBundle } from '../identity/spiffe-bundle.js'
+import { rotateRoot, retireOldRoots, signServiceCsr, issueLeaf } from '../ca/store.js'
 import { meshLayout, readMeshSettings, writeMeshSettings } from '../meshdir/layout.js'
 import { writeFileAtomic } from '../fsutil/atomic.js'
 import { exists, DEV_SERVICES } from '../meshdir/seed.js'
@@ -36,13 +41,8 @@ export async function caInit (o: { meshDir: string, trustDomain?: string, datace
 export async function certIssue (service: string, o: { meshDir: string, ttl?: string }, say: (l: string) => void): Promise<number> {
   const layout = meshLayout(o.meshDir)
   const settings = await readMeshSettings(layout)
-  if (!await exists(layout.caKey)) throw new CertificateError(`${layout.caKey} is missing: this mesh dir has no CA signer (run "mesh-proxy ca init --mesh-dir ${o.meshDir}")`)
-  const ttlMs = parseDuration(o.ttl ?? '72h', '--ttl')
-  const ca = { certPem: await readFile(layout.caCert, 'utf8'), keyPem: await readFile(layout.caKey, 'utf8') }
+  await issueLeaf(layout, settings, service, parseDuration(o.ttl ?? '72h', '--ttl'))
   const id = consulServiceId({ trustDomain: settings.trustDomain, datacenter: settings.datacenter, service })
-  const leaf = await issueCert({ ca, uris: [id.uri], commonName: service, dnsNames: [service], notAfter: new Date(Date.now() + ttlMs) })
-  await writeFileAtomic(layout.keyFor(service), leaf.keyPem, 0o600)
-  await writeFileAtomic(layout.certFor(service), leaf.certPem)
   say(`issued ${id.uri} -> ${layout.certFor(service)} (key ${layout.keyFor(service)}, mode 0600)`)
   return 0
 }
@@ -69,5 +69,80 @@ export async function genDevCerts (dir: string, say: (l: string) => void): Promi
   }
   await writeFileAtomic(join(dir, 'intentions.json'), JSON.stringify(intentions, null, 2) + '\n')
   say(`wrote dev CA (${DEV_TRUST_DOMAIN}), leaves for ${DEV_SERVICES.join(', ')} and intentions to ${dir}`)
+  return 0
+}
+
+/** `cert sign --csr file --service name`: sign a CSR; the workload's key never leaves it. */
+export async function certSign (o: { meshDir: string, csr: string, service: string, ttl?: string, out?: string }, say: (l: string) => void): Promise<number> {
+  const layout = meshLayout(o.meshDir)
+  const settings = await readMeshSettings(layout)
+  let csrPem: string
+  try { csrPem = await readFile(o.csr, 'utf8') } catch (err) { throw new ConfigError('--csr', `cannot read ${o.csr}: ${(err as Error).message}`) }
+  const pem = await signServiceCsr(layout, settings, o.service, csrPem, parseDuration(o.ttl ?? '72h', '--ttl'))
+  if (o.out === undefined) say(pem.trimEnd())
+  else { await writeFileAtomic(o.out, pem); say(`signed ${o.csr} for ${o.service} -> ${o.out}`) }
+  return 0
+}
+
+/** `cert inspect file.pem`: identity, validity and every SVID rule; exit 1 if any fails. */
+export async function certInspect (file: string, say: (l: string) => void): Promise<number> {
+  const chain = certsFromPem(await readFile(file, 'utf8'), file)
+  const leaf = chain[0]!
+  const now = Date.now()
+  const validity = now < leaf.notBefore.getTime() ? 'NOT YET VALID' : now > leaf.notAfter.getTime() ? 'EXPIRED' : 'valid now'
+  let consul = ''
+  try {
+    const c = toConsulService(parseSpiffeId(leaf.uris[0] ?? ''))
+    if (c !== null) consul = `service ${c.service} (namespace ${c.namespace}, datacenter ${c.datacenter}, trust domain ${c.trustDomain})`
+  } catch { /* reported by the checks below */ }
+  say(`file:        ${file} (${chain.length} certificate${chain.length === 1 ? '' : 's'})`)
+  say(`spiffe id:   ${leaf.uris.join(', ') || '(none)'}`)
+  if (consul !== '') say(`identity:    ${consul}`)
+  say(`serial:      ${leaf.serial}`)
+  say(`subject:     ${leaf.subject}`)
+  say(`issuer:      ${leaf.issuer}`)
+  say(`not before:  ${leaf.notBefore.toISOString()}`)
+  say(`not after:   ${leaf.notAfter.toISOString()} (${validity})`)
+  say('checks:')
+  let failed = 0
+  for (const rule of LEAF_RULES) {
+    const f = rule.check(leaf)
+    if (f !== null) failed++
+    say(`  ${f === null ? 'ok  ' : 'FAIL'} ${rule.describe}${f === null ? '' : ': ' + f}`)
+  }
+  for (const [i, c] of chain.slice(1).entries()) {
+    let f: string | null = null
+    try { checkSigningCert(c) } catch (err) { f = (err as Error).message; failed++ }
+    say(`  ${f === null ? 'ok  ' : 'FAIL'} chain[${i + 1}] ${c.subject} is a CA with keyCertSign${f === null ? '' : ': ' + f}`)
+  }
+  if (validity !== 'valid now') failed++
+  say(`  ${validity === 'valid now' ? 'ok  ' : 'FAIL'} within its validity period`)
+  return failed === 0 ? 0 : 1
+}
+
+/** `ca rotate`: a new root, cross-signed by the old one; both trusted until `ca retire-old`. */
+export async function caRotate (o: { meshDir: string }, say: (l: string) => void): Promise<number> {
+  const layout = meshLayout(o.meshDir)
+  const r = await rotateRoot(layout, await readMeshSettings(layout))
+  say(`rotated root ${r.oldSerial} -> ${r.newSerial}; the bundle trusts both, new leaves carry the cross-signed root; sidecars with the signer re-issue their leaves within 30 s. Run "mesh-proxy ca retire-old" once every leaf has rotated (after more than twice the leaf TTL).`)
+  return 0
+}
+
+/** `ca retire-old`: drop replaced roots from the bundle. */
+export async function caRetireOld (o: { meshDir: string }, say: (l: string) => void): Promise<number> {
+  const n = await retireOldRoots(meshLayout(o.meshDir))
+  say(`removed ${n} old root${n === 1 ? '' : 's'} from the bundle`)
+  return 0
+}
+
+/** `ca bundle --format spiffe|pem`: print the trust bundle. */
+export async function caBundle (o: { meshDir: string, format?: string }, say: (l: string) => void): Promise<number> {
+  const layout = meshLayout(o.meshDir)
+  const settings = await readMeshSettings(layout)
+  const pem = await readFile(layout.bundle, 'utf8')
+  const format = o.format ?? 'pem'
+  if (format === 'pem') { say(bundleFromPem(pem, settings.trustDomain, layout.bundle).pem.trimEnd()); return 0 }
+  if (format !== 'spiffe') throw new ConfigError('--format', `must be "spiffe" or "pem", got ${JSON.stringify(format)}`)
+  say(formatSpiffeBundle(bundleFromPem(pem, settings.trustDomain, layout.bundle), settings.trustDomain).trimEnd())
   return 0
 }

@@ -6,7 +6,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { MeshProxyError, toError } from '../errors.js'
 import { runSidecar, validateConfigFile } from './run.js'
 import { runDemo } from './demo.js'
-import { caInit, certIssue, genDevCerts } from './certs.js'
+import { caBundle, caInit, caRetireOld, caRotate, certInspect, certIssue, certSign, genDevCerts } from './certs.js'
 import { intentionCheck, intentionCreate, intentionDefaultPolicy, intentionDelete, intentionGet, intentionList, intentionMatch } from './intention.js'
 import { CERTS_DEV_DIR } from '../meshdir/seed.js'
 
@@ -90,11 +90,34 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--datacenter <dc>', 'datacenter for issued identities', 'dc1')
     .action(async (o: { meshDir: string, trustDomain?: string, datacenter?: string }) => done(caInit(o, out)))
 
-  p.command('cert').description('leaf certificates').command('issue <service>')
-    .description('issue a leaf SVID for a service from the mesh dir\'s CA')
+  ca.command('rotate').description('new root, cross-signed by the old one; both trusted during the transition')
+    .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
+    .action(async (o: { meshDir: string }) => done(caRotate(o, out)))
+  ca.command('retire-old').description('drop replaced roots from the bundle (after every leaf has rotated)')
+    .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
+    .action(async (o: { meshDir: string }) => done(caRetireOld(o, out)))
+  ca.command('bundle').description('print the trust bundle')
+    .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
+    .addOption(new Option('--format <format>', 'spiffe (JWKS, SPIFFE bundle format) or pem').choices(['spiffe', 'pem']).default('pem'))
+    .action(async (o: { meshDir: string, format?: string }) => done(caBundle(o, out)))
+
+  const cert = p.command('cert').description('leaf certificates')
+  cert.command('issue <service>')
+    .description('issue a leaf SVID (and key, 0600) for a service from the mesh dir\'s CA')
     .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
     .option('--ttl <duration>', 'lifetime', '72h')
     .action(async (service: string, o: { meshDir: string, ttl?: string }) => done(certIssue(service, o, out)))
+  cert.command('sign')
+    .description('sign a CSR for a service: the private key never leaves the workload')
+    .requiredOption('--csr <file>', 'PKCS#10 request (PEM)')
+    .requiredOption('--service <name>', 'the service the leaf is for')
+    .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
+    .option('--ttl <duration>', 'lifetime', '72h')
+    .option('--out <file>', 'write the certificate here instead of stdout')
+    .action(async (o: { meshDir: string, csr: string, service: string, ttl?: string, out?: string }) => done(certSign(o, out)))
+  cert.command('inspect <file>')
+    .description('SPIFFE ID, serial, validity, issuer and every SVID check (exit 1 if one fails)')
+    .action(async (file: string) => done(certInspect(file, out)))
 
   const ixn = p.command('intention').description('intentions: who may connect to whom (Consul words: -allow, -deny)')
   const meshDirOpt = (): Option => new Option('--mesh-dir <dir>', 'mesh dir (env MESH_DIR)').default(process.env.MESH_DIR ?? './mesh')

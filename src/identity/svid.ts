@@ -9,26 +9,51 @@ import { CertificateError, PeerIdentityError, SpiffeIdError } from '../errors.js
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.js'
 import { KeyUsage, certsFromPem, pemBlocks, type CertFacts } from './x509.js'
 
+/** One X.509-SVID leaf rule: a metric-friendly reason and a check returning the failure text or null. */
+export interface LeafRule {
+  readonly reason: string
+  readonly describe: string
+  readonly check: (leaf: CertFacts) => string | null
+}
+
+/** The leaf rules in go-spiffe's order; checkLeaf stops at the first failure, `cert inspect` shows them all. */
+export const LEAF_RULES: readonly LeafRule[] = [
+  { reason: 'no_uri_san', describe: 'has a URI SAN', check: l => l.uris.length === 0 ? 'certificate contains no URI SAN' : null },
+  { reason: 'multiple_uri_san', describe: 'exactly one URI SAN', check: l => l.uris.length > 1 ? `certificate contains more than one URI SAN (${l.uris.length})` : null },
+  {
+    reason: 'bad_spiffe_id',
+    describe: 'URI SAN is a valid SPIFFE ID',
+    check: l => {
+      if (l.uris.length !== 1) return null
+      try { parseSpiffeId(l.uris[0]!); return null } catch (err) {
+        return `URI SAN is not a valid SPIFFE ID: ${err instanceof SpiffeIdError ? err.message : String(err)}`
+      }
+    }
+  },
+  {
+    reason: 'root_path',
+    describe: 'SPIFFE ID has a non-root path',
+    check: l => {
+      if (l.uris.length !== 1) return null
+      try { return parseSpiffeId(l.uris[0]!).path === '' ? `leaf certificate SPIFFE ID ${l.uris[0]!} must have a non-root path` : null } catch { return null }
+    }
+  },
+  { reason: 'leaf_is_ca', describe: 'not a CA (basicConstraints CA:FALSE)', check: l => l.isCA ? 'leaf certificate must not have CA flag set to true' : null },
+  { reason: 'no_digital_signature', describe: 'keyUsage has digitalSignature', check: l => (l.keyUsage & KeyUsage.digitalSignature) === 0 ? "leaf certificate must have 'digitalSignature' set as key usage" : null },
+  { reason: 'key_cert_sign', describe: 'keyUsage has no keyCertSign', check: l => (l.keyUsage & KeyUsage.keyCertSign) !== 0 ? "leaf certificate must not have 'keyCertSign' set as key usage" : null },
+  { reason: 'crl_sign', describe: 'keyUsage has no cRLSign', check: l => (l.keyUsage & KeyUsage.cRLSign) !== 0 ? "leaf certificate must not have 'cRLSign' set as key usage" : null }
+]
+
 /**
  * Check a leaf certificate against the SVID leaf rules; return its SPIFFE ID.
  * The error's `reason` is a short label for metrics and logs.
  */
 export function checkLeaf (leaf: CertFacts): SpiffeId {
-  if (leaf.uris.length === 0) throw new PeerIdentityError('no_uri_san', 'certificate contains no URI SAN')
-  if (leaf.uris.length > 1) throw new PeerIdentityError('multiple_uri_san', `certificate contains more than one URI SAN (${leaf.uris.length})`)
-  let id: SpiffeId
-  try {
-    id = parseSpiffeId(leaf.uris[0]!)
-  } catch (err) {
-    const why = err instanceof SpiffeIdError ? err.message : String(err)
-    throw new PeerIdentityError('bad_spiffe_id', `URI SAN is not a valid SPIFFE ID: ${why}`)
+  for (const rule of LEAF_RULES) {
+    const failure = rule.check(leaf)
+    if (failure !== null) throw new PeerIdentityError(rule.reason, failure)
   }
-  if (id.path === '') throw new PeerIdentityError('root_path', `leaf certificate SPIFFE ID ${id.uri} must have a non-root path`)
-  if (leaf.isCA) throw new PeerIdentityError('leaf_is_ca', 'leaf certificate must not have CA flag set to true')
-  if ((leaf.keyUsage & KeyUsage.digitalSignature) === 0) throw new PeerIdentityError('no_digital_signature', "leaf certificate must have 'digitalSignature' set as key usage")
-  if ((leaf.keyUsage & KeyUsage.keyCertSign) !== 0) throw new PeerIdentityError('key_cert_sign', "leaf certificate must not have 'keyCertSign' set as key usage")
-  if ((leaf.keyUsage & KeyUsage.cRLSign) !== 0) throw new PeerIdentityError('crl_sign', "leaf certificate must not have 'cRLSign' set as key usage")
-  return id
+  return parseSpiffeId(leaf.uris[0]!)
 }
 
 /** Check a certificate that signs others (intermediate) in an SVID chain. */
