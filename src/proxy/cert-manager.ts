@@ -87,6 +87,12 @@ export class CertManager {
       try {
         const material = await this.#load()
         const before = this.#state?.svid.chain[0]?.serial
+        if (this.#state !== undefined && sameMaterial(this.#state, material)) {
+          this.#o.logger.debug({ why }, 'certificates unchanged')
+          // The CA may have changed even though our files did not: re-check the schedule.
+          await this.#schedule(material)
+          return
+        }
         this.#install(material)
         const leaf = material.svid.chain[0]!
         this.#o.logger.info({ why, spiffeId: material.svid.id.uri, serial: leaf.serial, previousSerial: before, notAfter: leaf.notAfter.toISOString(), roots: material.bundle.roots.length }, 'certificates reloaded')
@@ -176,4 +182,11 @@ export class CertManager {
     clearTimeout(this.#renewTimer)
     clearTimeout(this.#expiryTimer)
   }
+}
+
+/** Same leaf, same chain, same roots: nothing to swap. */
+function sameMaterial (cur: TlsState, next: Material): boolean {
+  const fp = (xs: ReadonlyArray<{ fingerprint256: string }>): string => xs.map(x => x.fingerprint256).join()
+  return fp(cur.svid.chain) === fp(next.svid.chain) &&
+    fp(cur.bundle.roots.map(r => r.cert)) === fp(next.bundle.roots.map(r => r.cert))
 }

@@ -68,7 +68,9 @@ export class InboundListener {
       ...this.#opts.tls().serverOptions,
       requestCert: true,
       rejectUnauthorized: true,
-      allowHalfOpen: true,
+      // Not allowHalfOpen here: during the handshake a peer's EOF must end the
+      // attempt at once (with allowHalfOpen Node ignores it until our deadline).
+      // Half-close is switched on per socket once the handshake is done.
       // Node's own inactivity-based handshake timer stays a backstop behind ours (handshake.ts).
       handshakeTimeout: timeouts.handshakeTimeoutMs + 1000
     })
@@ -103,10 +105,12 @@ export class InboundListener {
   #onTlsError (err: Error, sock: TLSSocket): void {
     const authz = (sock as TLSSocket & { authorizationError?: string }).authorizationError
     const cause = (err as Error & { cause?: unknown }).cause
-    const reason = authz ?? errorCode(cause) ?? errorCode(err) ?? 'tls_error'
+    // When our own leaf has expired, every peer hangs up on us: say so, loudly.
+    const ownExpired = this.#opts.tls().svid.chain[0]!.notAfter.getTime() < Date.now()
+    const reason = ownExpired ? 'own_certificate_expired' : authz ?? errorCode(cause) ?? errorCode(err) ?? 'tls_error'
     this.#metrics.handshakeFailure(reason)
     this.#metrics.connection('inbound', 'tls_error')
-    const level = isRoutineCloseError(err) && authz === undefined ? 'debug' : 'warn'
+    const level = isRoutineCloseError(err) && authz === undefined && !ownExpired ? 'debug' : 'warn'
     this.#opts.logger[level]({ listener: 'inbound', reason, err: err.message }, 'conn rejected')
   }
 
@@ -116,6 +120,7 @@ export class InboundListener {
     this.#handshakes.delete(key)
     // Until the relay owns the socket, a peer reset must not become an uncaught 'error'.
     sock.on('error', ignore)
+    sock.allowHalfOpen = true
     const state = this.#opts.tls()
     const log = this.#opts.logger.child({ conn: `in-${++nextConnId}`, listener: 'inbound' })
     let source: ServiceRef

@@ -109,7 +109,7 @@ export class UpstreamListener {
       const instance = instances[(start + k) % instances.length]!
       let raw: Socket
       try {
-        raw = await dial(instance, this.#opts.timeouts.connectTimeoutMs)
+        raw = await dial(instance, this.#opts.timeouts.connectTimeoutMs, false)
       } catch (err) {
         last = toError(err)
         this.#metrics.upstreamConnectError(this.#opts.upstream)
@@ -156,6 +156,7 @@ export class UpstreamListener {
       tls.once('secureConnect', () => {
         cancel()
         tls.off('error', onError)
+        tls.allowHalfOpen = true // independent half-close from here on (see relay.ts)
         resolve({ tls, peerId })
       })
     })

@@ -91,7 +91,7 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
   }
 
   for (const [s, other] of [[a, b], [b, a]] as const) {
-    s.once('end', onEnd(other))
+    if (!s.readableEnded) s.once('end', onEnd(other))
     s.on('error', onError)
     s.once('close', onClose)
     if (opts.idleTimeoutMs > 0) {
@@ -104,7 +104,11 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
     lifeTimer = setTimeout(() => teardown('max_lifetime'), opts.maxConnLifetimeMs)
     lifeTimer.unref()
   }
-  // A socket that closed before the relay started will not emit 'close' again.
+  // Events that happened before the relay started will not be emitted again:
+  // a peer that sent its EOF during the TLS handshake (Node reads ahead to
+  // drive the handshake), or a socket that is already closed.
+  if (a.readableEnded) onEnd(b)()
+  if (b.readableEnded) onEnd(a)()
   for (const s of [a, b]) if (s.closed) onClose()
 
   return {

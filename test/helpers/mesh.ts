@@ -34,6 +34,7 @@ export async function makeMesh (t: T, services: string[] = ['web', 'db', 'billin
   await writeMeshSettings(layout, { trustDomain: TD, datacenter: 'dc1' })
   await mkdir(join(dir, 'ca'), { recursive: true })
   await writeFile(layout.caCert, ca.certPem)
+  await writeFile(layout.caKey, ca.keyPem, { mode: 0o600 })
   await writeFile(layout.bundle, ca.certPem)
   const leaf = async (service: string, o: { td?: string, dc?: string, ca?: IssuedCert, notBefore?: Date, notAfter?: Date } = {}): Promise<IssuedCert> => {
     const id = consulServiceId({ trustDomain: o.td ?? TD, datacenter: o.dc ?? 'dc1', service })
@@ -77,6 +78,11 @@ export class LogSink extends Writable {
     return new Promise(resolve => this.#waiters.push({ pred, resolve }))
   }
 
+  /** Resolve with the first line written from now on that matches `pred`. */
+  waitForNext (pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    return new Promise(resolve => this.#waiters.push({ pred, resolve }))
+  }
+
   /** Lines whose msg is `msg`. */
   msgs (msg: string): Array<Record<string, unknown>> { return this.lines.filter(l => l.msg === msg) }
 }
@@ -97,11 +103,11 @@ export interface TestSidecar {
 }
 
 /** Start a sidecar from CLI-shaped flags; closes at teardown and asserts no leaked connections. */
-export async function startSidecar (t: T, flags: Record<string, unknown>): Promise<TestSidecar> {
+export async function startSidecar (t: T, flags: Record<string, unknown>, extra: { rootChangeJitterMs?: number } = {}): Promise<TestSidecar> {
   const config = resolveConfig({ flags, env: {}, file: null })
   const { logger, sink } = captureLogger()
   const metrics = new MetricsRegistry()
-  const sidecar = new Sidecar({ config, logger, metrics })
+  const sidecar = new Sidecar({ config, logger, metrics, ...extra })
   const addrs = await sidecar.start()
   t.teardown(() => sidecar.destroy())
   const stop = async (): Promise<void> => {

@@ -55,3 +55,23 @@ t.test('app half-closes first; the client can still send', async t => {
   await web.stop()
   await db.stop()
 })
+
+t.test('a peer that ends right after the handshake is not left hanging', async t => {
+  // The EOF can arrive while Node is still reading to finish the handshake,
+  // before the relay is attached; the relay must notice it all the same.
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, s => { s.pipe(s) })
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir })
+  const web = await mesh.leaf('web')
+  const { connect: tlsConnect } = await import('node:tls')
+  for (let i = 0; i < 5; i++) {
+    const s = tlsConnect({ port: db.addrs.inbound!.port, host: '127.0.0.1', servername: 'db', ca: mesh.ca.certPem, cert: web.certPem, key: web.keyPem }, () => { s.end() })
+    s.resume()
+    await once(s, 'close')
+  }
+  const closed = await db.sink.waitFor(l => l.msg === 'conn closed')
+  t.equal(closed.reason, 'eof')
+  await db.stop()
+  t.same(db.sink.msgs('conn closed').map(l => l.reason), Array(5).fill('eof'), 'every connection closed on its own EOF, none by the drain')
+})
