@@ -58,8 +58,8 @@ export class AdminServer {
       case '/certs':
         return json(res, 200, this.#certs())
       case '/intentions': {
-        const src = this.#sidecar.intentions
-        return src === undefined ? json(res, 404, { error: 'no inbound listener, so no intentions are loaded' }) : json(res, 200, src.doc)
+        const doc = this.#sidecar.intentionsDoc
+        return doc === undefined ? json(res, 404, { error: 'no inbound listener, so no intentions are loaded' }) : json(res, 200, doc)
       }
       default:
         return json(res, 404, { error: `unknown path ${path}`, paths: ['/ready', '/healthz', '/metrics', '/config', '/certs', '/intentions'] })

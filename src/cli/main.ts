@@ -18,6 +18,9 @@ Examples:
   # web's sidecar: the app connects to 127.0.0.1:9191 to reach db (found in the mesh dir catalog)
   mesh-proxy run --service web --listen 127.0.0.1:21001 --to 127.0.0.1:8080 --upstream db:9191 --mesh-dir ./mesh
 
+  # Consul as the control plane: leaf, roots, intentions and upstreams from the local agent
+  CONSUL_HTTP_ADDR=127.0.0.1:8500 mesh-proxy run --service web --control-plane consul --upstream db:9191
+
   # no mesh dir: plain PEM files and explicit upstream instances
   mesh-proxy run --service web --cert web.pem --key web.key --ca bundle.pem --upstream db:9191=10.0.0.5:21000,10.0.0.6:21000
 
@@ -65,6 +68,11 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--drain-timeout <duration>', 'on SIGTERM, how long live connections may finish (default 15s)')
     .option('--admin <host:port|off>', 'admin HTTP server: /ready /healthz /metrics /config /certs /intentions (default 127.0.0.1:19000, env MESH_PROXY_ADMIN)')
     .option('--max-connections <n>', 'per listener; over it new connections are refused and counted (default 0 = unlimited)')
+    .addOption(new Option('--control-plane <kind>', 'mesh (mesh dir or --cert/--key/--ca) or consul (the local agent)').choices(['mesh', 'consul']))
+    .option('--consul-addr <addr>', 'Consul agent: host:port, http(s)://host:port or unix:///path (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500)')
+    .option('--consul-token <token>', 'ACL token sent as X-Consul-Token (env CONSUL_HTTP_TOKEN)')
+    .option('--consul-token-file <file>', 'file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)')
+    .option('--consul-cacert <file>', 'CA certificate of an HTTPS agent (env CONSUL_CACERT)')
     .option('--leaf-ttl <duration>', 'lifetime of leaves this sidecar issues itself when the mesh dir holds the CA (default 72h)')
     .option('--dry-run', 'print the effective configuration and exit (checks flags and --config)')
     .addHelpText('after', RUN_HELP)

@@ -46,6 +46,11 @@ export const FIELDS: readonly Field[] = [
   { key: 'admin', flag: '--admin', kind: 'hostport', env: 'MESH_PROXY_ADMIN' },
   { key: 'maxConnections', flag: '--max-connections', kind: 'string' },
   { key: 'leafTtl', flag: '--leaf-ttl', kind: 'duration' },
+  { key: 'controlPlane', flag: '--control-plane', kind: 'string' },
+  { key: 'consulAddr', flag: '--consul-addr', kind: 'string', env: 'CONSUL_HTTP_ADDR' },
+  { key: 'consulToken', flag: '--consul-token', kind: 'string', env: 'CONSUL_HTTP_TOKEN' },
+  { key: 'consulTokenFile', flag: '--consul-token-file', kind: 'string', env: 'CONSUL_HTTP_TOKEN_FILE' },
+  { key: 'consulCacert', flag: '--consul-cacert', kind: 'string', env: 'CONSUL_CACERT' },
   { key: 'handshakeTimeout', flag: '--handshake-timeout', kind: 'duration' },
   { key: 'connectTimeout', flag: '--connect-timeout', kind: 'duration' },
   { key: 'idleTimeout', flag: '--idle-timeout', kind: 'duration' },
@@ -178,6 +183,15 @@ export function resolveConfig (src: ConfigSources): Config {
     if (timeouts[k] === 0) errors.push(new ConfigError(FIELDS.find(f => k.startsWith(f.key))!.flag, 'must be greater than 0'))
   }
 
+  const controlPlane = get('controlPlane', (v, w) => {
+    if (v !== 'mesh' && v !== 'consul') throw new ConfigError(w, `must be "mesh" (mesh dir or --cert/--key/--ca) or "consul", got ${JSON.stringify(v)}`)
+    return v
+  }) ?? 'mesh'
+  const consulAddr = get('consulAddr', str) ?? '127.0.0.1:8500'
+  const consulTokenFile = get('consulTokenFile', str) ?? null
+  const consulToken = get('consulToken', str) ?? null
+  const consulCacert = get('consulCacert', str) ?? null
+
   // Cross-field rules.
   if (listen !== null && to === undefined) errors.push(new ConfigError('--to', `is required with --listen: the local app address inbound connections go to (e.g. --to 127.0.0.1:8080)`))
   if (to !== undefined && !isLoopback(to.host) && !unsafeTarget) errors.push(new ConfigError('--to', `${to.host} is not a loopback address; the app target must be local (127.0.0.0/8, ::1, localhost) unless you pass --unsafe-target`))
@@ -187,9 +201,9 @@ export function resolveConfig (src: ConfigSources): Config {
     const missing = [['--cert', certFile], ['--key', keyFile], ['--ca', caFile]].filter(([, v]) => v === null).map(([f]) => f).join(', ')
     errors.push(new ConfigError(missing.split(',')[0]!, `--cert, --key and --ca go together; missing ${missing}`))
   }
-  if (!hasFiles && meshDir === null) errors.push(new ConfigError('--mesh-dir', 'no certificates: give --mesh-dir (or MESH_DIR) for the embedded control plane, or --cert, --key and --ca'))
+  if (!hasFiles && meshDir === null && controlPlane === 'mesh') errors.push(new ConfigError('--mesh-dir', 'no certificates: give --mesh-dir (or MESH_DIR) for the embedded control plane, or --cert, --key and --ca'))
   for (const u of upstreams) {
-    if (u.instances === null && meshDir === null) errors.push(new ConfigError('--upstream', `upstream ${u.service} has no instances: list them (${u.service}:${u.bind.port}=host:port,...) or give --mesh-dir so it resolves through the catalog`))
+    if (u.instances === null && meshDir === null && controlPlane === 'mesh') errors.push(new ConfigError('--upstream', `upstream ${u.service} has no instances: list them (${u.service}:${u.bind.port}=host:port,...) or give --mesh-dir so it resolves through the catalog`))
   }
   const ports = new Map<string, string>()
   for (const [what, hp] of [['--listen', listen] as const, ['--admin', admin ?? null] as const, ...upstreams.map(u => [`--upstream ${u.service}`, u.bind] as const)]) {
@@ -219,6 +233,8 @@ export function resolveConfig (src: ConfigSources): Config {
     enforceOnChange,
     admin: admin === undefined ? parseHostPort(DEFAULT_ADMIN, '--admin') : admin,
     leafTtlMs: get('leafTtl', parseDuration) ?? 72 * 3_600_000,
+    controlPlane,
+    consul: controlPlane === 'consul' ? { address: consulAddr, token: consulToken, tokenFile: consulTokenFile, caCertFile: consulCacert } : null,
     maxConnections
   })
 }

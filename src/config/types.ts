@@ -55,6 +55,10 @@ export interface Config {
   readonly enforceOnChange: boolean
   /** Admin HTTP listener (/ready, /metrics, ...); null when `--admin off`. */
   readonly admin: HostPort | null
+  /** Where certificates, intentions and upstream instances come from. */
+  readonly controlPlane: 'mesh' | 'consul'
+  /** Consul agent (control plane "consul"): address, token, CA for an HTTPS agent. */
+  readonly consul: { readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null } | null
   /** Lifetime of leaves the sidecar issues itself (mesh dir holding the CA). */
   readonly leafTtlMs: number
   /** Per listener; 0 = unlimited. Over the limit a new connection is refused with a log line and a count. */

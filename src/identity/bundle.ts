@@ -28,14 +28,17 @@ export interface RootCert {
 /**
  * Build a bundle from PEM text. A root whose URI SAN is `spiffe://<td>` (Consul's
  * and SPIRE's CAs) belongs to that trust domain; a root without one belongs to
- * `defaultTrustDomain` (plain PKI roots given with --ca).
+ * `defaultTrustDomain` (plain PKI roots given with --ca). With `assignAllTo`,
+ * every root belongs to that trust domain (Consul: the trust domain is
+ * configuration, and a root's URI may name another cluster id).
  */
-export function bundleFromPem (pem: string, defaultTrustDomain: string, what: string): TrustBundle {
+export function bundleFromPem (pem: string, defaultTrustDomain: string, what: string, opts: { assignAllTo?: string } = {}): TrustBundle {
   const certs = certsFromPem(pem, what)
   const roots: RootCert[] = certs.map((cert, i) => {
     if (!cert.isCA) throw new CertificateError(`${what}: certificate ${i + 1} (${cert.subject}) is not a CA (basicConstraints CA:FALSE); a trust bundle holds CA certificates only`)
     const spiffe = cert.uris.find(u => u.startsWith('spiffe://'))
     let trustDomain = defaultTrustDomain
+    if (opts.assignAllTo !== undefined) return { trustDomain: opts.assignAllTo, cert }
     if (spiffe !== undefined) {
       try {
         trustDomain = parseSpiffeId(spiffe).trustDomain

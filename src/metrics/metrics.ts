@@ -27,6 +27,8 @@ export interface Metrics {
   certExpiry (spiffeId: string, unixSeconds: number): void
   /** The intention table's index in use. */
   intentionsVersion (index: number): void
+  /** Whether the Consul agent answers (control plane "consul" only). */
+  controlPlaneUp (up: boolean): void
 }
 
 /** Metrics that do nothing (library default). */
@@ -39,7 +41,8 @@ export const noopMetrics: Metrics = {
   duration: () => {},
   auditDenial: () => {},
   certExpiry: () => {},
-  intentionsVersion: () => {}
+  intentionsVersion: () => {},
+  controlPlaneUp: () => {}
 }
 
 type Kind = 'counter' | 'gauge' | 'histogram'
@@ -54,7 +57,8 @@ export const METRICS = {
   duration: { name: 'mesh_proxy_connection_duration_seconds', type: 'histogram', help: 'Lifetime of relayed connections.' },
   auditDenials: { name: 'mesh_proxy_intention_audit_denials_total', type: 'counter', help: 'Connections an audit-mode intention would have denied.' },
   certExpiry: { name: 'mesh_proxy_cert_expiry_timestamp_seconds', type: 'gauge', help: 'Expiry of our leaf certificate (unix seconds).' },
-  intentionsVersion: { name: 'mesh_proxy_intentions_version', type: 'gauge', help: 'Index of the intention table in use.' }
+  intentionsVersion: { name: 'mesh_proxy_intentions_version', type: 'gauge', help: 'Index of the intention table in use.' },
+  controlPlaneUp: { name: 'mesh_proxy_control_plane_up', type: 'gauge', help: '1 while the Consul agent answers, 0 while the sidecar serves from its cache.' }
 } as const satisfies Record<string, { name: string, type: Kind, help: string }>
 
 /** Histogram buckets for connection lifetimes (seconds). */
@@ -116,6 +120,7 @@ export class MetricsRegistry implements Metrics {
   auditDenial (): void { this.#add(METRICS.auditDenials.name, {}, 1) }
   certExpiry (spiffeId: string, unixSeconds: number): void { this.#set(METRICS.certExpiry.name, { spiffe_id: spiffeId }, unixSeconds) }
   intentionsVersion (index: number): void { this.#set(METRICS.intentionsVersion.name, {}, index) }
+  controlPlaneUp (up: boolean): void { this.#set(METRICS.controlPlaneUp.name, {}, up ? 1 : 0) }
 
   /** Current value of one series, e.g. `get('mesh_proxy_connections_active', { direction: 'inbound' })`. */
   get (name: string, labels: Labels = {}): number {

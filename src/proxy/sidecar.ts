@@ -11,9 +11,13 @@
 import type { Logger } from 'pino'
 import type { Config, HostPort } from '../config/types.js'
 import { DEFAULT_DATACENTER } from '../config/defaults.js'
-import { meshLayout, readMeshSettings, type MeshSettings } from '../meshdir/layout.js'
+import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
 import { IntentionsSource } from '../intentions/store.js'
-import { decidedBy } from '../intentions/table.js'
+import { decidedBy, type Authorizer, type IntentionsDoc, type ServiceRef } from '../intentions/table.js'
+import { ConsulClient } from '../consul/client.js'
+import { ConsulControlPlane } from '../consul/control-plane.js'
+import { ConfigError } from '../errors.js'
+import { readFile } from 'node:fs/promises'
 import { MeshCatalog, type Registration } from '../catalog/mesh-catalog.js'
 import { staticResolver, type Resolver } from '../catalog/types.js'
 import { toConsulService } from '../identity/spiffe-id.js'
@@ -30,6 +34,20 @@ export interface SidecarOptions {
   readonly metrics?: Metrics
   /** After a root change, re-issue our leaf within a random delay below this (default 30 s). */
   readonly rootChangeJitterMs?: number
+  /** First retry delay towards the Consul agent (default 250 ms; tests shorten it). */
+  readonly consulBackoffMs?: number
+}
+
+/** What a control plane hands the listeners. */
+interface Plane {
+  readonly tls: TlsState
+  readonly mode: string
+  /** Resolves upstreams given without explicit instances. */
+  readonly resolver: Resolver | null
+  /** Start following intentions for `me`; returns the current-authorizer getter. */
+  authorizer (me: ServiceRef): Promise<() => Authorizer>
+  /** Register our public address so that peers find us. */
+  register?: (host: string, port: number) => Promise<Registration>
 }
 
 /** Lifecycle state, as /ready reports it. */
@@ -58,12 +76,15 @@ export class Sidecar {
   #startError: string | undefined
   #certs: CertManager | undefined
   readonly #rootChangeJitterMs: number | undefined
+  readonly #consulBackoffMs: number | undefined
+  #consul: ConsulControlPlane | undefined
 
   constructor (opts: SidecarOptions) {
     this.#cfg = opts.config
     this.#log = opts.logger
     this.#metrics = opts.metrics ?? noopMetrics
     this.#rootChangeJitterMs = opts.rootChangeJitterMs
+    this.#consulBackoffMs = opts.consulBackoffMs
   }
 
   /** The current TLS generation (after start). */
@@ -71,6 +92,9 @@ export class Sidecar {
     if (this.#tls === undefined) throw new Error('sidecar not started')
     return this.#tls
   }
+
+  /** The intention table in use (mesh dir, file or Consul). */
+  get intentionsDoc (): IntentionsDoc | undefined { return this.#intentions?.doc ?? this.#consul?.intentions }
 
   /** The intentions source (after start), e.g. to reload on SIGHUP. */
   get intentions (): IntentionsSource | undefined { return this.#intentions }
@@ -83,7 +107,7 @@ export class Sidecar {
   /** Lifecycle state and, when not ready, why. */
   status (): { state: SidecarState, ready: boolean, reason?: string } {
     const reasons: Record<SidecarState, string> = {
-      starting: this.#startError ?? 'starting: listeners, certificates and intentions are being loaded',
+      starting: this.#startError ?? this.#consul?.notReadyReason ?? 'starting: listeners, certificates and intentions are being loaded',
       ready: '',
       draining: 'draining: not accepting new connections',
       stopped: 'stopped'
@@ -119,9 +143,48 @@ export class Sidecar {
 
   async #start (): Promise<SidecarAddresses> {
     const cfg = this.#cfg
+    const plane = cfg.controlPlane === 'consul' ? await this.#startConsul() : await this.#startMesh()
+    const own = toConsulService(plane.tls.svid.id)!
+    const datacenter = cfg.datacenter ?? own.datacenter ?? DEFAULT_DATACENTER
+    const getTls = (): TlsState => this.#tls!
+
+    const upstreams = new Map<string, HostPort>()
+    const fixed = staticResolver(new Map(cfg.upstreams.filter(u => u.instances !== null).map(u => [u.service, u.instances!])))
+    for (const u of cfg.upstreams) {
+      const resolver: Resolver = u.instances !== null ? fixed : plane.resolver!
+      const l = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: getTls, logger: this.#log, metrics: this.#metrics })
+      this.#upstreams.push(l)
+      upstreams.set(u.service, await l.start())
+    }
+
+    let inbound: HostPort | null = null
+    if (cfg.listen !== null && cfg.to !== null) {
+      const me = { namespace: cfg.namespace, name: cfg.service }
+      const authorize = await plane.authorizer(me)
+      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: getTls, authorize, logger: this.#log, metrics: this.#metrics })
+      inbound = await this.#inbound.start()
+      if (plane.register !== undefined) {
+        const host = inbound.host === '0.0.0.0' || inbound.host === '::' ? '127.0.0.1' : inbound.host
+        this.#registration = await plane.register(host, inbound.port)
+      }
+    }
+    this.#log.info({
+      service: cfg.service,
+      spiffeId: plane.tls.svid.id.uri,
+      notAfter: plane.tls.svid.chain[0]!.notAfter.toISOString(),
+      trustDomains: plane.tls.bundle.trustDomains,
+      inbound: inbound === null ? null : `${inbound.host}:${inbound.port} => ${cfg.to!.host}:${cfg.to!.port}`,
+      upstreams: [...upstreams].map(([s, hp]) => `${hp.host}:${hp.port} => ${s}`),
+      mode: plane.mode
+    }, 'sidecar started')
+    return { inbound, upstreams }
+  }
+
+  /** The embedded control plane: mesh dir (or plain files) for certificates, intentions and the catalog. */
+  async #startMesh (): Promise<Plane> {
+    const cfg = this.#cfg
     const layout = cfg.meshDir === null ? null : meshLayout(cfg.meshDir)
-    let settings: MeshSettings | null = null
-    if (layout !== null) settings = await readMeshSettings(layout)
+    const settings = layout === null ? null : await readMeshSettings(layout)
     this.#certs = new CertManager({
       source: cfg.certFile !== null ? { kind: 'files', cert: cfg.certFile, key: cfg.keyFile!, ca: cfg.caFile! } : { kind: 'mesh', layout: layout!, settings: settings! },
       service: cfg.service,
@@ -134,61 +197,70 @@ export class Sidecar {
         this.#inbound?.setTls(state)
       }
     })
-    const material = await this.#certs.start()
-    const own = toConsulService(material.svid.id)!
-    const datacenter = cfg.datacenter ?? own.datacenter ?? settings?.datacenter ?? DEFAULT_DATACENTER
-    const getTls = (): TlsState => this.#tls!
+    const tls = await this.#certs.start()
+    if (layout !== null) this.#catalog = new MeshCatalog(layout.catalog)
+    const catalog = this.#catalog
+    return {
+      tls,
+      mode: cfg.certFile !== null ? 'files' : 'mesh-dir',
+      resolver: catalog ?? null,
+      authorizer: async me => {
+        const path = cfg.intentionsFile ?? layout?.intentions
+        if (path === undefined) throw new Error('unreachable: config requires --mesh-dir or --intentions with --listen')
+        const source = new IntentionsSource(path, me, {
+          defaultPolicy: cfg.defaultPolicy,
+          onReload: e => {
+            if (e.ok) {
+              this.#metrics.intentionsVersion(e.doc.index)
+              const closed = cfg.enforceOnChange ? this.#inbound?.reauthorize(source.authorize) ?? 0 : 0
+              this.#log.info({ version: e.doc.index, intentions: e.doc.intentions.length, defaultPolicy: e.doc.defaultPolicy, ...(cfg.enforceOnChange ? { closedConnections: closed } : {}) }, 'intentions reloaded')
+            } else this.#log.error({ err: e.error.message }, 'intentions reload failed; keeping the previous table')
+          }
+        })
+        this.#intentions = source
+        await source.start()
+        this.#metrics.intentionsVersion(source.doc.index)
+        this.#log.debug({ intentionsVersion: source.doc.index, defaultDecision: decidedBy(source.authorize({ namespace: '*', name: '*' })) }, 'intentions loaded')
+        return () => source.authorize
+      },
+      ...(catalog === undefined ? {} : { register: (host: string, port: number) => catalog.register(cfg.service, host, port) })
+    }
+  }
 
-    const upstreams = new Map<string, HostPort>()
-    if (cfg.upstreams.length > 0) {
-      if (layout !== null) this.#catalog = new MeshCatalog(layout.catalog)
-      const fixed = staticResolver(new Map(cfg.upstreams.filter(u => u.instances !== null).map(u => [u.service, u.instances!])))
-      for (const u of cfg.upstreams) {
-        const resolver: Resolver = u.instances !== null ? fixed : this.#catalog!
-        const l = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: getTls, logger: this.#log, metrics: this.#metrics })
-        this.#upstreams.push(l)
-        upstreams.set(u.service, await l.start())
+  /** Consul as the control plane: leaf, roots, intentions and upstream instances from the local agent. */
+  async #startConsul (): Promise<Plane> {
+    const cfg = this.#cfg
+    const c = cfg.consul!
+    let token = c.token ?? undefined
+    if (token === undefined && c.tokenFile !== null) {
+      try { token = (await readFile(c.tokenFile, 'utf8')).trim() } catch (err) {
+        throw new ConfigError('--consul-token-file', `cannot read ${c.tokenFile}: ${(err as Error).message}`)
       }
     }
-
-    let inbound: HostPort | null = null
-    if (cfg.listen !== null && cfg.to !== null) {
-      const path = cfg.intentionsFile ?? layout?.intentions
-      if (path === undefined) throw new Error('unreachable: config requires --mesh-dir or --intentions with --listen')
-      const me = { namespace: cfg.namespace, name: cfg.service }
-      this.#intentions = new IntentionsSource(path, me, {
-        defaultPolicy: cfg.defaultPolicy,
-        onReload: e => {
-          if (e.ok) {
-            this.#metrics.intentionsVersion(e.doc.index)
-            const closed = cfg.enforceOnChange ? this.#inbound?.reauthorize(this.#intentions!.authorize) ?? 0 : 0
-            this.#log.info({ version: e.doc.index, intentions: e.doc.intentions.length, defaultPolicy: e.doc.defaultPolicy, ...(cfg.enforceOnChange ? { closedConnections: closed } : {}) }, 'intentions reloaded')
-          } else this.#log.error({ err: e.error.message }, 'intentions reload failed; keeping the previous table')
-        }
-      })
-      await this.#intentions.start()
-      const source = this.#intentions
-      this.#metrics.intentionsVersion(source.doc.index)
-      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: getTls, authorize: () => source.authorize, logger: this.#log, metrics: this.#metrics })
-      inbound = await this.#inbound.start()
-      if (layout !== null) {
-        this.#catalog ??= new MeshCatalog(layout.catalog)
-        const host = inbound.host === '0.0.0.0' || inbound.host === '::' ? '127.0.0.1' : inbound.host
-        this.#registration = await this.#catalog.register(cfg.service, host, inbound.port)
-      }
-      const probe = source.authorize({ namespace: '*', name: '*' })
-      this.#log.debug({ intentionsVersion: source.doc.index, defaultDecision: decidedBy(probe) }, 'intentions loaded')
-    }
-    this.#log.info({
+    const client = new ConsulClient({ address: c.address, ...(token === undefined ? {} : { token }), ...(c.caCertFile === null ? {} : { caCertFile: c.caCertFile }) })
+    const cp = new ConsulControlPlane({
+      client,
       service: cfg.service,
-      spiffeId: material.svid.id.uri,
-      notAfter: material.svid.chain[0]!.notAfter.toISOString(),
-      trustDomains: material.bundle.trustDomains,
-      inbound: inbound === null ? null : `${inbound.host}:${inbound.port} => ${cfg.to!.host}:${cfg.to!.port}`,
-      upstreams: [...upstreams].map(([s, hp]) => `${hp.host}:${hp.port} => ${s}`),
-      mode: cfg.certFile !== null ? 'files' : 'mesh-dir'
-    }, 'sidecar started')
-    return { inbound, upstreams }
+      namespace: cfg.namespace,
+      upstreams: cfg.upstreams.filter(u => u.instances === null).map(u => u.service),
+      defaultPolicy: cfg.defaultPolicy ?? 'deny',
+      logger: this.#log,
+      metrics: this.#metrics,
+      onTls: state => {
+        this.#tls = state
+        this.#inbound?.setTls(state)
+      },
+      ...(this.#consulBackoffMs === undefined ? {} : { minBackoffMs: this.#consulBackoffMs })
+    })
+    this.#consul = cp
+    await cp.start()
+    if (this.#closing !== undefined) throw new Error('sidecar closed while waiting for the Consul agent')
+    return {
+      tls: cp.tls!,
+      mode: `consul (${c.address})`,
+      resolver: cp,
+      authorizer: async () => () => cp.authorize
+    }
   }
 
   /** Graceful shutdown (see the order above). Idempotent. */
@@ -201,6 +273,7 @@ export class Sidecar {
       else await Promise.all(listeners.map(l => l.close()))
       this.#intentions?.close()
       this.#certs?.close()
+      this.#consul?.close()
       this.#catalog?.close()
       this.#state = 'stopped'
       this.#log.info({ service: this.#cfg.service }, 'sidecar stopped')

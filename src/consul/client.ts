@@ -1,0 +1,174 @@
+/**
+ * A small Consul agent HTTP client: CONSUL_HTTP_ADDR (http://, https://,
+ * unix://), X-Consul-Token, CONSUL_CACERT, and blocking queries
+ * (`?index=<X-Consul-Index>&wait=<s>`) with a client-side timeout so that a
+ * hung TCP connection to the agent is noticed. node:http/https only.
+ * Consul API docs followed: v1.15–1.20 (agent/connect/ca/leaf, agent/connect/ca/roots,
+ * connect/intentions/match, health/connect).
+ */
+import http from 'node:http'
+import https from 'node:https'
+import { readFileSync } from 'node:fs'
+import { ConfigError, MeshProxyError, toError } from '../errors.js'
+
+/** Where and how to reach the agent. */
+export interface ConsulOptions {
+  /** `127.0.0.1:8500`, `http://h:p`, `https://h:p` or `unix:///path/consul.sock`. */
+  readonly address: string
+  readonly token?: string
+  readonly caCertFile?: string
+  /** Blocking query wait (s); the agent answers within wait + wait/16 jitter. */
+  readonly waitSeconds?: number
+}
+
+/** One response. */
+export interface ConsulResponse {
+  readonly status: number
+  /** X-Consul-Index, or 0 when absent. */
+  readonly index: number
+  readonly body: unknown
+}
+
+/** Errors from the agent or on the way to it. */
+export class ConsulError extends MeshProxyError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('MP_ERR_CONSUL', message, options)
+  }
+}
+
+/** A Consul agent client. */
+export class ConsulClient {
+  readonly #base: { protocol: 'http:' | 'https:', host?: string, port?: number, socketPath?: string }
+  readonly #token: string | undefined
+  readonly #agent: http.Agent
+  readonly waitSeconds: number
+  readonly address: string
+
+  constructor (o: ConsulOptions) {
+    this.address = o.address
+    this.#base = parseAddress(o.address)
+    this.#token = o.token
+    this.waitSeconds = o.waitSeconds ?? 300
+    this.#agent = this.#base.protocol === 'https:'
+      ? new https.Agent({ keepAlive: true, ...(o.caCertFile === undefined ? {} : { ca: readFileSync(o.caCertFile) }) })
+      : new http.Agent({ keepAlive: true })
+  }
+
+  /** GET `path` (with its query); `index` makes it a blocking query. Rejects on transport errors, non-2xx and bad JSON. */
+  get (path: string, index?: number): Promise<ConsulResponse> {
+    const sep = path.includes('?') ? '&' : '?'
+    const full = index === undefined ? path : `${path}${sep}index=${index}&wait=${this.waitSeconds}s`
+    // The agent may hold a blocking query up to wait + wait/16; give it a little more, then give up.
+    const timeoutMs = (index === undefined ? 10 : this.waitSeconds * 1.1 + 5) * 1000
+    const lib = this.#base.protocol === 'https:' ? https : http
+    return new Promise((resolve, reject) => {
+      const req = lib.request({
+        ...this.#base,
+        agent: this.#agent,
+        method: 'GET',
+        path: full,
+        headers: this.#token === undefined ? {} : { 'X-Consul-Token': this.#token }
+      }, res => {
+        const chunks: Buffer[] = []
+        res.on('data', (d: Buffer) => chunks.push(d))
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          const index = Number(res.headers['x-consul-index'] ?? 0)
+          if ((res.statusCode ?? 0) >= 300) return reject(new ConsulError(`GET ${path}: HTTP ${res.statusCode ?? '?'}: ${text.slice(0, 200).trim()}`))
+          try {
+            resolve({ status: res.statusCode ?? 0, index: Number.isFinite(index) ? index : 0, body: JSON.parse(text) })
+          } catch (err) {
+            reject(new ConsulError(`GET ${path}: response is not JSON`, { cause: err }))
+          }
+        })
+        res.on('error', err => reject(new ConsulError(`GET ${path}: ${err.message}`, { cause: err })))
+      })
+      req.setTimeout(timeoutMs, () => req.destroy(new ConsulError(`GET ${path}: no answer from the agent at ${this.address} within ${Math.round(timeoutMs / 1000)} s`)))
+      req.on('error', err => reject(err instanceof ConsulError ? err : new ConsulError(`GET ${path}: cannot reach the agent at ${this.address}: ${toError(err).message}`, { cause: err })))
+      req.end()
+    })
+  }
+
+  /** Close idle keep-alive sockets. Idempotent. */
+  close (): void {
+    this.#agent.destroy()
+  }
+}
+
+function parseAddress (a: string): { protocol: 'http:' | 'https:', host?: string, port?: number, socketPath?: string } {
+  if (a.startsWith('unix://')) return { protocol: 'http:', socketPath: a.slice('unix://'.length) }
+  const withScheme = /^https?:\/\//.test(a) ? a : `http://${a}`
+  let u: URL
+  try { u = new URL(withScheme) } catch {
+    throw new ConfigError('--consul-addr', `${JSON.stringify(a)} is not an address (host:port, http://host:port, https://host:port or unix:///path)`)
+  }
+  const protocol = u.protocol === 'https:' ? 'https:' : 'http:'
+  return { protocol, host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || (protocol === 'https:' ? 443 : 8500)) }
+}
+
+/** Options of {@link BlockingWatch}. */
+export interface WatchOptions<T> {
+  readonly client: ConsulClient
+  readonly path: string
+  /** Validate and convert a response; throw to reject it (the previous good value stays). */
+  readonly parse: (body: unknown, index: number) => T
+  readonly onChange: (value: T, index: number) => void
+  readonly onError: (err: Error, attempt: number) => void
+  /** Backoff bounds (ms). */
+  readonly minBackoffMs?: number
+  readonly maxBackoffMs?: number
+}
+
+/**
+ * A blocking-query loop ("pulled only on change"): a response with the same
+ * index is not a change; an index that goes backwards resets to 0 (Consul's
+ * rule); errors back off exponentially with jitter, capped.
+ */
+export class BlockingWatch<T> {
+  readonly #o: WatchOptions<T>
+  #index = 0
+  #closed = false
+  #timer: NodeJS.Timeout | undefined
+  #wake: (() => void) | undefined
+
+  constructor (o: WatchOptions<T>) {
+    this.#o = o
+    void this.#loop()
+  }
+
+  async #loop (): Promise<void> {
+    let attempt = 0
+    while (!this.#closed) {
+      try {
+        const res = await this.#o.client.get(this.#o.path, this.#index === 0 ? undefined : this.#index)
+        if (this.#closed) return
+        attempt = 0
+        let index = res.index
+        if (index < this.#index) index = 0 // the agent's index went backwards: start over
+        if (index !== 0 && index === this.#index) continue // same index: not a change
+        const value = this.#o.parse(res.body, index)
+        this.#index = Math.max(index, 1)
+        this.#o.onChange(value, index)
+      } catch (err) {
+        if (this.#closed) return
+        attempt++
+        this.#o.onError(toError(err), attempt)
+        const min = this.#o.minBackoffMs ?? 250
+        const max = this.#o.maxBackoffMs ?? 30_000
+        const delay = Math.min(max, min * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2)
+        await new Promise<void>(resolve => {
+          this.#wake = resolve
+          this.#timer = setTimeout(resolve, delay)
+          this.#timer.unref()
+        })
+      }
+    }
+  }
+
+  /** Stop. Idempotent. */
+  close (): void {
+    this.#closed = true
+    clearTimeout(this.#timer)
+    this.#wake?.()
+  }
+}
