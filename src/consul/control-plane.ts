@@ -22,6 +22,8 @@ export interface ConsulControlPlaneOptions {
   readonly namespace: string
   /** Upstreams to follow through /v1/health/connect. */
   readonly upstreams: readonly string[]
+  /** Follow intentions (only a sidecar with an inbound listener needs them). */
+  readonly intentions: boolean
   /** Decision when no intention matches (see README: Consul's ACL default policy). */
   readonly defaultPolicy: Action
   readonly logger: Logger
@@ -56,7 +58,9 @@ export class ConsulControlPlane implements Resolver {
   /** Why the sidecar is not ready yet (agent unreachable, data missing). */
   get notReadyReason (): string | undefined { return this.ready ? undefined : this.#lastError }
   /** True once leaf, roots and intentions have all been loaded. */
-  get ready (): boolean { return this.#tls !== undefined && this.#authorize !== undefined && this.#o.upstreams.every(u => this.#instances.has(u)) }
+  get ready (): boolean {
+    return this.#tls !== undefined && (!this.#o.intentions || this.#authorize !== undefined) && this.#o.upstreams.every(u => this.#instances.has(u))
+  }
   get tls (): TlsState | undefined { return this.#tls }
   get authorize (): Authorizer { return this.#authorize ?? (() => ({ allowed: false, intention: 'default', precedence: 0, reason: 'intentions not loaded from Consul yet' })) }
   get intentions (): IntentionsDoc | undefined { return this.#doc }
@@ -66,7 +70,7 @@ export class ConsulControlPlane implements Resolver {
     const svc = encodeURIComponent(this.#o.service)
     this.#watch(`/v1/agent/connect/ca/leaf/${svc}`, parseLeaf, v => { this.#leaf = v; this.#rebuildTls() })
     this.#watch('/v1/agent/connect/ca/roots', parseRoots, v => { this.#roots = v; this.#rebuildTls() })
-    this.#watch(`/v1/connect/intentions/match?by=destination&name=${svc}`, (b, index) => this.#parseIntentions(b, index), doc => {
+    if (this.#o.intentions) this.#watch(`/v1/connect/intentions/match?by=destination&name=${svc}`, (b, index) => this.#parseIntentions(b, index), doc => {
       this.#doc = doc
       this.#authorize = compileAuthorizer(doc, { namespace: this.#o.namespace, name: this.#o.service })
       this.#o.metrics.intentionsVersion(doc.index)

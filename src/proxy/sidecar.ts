@@ -243,6 +243,7 @@ export class Sidecar {
       service: cfg.service,
       namespace: cfg.namespace,
       upstreams: cfg.upstreams.filter(u => u.instances === null).map(u => u.service),
+      intentions: cfg.listen !== null,
       defaultPolicy: cfg.defaultPolicy ?? 'deny',
       logger: this.#log,
       metrics: this.#metrics,
