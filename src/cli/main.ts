@@ -56,6 +56,7 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--intentions <file>', 'intentions file (default: the mesh dir\'s)')
     .addOption(new Option('--default-policy <policy>', 'when no intention matches (default: the intentions file\'s, else deny)').choices(['allow', 'deny']))
     .option('--datacenter <dc>', 'datacenter in expected upstream identities (default: our own certificate\'s)')
+    .option('--namespace <ns>', 'namespace of this service and its upstreams (default: default)')
     .option('--config <file>', 'JSON config file; keys are these flags in camelCase')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)')
     .option('--unsafe-target', 'allow a non-loopback --to')

@@ -40,6 +40,7 @@ export const FIELDS: readonly Field[] = [
   { key: 'intentions', flag: '--intentions', kind: 'string' },
   { key: 'defaultPolicy', flag: '--default-policy', kind: 'policy' },
   { key: 'datacenter', flag: '--datacenter', kind: 'service' },
+  { key: 'namespace', flag: '--namespace', kind: 'service' },
   { key: 'logLevel', flag: '--log-level', kind: 'level', env: 'MESH_PROXY_LOG_LEVEL' },
   { key: 'unsafeTarget', flag: '--unsafe-target', kind: 'bool' },
   { key: 'enforceOnChange', flag: '--enforce-on-change', kind: 'bool' },
@@ -192,6 +193,12 @@ export function resolveConfig (src: ConfigSources): Config {
   const consulToken = get('consulToken', str) ?? null
   const consulCacert = get('consulCacert', str) ?? null
 
+  const namespace = get('namespace', (v, w) => {
+    const ns = str(v, w)
+    if (!SERVICE.test(ns)) throw new ConfigError(w, `${JSON.stringify(ns)} is not a valid namespace name`)
+    return ns
+  }) ?? DEFAULT_NAMESPACE
+
   // Cross-field rules.
   if (listen !== null && to === undefined) errors.push(new ConfigError('--to', `is required with --listen: the local app address inbound connections go to (e.g. --to 127.0.0.1:8080)`))
   if (to !== undefined && !isLoopback(to.host) && !unsafeTarget) errors.push(new ConfigError('--to', `${to.host} is not a loopback address; the app target must be local (127.0.0.0/8, ::1, localhost) unless you pass --unsafe-target`))
@@ -216,7 +223,7 @@ export function resolveConfig (src: ConfigSources): Config {
   if (errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
   return deepFreeze({
     service: service!,
-    namespace: DEFAULT_NAMESPACE,
+    namespace,
     listen,
     to: to ?? null,
     upstreams,

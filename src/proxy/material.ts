@@ -6,6 +6,7 @@
 import { readFile, access } from 'node:fs/promises'
 import { CertificateError, errorCode, toError } from '../errors.js'
 import { bundleFromPem, type TrustBundle } from '../identity/bundle.js'
+import { parseSpiffeBundle, toTrustBundle } from '../identity/spiffe-bundle.js'
 import { parseOwnSvid, type OwnSvid } from '../identity/svid.js'
 import { toConsulService } from '../identity/spiffe-id.js'
 import { issueLeaf, DEFAULT_LEAF_TTL_MS } from '../ca/store.js'
@@ -32,7 +33,10 @@ export async function loadFromFiles (files: { cert: string, key: string, ca: str
   const [certPem, keyPem, caPem] = await Promise.all([readText(files.cert, '--cert'), readText(files.key, '--key'), readText(files.ca, '--ca')])
   const svid = parseOwnSvid(certPem, keyPem, { cert: `--cert ${files.cert}`, key: `--key ${files.key}` })
   checkServiceMatches(svid, service, `--cert ${files.cert}`)
-  const bundle = bundleFromPem(caPem, svid.id.trustDomain, `--ca ${files.ca}`)
+  // --ca may be PEM roots or a SPIFFE bundle document (JWKS, as SPIRE and spiffe-helper write it).
+  const bundle = caPem.trimStart().startsWith('{')
+    ? toTrustBundle(parseSpiffeBundle(svid.id.trustDomain, caPem))
+    : bundleFromPem(caPem, svid.id.trustDomain, `--ca ${files.ca}`)
   checkBundleCovers(bundle, svid, `--ca ${files.ca}`)
   return { svid, bundle }
 }

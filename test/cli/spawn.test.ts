@@ -53,3 +53,45 @@ t.test('run, serve, SIGTERM drains and exits 0', async t => {
   t.equal(closed.length, 1, 'one access-log line per connection at info')
   t.match(closed[0], { source: 'web', destination: 'db', intention: 'web => db', peer: /\/svc\/web$/, bytesToApp: 22, bytesFromApp: 22, reason: 'eof' })
 })
+
+t.test('SIGTERM drains a live connection; a second SIGTERM closes at once', async t => {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const child = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0', '--drain-timeout', '1h'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const lines: Array<Record<string, unknown>> = []
+  const waiters: Array<[(l: Record<string, unknown>) => boolean, (l: Record<string, unknown>) => void]> = []
+  createInterface({ input: child.stdout }).on('line', text => {
+    const l = JSON.parse(text) as Record<string, unknown>
+    lines.push(l)
+    for (const w of [...waiters]) if (w[0](l)) { waiters.splice(waiters.indexOf(w), 1); w[1](l) }
+  })
+  const waitFor = (msg: string): Promise<Record<string, unknown>> => new Promise(resolve => {
+    const hit = lines.find(l => l.msg === msg)
+    if (hit !== undefined) resolve(hit)
+    else waiters.push([l => l.msg === msg, resolve])
+  })
+  const started = await waitFor('sidecar started')
+  const admin = Number(String((await waitFor('admin listening')).admin).split(':')[1])
+  const port = Number(String(started.inbound).split(' => ')[0]!.split(':')[1])
+  const web = await mesh.leaf('web')
+  const { connect: tlsConnect } = await import('node:tls')
+  const live = tlsConnect({ port, host: '127.0.0.1', servername: 'db', ca: mesh.ca.certPem, cert: web.certPem, key: web.keyPem })
+  live.on('error', () => {})
+  live.write('hold')
+  await new Promise(resolve => live.once('data', resolve))
+  const exited = new Promise(resolve => child.on('exit', resolve))
+  child.kill('SIGTERM')
+  await waitFor('shutting down: draining connections')
+  const ready = await fetch(`http://127.0.0.1:${admin}/ready`)
+  t.equal(ready.status, 503, '/ready is 503 while draining')
+  t.match(await ready.json(), { state: 'draining' })
+  live.write('still served')
+  const [d] = await new Promise<[Buffer]>(resolve => live.once('data', (...a: [Buffer]) => resolve(a)))
+  t.equal(d.toString(), 'still served', 'the live connection is served during the drain')
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, 'the second SIGTERM closes at once, exit 0 (not the 1 h drain)')
+  t.ok(lines.some(l => l.msg === 'second signal: closing live connections now'))
+  await new Promise(resolve => { if (live.closed) resolve(null); else live.on('close', resolve) })
+})

@@ -84,3 +84,24 @@ t.test('no mesh dir: PEM files, explicit upstream, JSON config file', async t =>
   await web.stop()
   await db.stop()
 })
+
+t.test('--ca as a SPIFFE bundle document (JWKS)', async t => {
+  const mesh = await makeMesh(t, [])
+  const dir = t.testdir({})
+  const { formatSpiffeBundle } = await import('../../src/identity/spiffe-bundle.js')
+  const { bundleFromPem } = await import('../../src/identity/bundle.js')
+  const TDN = '11111111-2222-3333-4444-555555555555.consul'
+  await writeFile(join(dir, 'bundle.json'), formatSpiffeBundle(bundleFromPem(mesh.ca.certPem, TDN, 'ca'), TDN))
+  for (const s of ['web', 'db']) {
+    const l = await mesh.leaf(s)
+    await writeFile(join(dir, `${s}.pem`), l.certPem)
+    await writeFile(join(dir, `${s}.key`), l.keyPem)
+  }
+  await writeFile(join(dir, 'intentions.json'), JSON.stringify({ intentions: [{ source: 'web', destination: 'db', action: 'allow' }] }))
+  const app = await startApp(t, s => { s.on('data', d => s.end(`jwks: ${d.toString()}`)) })
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, cert: join(dir, 'db.pem'), key: join(dir, 'db.key'), ca: join(dir, 'bundle.json'), intentions: join(dir, 'intentions.json') })
+  const web = await startSidecar(t, { service: 'web', cert: join(dir, 'web.pem'), key: join(dir, 'web.key'), ca: join(dir, 'bundle.json'), upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`] })
+  t.equal(await ask(web.addrs.upstreams.get('db')!.port, 'x'), 'jwks: x')
+  await web.stop()
+  await db.stop()
+})
