@@ -78,7 +78,18 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
     }
     const onTerm = onStop('SIGTERM')
     const onInt = onStop('SIGINT')
-    const onHup = (): void => { logger.info({ signal: 'SIGHUP' }, 'reloading intentions and certificates'); void sidecar.reload() }
+    const onHup = (): void => {
+      logger.info({ signal: 'SIGHUP' }, 'reloading intentions, certificates and config-file upstreams')
+      void sidecar.reload()
+      if (configPath !== undefined) {
+        readConfigFile(configPath)
+          .then(f => sidecar.setUpstreams(resolveConfig({ flags, env: process.env, file: f, fileName: configPath }).upstreams))
+          .catch((err: unknown) => {
+            const msg = err instanceof AggregateError ? err.errors.map(e => toError(e).message).join('; ') : toError(err).message
+            logger.error({ file: configPath, err: msg }, 'config reload failed; keeping the current upstreams')
+          })
+      }
+    }
     signals.on('SIGTERM', onTerm)
     signals.on('SIGINT', onInt)
     signals.on('SIGHUP', onHup)

@@ -9,7 +9,7 @@
  *        rest -> stop watchers. Idempotent; destroy() skips the drain.
  */
 import type { Logger } from 'pino'
-import type { Config, HostPort } from '../config/types.js'
+import type { Config, HostPort, UpstreamConfig } from '../config/types.js'
 import { DEFAULT_DATACENTER } from '../config/defaults.js'
 import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
 import { IntentionsSource } from '../intentions/store.js'
@@ -67,7 +67,12 @@ export class Sidecar {
   #tls: TlsState | undefined
   #intentions: IntentionsSource | undefined
   #inbound: InboundListener | undefined
-  readonly #upstreams: UpstreamListener[] = []
+  /** Upstream listeners by service. */
+  readonly #upstreams = new Map<string, { cfg: UpstreamConfig, listener: UpstreamListener }>()
+  /** Explicit upstream instances (`db:9191=h:p,...`), read live by the listeners' resolver. */
+  readonly #static = new Map<string, readonly HostPort[]>()
+  #plane: Plane | undefined
+  #datacenter = DEFAULT_DATACENTER
   #catalog: MeshCatalog | undefined
   #registration: Registration | undefined
   #closing: Promise<void> | undefined
@@ -101,7 +106,7 @@ export class Sidecar {
 
   /** Live connections across all listeners. */
   get connections (): number {
-    return (this.#inbound?.connections ?? 0) + this.#upstreams.reduce((n, u) => n + u.connections, 0)
+    return (this.#inbound?.connections ?? 0) + [...this.#upstreams.values()].reduce((n, u) => n + u.listener.connections, 0)
   }
 
   /** Lifecycle state and, when not ready, why. */
@@ -145,17 +150,12 @@ export class Sidecar {
     const cfg = this.#cfg
     const plane = cfg.controlPlane === 'consul' ? await this.#startConsul() : await this.#startMesh()
     const own = toConsulService(plane.tls.svid.id)!
-    const datacenter = cfg.datacenter ?? own.datacenter ?? DEFAULT_DATACENTER
+    this.#datacenter = cfg.datacenter ?? own.datacenter ?? DEFAULT_DATACENTER
+    this.#plane = plane
     const getTls = (): TlsState => this.#tls!
 
     const upstreams = new Map<string, HostPort>()
-    const fixed = staticResolver(new Map(cfg.upstreams.filter(u => u.instances !== null).map(u => [u.service, u.instances!])))
-    for (const u of cfg.upstreams) {
-      const resolver: Resolver = u.instances !== null ? fixed : plane.resolver!
-      const l = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: getTls, logger: this.#log, metrics: this.#metrics })
-      this.#upstreams.push(l)
-      upstreams.set(u.service, await l.start())
-    }
+    for (const u of cfg.upstreams) upstreams.set(u.service, await this.#addUpstream(u))
 
     let inbound: HostPort | null = null
     if (cfg.listen !== null && cfg.to !== null) {
@@ -178,6 +178,53 @@ export class Sidecar {
       mode: plane.mode
     }, 'sidecar started')
     return { inbound, upstreams }
+  }
+
+  async #addUpstream (u: UpstreamConfig): Promise<HostPort> {
+    const cfg = this.#cfg
+    if (u.instances !== null) this.#static.set(u.service, u.instances)
+    const resolver: Resolver = u.instances !== null ? staticResolver(this.#static) : this.#plane!.resolver!
+    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter: this.#datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: () => this.#tls!, logger: this.#log, metrics: this.#metrics })
+    this.#upstreams.set(u.service, { cfg: u, listener })
+    return await listener.start()
+  }
+
+  /**
+   * SIGHUP with a config file: apply its upstreams without dropping anything.
+   * New ones start listening, removed ones stop accepting and drain, and a
+   * changed instance list takes effect for new connections. Returns what changed.
+   */
+  async setUpstreams (list: readonly UpstreamConfig[]): Promise<{ added: string[], removed: string[], updated: string[] }> {
+    if (this.#plane === undefined) throw new Error('sidecar not started')
+    const next = new Map(list.map(u => [u.service, u]))
+    const added: string[] = []
+    const removed: string[] = []
+    const updated: string[] = []
+    for (const [name, cur] of [...this.#upstreams]) {
+      const want = next.get(name)
+      const sameListener = want !== undefined && want.bind.host === cur.cfg.bind.host && want.bind.port === cur.cfg.bind.port && (want.instances === null) === (cur.cfg.instances === null)
+      if (sameListener) {
+        if (want.instances !== null && JSON.stringify(want.instances) !== JSON.stringify(cur.cfg.instances)) {
+          this.#static.set(name, want.instances)
+          this.#upstreams.set(name, { cfg: want, listener: cur.listener })
+          updated.push(name)
+        }
+        continue
+      }
+      this.#upstreams.delete(name)
+      this.#static.delete(name)
+      void cur.listener.close() // stops accepting now; live connections drain in the background
+      removed.push(name)
+    }
+    const listening: Record<string, string> = {}
+    for (const u of list) {
+      if (this.#upstreams.has(u.service)) continue
+      const at = await this.#addUpstream(u)
+      listening[u.service] = `${at.host}:${at.port}`
+      added.push(u.service)
+    }
+    this.#log.info({ added, removed, updated, listening }, 'upstreams reloaded')
+    return { added, removed, updated }
   }
 
   /** The embedded control plane: mesh dir (or plain files) for certificates, intentions and the catalog. */
@@ -269,7 +316,7 @@ export class Sidecar {
     this.#closing ??= (async () => {
       this.#state = 'draining'
       await this.#registration?.close()
-      const listeners = [...this.#upstreams, ...(this.#inbound === undefined ? [] : [this.#inbound])]
+      const listeners = [...[...this.#upstreams.values()].map(u => u.listener), ...(this.#inbound === undefined ? [] : [this.#inbound])]
       if (this.#destroying) await Promise.all(listeners.map(l => l.destroy()))
       else await Promise.all(listeners.map(l => l.close()))
       this.#intentions?.close()
@@ -285,7 +332,7 @@ export class Sidecar {
   /** Immediate shutdown: live connections are closed now. Idempotent. */
   async destroy (): Promise<void> {
     this.#destroying = true
-    await Promise.all([this.#inbound?.destroy(), ...this.#upstreams.map(u => u.destroy())])
+    await Promise.all([this.#inbound?.destroy(), ...[...this.#upstreams.values()].map(u => u.listener.destroy())])
     await this.close()
   }
 }
