@@ -5,23 +5,12 @@ import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { X509Certificate } from 'node:crypto'
-import { main } from '../../src/cli/main.js'
+import { runCli } from '../helpers/cli.js'
 import { createCsr } from '../../src/ca/issue.js'
 import { certsFromPem } from '../../src/identity/x509.js'
 import { parseSpiffeBundle } from '../../src/identity/spiffe-bundle.js'
 
-async function run (args: string[]): Promise<{ code: number, out: string, err: string }> {
-  const out: string[] = []
-  const errs: string[] = []
-  const orig = process.stderr.write.bind(process.stderr)
-  process.stderr.write = ((s: string) => { errs.push(String(s)); return true }) as typeof process.stderr.write
-  try {
-    const code = await main(['node', 'mesh-proxy', ...args], l => out.push(l))
-    return { code, out: out.join('\n'), err: errs.join('') }
-  } finally {
-    process.stderr.write = orig
-  }
-}
+const run = runCli
 
 const TD = 'example.consul'
 

@@ -7,23 +7,12 @@ import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ROOT } from '../helpers/paths.js'
-import { main } from '../../src/cli/main.js'
+import { runCli } from '../helpers/cli.js'
 import { readIntentions } from '../../src/intentions/store.js'
 
 const BIN = join(ROOT, 'bin', 'mesh-proxy.js')
 
-async function run (args: string[]): Promise<{ code: number, out: string, err: string }> {
-  const out: string[] = []
-  const errs: string[] = []
-  const orig = process.stderr.write.bind(process.stderr)
-  process.stderr.write = ((s: string) => { errs.push(String(s)); return true }) as typeof process.stderr.write
-  try {
-    const code = await main(['node', 'mesh-proxy', ...args], l => out.push(l))
-    return { code, out: out.join('\n'), err: errs.join('') }
-  } finally {
-    process.stderr.write = orig
-  }
-}
+const run = runCli
 
 t.test('concurrent creates from several processes: none lost', async t => {
   const dir = t.testdir({})

@@ -6,20 +6,10 @@ import { createServer, type AddressInfo } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { main } from '../../src/cli/main.js'
+import { runCli } from '../helpers/cli.js'
 import { makeMesh } from '../helpers/mesh.js'
 
-async function run (args: string[]): Promise<{ code: number, out: string, err: string }> {
-  const out: string[] = []
-  const errs: string[] = []
-  const orig = process.stderr.write.bind(process.stderr)
-  process.stderr.write = ((s: string) => { errs.push(String(s)); return true }) as typeof process.stderr.write
-  try {
-    const code = await main(['node', 'mesh-proxy', ...args], l => out.push(l))
-    return { code, out: out.join('\n'), err: errs.join('') }
-  } finally {
-    process.stderr.write = orig
-  }
-}
+const run = runCli
 
 t.test('bad input: clear one-line errors and exit codes', async t => {
   const mesh = await makeMesh(t)

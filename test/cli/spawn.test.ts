@@ -1,14 +1,27 @@
 // Why: the real launcher, as a user runs it: `mesh-proxy demo` prints the
 // outcome in plain words and exits 0; `mesh-proxy run` logs JSON, serves, and
 // on SIGTERM drains and exits 0.
-import t from 'tap'
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
+import t, { type Test } from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { ROOT } from '../helpers/paths.js'
-import { makeMesh, startApp, mtlsTry, echo } from '../helpers/mesh.js'
+import { makeMesh, startApp, mtlsTry, echo, LogSink } from '../helpers/mesh.js'
 
 const BIN = join(ROOT, 'bin', 'mesh-proxy.js')
+
+/** `mesh-proxy run` for db in a real process, its JSON log parsed as it comes; killed at teardown. */
+async function spawnDb (t: Test, extra: string[] = []): Promise<{ child: ChildProcess, lines: Array<Record<string, unknown>>, waitFor: (msg: string) => Promise<Record<string, unknown>>, mesh: Awaited<ReturnType<typeof makeMesh>>, port: number }> {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const child = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0', ...extra], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const sink = new LogSink()
+  child.stdout!.pipe(sink)
+  const waitFor = (msg: string): Promise<Record<string, unknown>> => sink.waitFor(l => l.msg === msg)
+  const started = await waitFor('sidecar started')
+  return { child, lines: sink.lines, waitFor, mesh, port: Number(String(started.inbound).split(' => ')[0]!.split(':')[1]) }
+}
 
 t.test('demo', async t => {
   const child = spawn(process.execPath, [BIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -23,25 +36,7 @@ t.test('demo', async t => {
 })
 
 t.test('run, serve, SIGTERM drains and exits 0', async t => {
-  const mesh = await makeMesh(t)
-  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
-  const app = await startApp(t, echo)
-  const child = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => { child.kill('SIGKILL') })
-  const lines: Array<Record<string, unknown>> = []
-  const waiters: Array<[(l: Record<string, unknown>) => boolean, (l: Record<string, unknown>) => void]> = []
-  createInterface({ input: child.stdout }).on('line', text => {
-    const l = JSON.parse(text) as Record<string, unknown>
-    lines.push(l)
-    for (const w of [...waiters]) if (w[0](l)) { waiters.splice(waiters.indexOf(w), 1); w[1](l) }
-  })
-  const waitFor = (msg: string): Promise<Record<string, unknown>> => new Promise(resolve => {
-    const hit = lines.find(l => l.msg === msg)
-    if (hit !== undefined) resolve(hit)
-    else waiters.push([l => l.msg === msg, resolve])
-  })
-  const started = await waitFor('sidecar started')
-  const port = Number(String(started.inbound).split(' => ')[0]!.split(':')[1])
+  const { child, lines, mesh, port } = await spawnDb(t)
   const r = await mtlsTry(port, await mesh.leaf('web'), mesh.ca.certPem, 'through a real process')
   t.equal(r.received, 'through a real process')
   const exited = new Promise(resolve => child.on('exit', resolve))
@@ -55,26 +50,8 @@ t.test('run, serve, SIGTERM drains and exits 0', async t => {
 })
 
 t.test('SIGTERM drains a live connection; a second SIGTERM closes at once', async t => {
-  const mesh = await makeMesh(t)
-  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
-  const app = await startApp(t, echo)
-  const child = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0', '--drain-timeout', '1h'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => { child.kill('SIGKILL') })
-  const lines: Array<Record<string, unknown>> = []
-  const waiters: Array<[(l: Record<string, unknown>) => boolean, (l: Record<string, unknown>) => void]> = []
-  createInterface({ input: child.stdout }).on('line', text => {
-    const l = JSON.parse(text) as Record<string, unknown>
-    lines.push(l)
-    for (const w of [...waiters]) if (w[0](l)) { waiters.splice(waiters.indexOf(w), 1); w[1](l) }
-  })
-  const waitFor = (msg: string): Promise<Record<string, unknown>> => new Promise(resolve => {
-    const hit = lines.find(l => l.msg === msg)
-    if (hit !== undefined) resolve(hit)
-    else waiters.push([l => l.msg === msg, resolve])
-  })
-  const started = await waitFor('sidecar started')
+  const { child, lines, waitFor, mesh, port } = await spawnDb(t, ['--drain-timeout', '1h'])
   const admin = Number(String((await waitFor('admin listening')).admin).split(':')[1])
-  const port = Number(String(started.inbound).split(' => ')[0]!.split(':')[1])
   const web = await mesh.leaf('web')
   const { connect: tlsConnect } = await import('node:tls')
   const live = tlsConnect({ port, host: '127.0.0.1', servername: 'db', ca: mesh.ca.certPem, cert: web.certPem, key: web.keyPem })

@@ -59,8 +59,12 @@ export async function makeMesh (t: T, services: string[] = ['web', 'db', 'billin
 export class LogSink extends Writable {
   readonly lines: Array<Record<string, unknown>> = []
   readonly #waiters: Array<{ pred: (l: Record<string, unknown>) => boolean, resolve: (l: Record<string, unknown>) => void }> = []
+  #partial = ''
   override _write (chunk: Buffer, _enc: string, cb: () => void): void {
-    for (const text of chunk.toString().split('\n')) {
+    // A chunk may end mid-line (a child process's stdout): keep the rest for the next one.
+    const texts = (this.#partial + chunk.toString()).split('\n')
+    this.#partial = texts.pop()!
+    for (const text of texts) {
       if (text === '') continue
       const line = JSON.parse(text) as Record<string, unknown>
       this.lines.push(line)
