@@ -3,13 +3,13 @@
  * roots. Every file is written atomically; private keys with mode 0600 and
  * never echoed anywhere.
  */
-import { readFile, readdir, mkdir, unlink, access } from 'node:fs/promises'
+import { readFile, readdir, mkdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CertificateError, errorCode, toError } from '../errors.js'
 import { createRootCa, crossSign, issueCert, signCsr, type IssuedCert } from './issue.js'
 import { consulServiceId } from '../identity/spiffe-id.js'
 import { certsFromPem, toPem } from '../identity/x509.js'
-import { writeFileAtomic } from '../fsutil/atomic.js'
+import { writeFileAtomic, fileExists } from '../fsutil/atomic.js'
 import type { MeshLayout, MeshSettings } from '../meshdir/layout.js'
 
 /** Default leaf lifetime, as Consul's. */
@@ -17,9 +17,6 @@ export const DEFAULT_LEAF_TTL_MS = 72 * 3_600_000
 /** Shortest leaf lifetime we issue. */
 export const MIN_LEAF_TTL_MS = 1_000
 
-async function exists (p: string): Promise<boolean> {
-  try { await access(p); return true } catch { return false }
-}
 
 /** Read the mesh dir's signer; a clear error when this dir has none. */
 export async function readCa (layout: MeshLayout): Promise<IssuedCert> {
@@ -33,7 +30,7 @@ export async function readCa (layout: MeshLayout): Promise<IssuedCert> {
 
 /** True if the mesh dir holds a CA private key (so sidecars can renew their own leaves). */
 export function hasSigner (layout: MeshLayout): Promise<boolean> {
-  return exists(layout.caKey)
+  return fileExists(layout.caKey)
 }
 
 /** The chain a new leaf carries after itself: the cross-signed root during a rotation. */

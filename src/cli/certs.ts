@@ -13,10 +13,10 @@ import { bundleFromPem } from '../identity/bundle.js'
 import { formatSpiffeBundle } from '../identity/spiffe-bundle.js'
 import { rotateRoot, retireOldRoots, signServiceCsr, issueLeaf } from '../ca/store.js'
 import { meshLayout, readMeshSettings, writeMeshSettings } from '../meshdir/layout.js'
-import { writeFileAtomic } from '../fsutil/atomic.js'
-import { exists, DEV_SERVICES } from '../meshdir/seed.js'
+import { writeFileAtomic, fileExists } from '../fsutil/atomic.js'
+import { DEV_SERVICES } from '../meshdir/seed.js'
 import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../config/defaults.js'
-import { ConfigError, CertificateError } from '../errors.js'
+import { ConfigError } from '../errors.js'
 import { parseDuration } from '../config/resolve.js'
 import { updateIntentions } from '../intentions/store.js'
 
@@ -25,7 +25,7 @@ const YEAR_MS = 365 * 24 * 3_600_000
 /** `ca init`: a new root CA in the mesh dir. Refuses to overwrite one. */
 export async function caInit (o: { meshDir: string, trustDomain?: string, datacenter?: string }, say: (l: string) => void): Promise<number> {
   const layout = meshLayout(o.meshDir)
-  if (await exists(layout.caCert)) throw new ConfigError('--mesh-dir', `${layout.caCert} already exists; this mesh dir has a CA (remove the dir to start over)`)
+  if (await fileExists(layout.caCert)) throw new ConfigError('--mesh-dir', `${layout.caCert} already exists; this mesh dir has a CA (remove the dir to start over)`)
   const trustDomain = parseTrustDomain(o.trustDomain ?? `${crypto.randomUUID()}.consul`)
   const ca = await createRootCa({ trustDomain })
   await writeMeshSettings(layout, { trustDomain, datacenter: o.datacenter ?? DEFAULT_DATACENTER })

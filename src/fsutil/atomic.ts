@@ -2,7 +2,7 @@
  * File writes that a reader can never see half of (temp file + fsync + rename +
  * directory fsync), and a cross-process lock file for read-modify-write cycles.
  */
-import { open, rename, unlink, mkdir, readFile, stat } from 'node:fs/promises'
+import { open, rename, unlink, mkdir, readFile, stat, access } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { MeshProxyError, errorCode } from '../errors.js'
@@ -90,5 +90,15 @@ export function pidAlive (pid: number): boolean {
     return true
   } catch (err) {
     return errorCode(err) === 'EPERM'
+  }
+}
+
+/** True if `p` exists (and is visible to us). */
+export async function fileExists (p: string): Promise<boolean> {
+  try {
+    await access(p)
+    return true
+  } catch {
+    return false
   }
 }

@@ -3,7 +3,7 @@
  * intentions). Leaves that have expired are not copied: the sidecar issues a
  * fresh one from the dev CA at start.
  */
-import { copyFile, readFile, mkdir, access } from 'node:fs/promises'
+import { copyFile, readFile, mkdir } from 'node:fs/promises'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { X509Certificate } from 'node:crypto'
@@ -35,7 +35,3 @@ export async function seedMeshDir (dir: string, from = CERTS_DEV_DIR): Promise<M
   return layout
 }
 
-/** True if `p` exists. */
-export async function exists (p: string): Promise<boolean> {
-  try { await access(p); return true } catch { return false }
-}

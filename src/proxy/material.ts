@@ -3,7 +3,8 @@
  * or the mesh dir (certs/<svc>.pem|.key and bundle.pem; a leaf is issued on
  * first start when the mesh dir holds the CA key). Every error names the file.
  */
-import { readFile, access } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
+import { fileExists } from '../fsutil/atomic.js'
 import { CertificateError, errorCode, toError } from '../errors.js'
 import { bundleFromPem, type TrustBundle } from '../identity/bundle.js'
 import { parseSpiffeBundle, toTrustBundle } from '../identity/spiffe-bundle.js'
@@ -45,8 +46,8 @@ export async function loadFromFiles (files: { cert: string, key: string, ca: str
 export async function loadFromMeshDir (layout: MeshLayout, settings: MeshSettings, service: string, leafTtlMs = DEFAULT_LEAF_TTL_MS): Promise<Material> {
   const certPath = layout.certFor(service)
   const keyPath = layout.keyFor(service)
-  if (!await exists(certPath) && await exists(layout.caKey)) await issueLeaf(layout, settings, service, leafTtlMs)
-  if (!await exists(certPath)) throw new CertificateError(`mesh dir ${layout.root} has no certificate for ${service} (${certPath}) and no CA to issue one; run "mesh-proxy cert issue ${service} --mesh-dir ${layout.root}"`)
+  if (!await fileExists(certPath) && await fileExists(layout.caKey)) await issueLeaf(layout, settings, service, leafTtlMs)
+  if (!await fileExists(certPath)) throw new CertificateError(`mesh dir ${layout.root} has no certificate for ${service} (${certPath}) and no CA to issue one; run "mesh-proxy cert issue ${service} --mesh-dir ${layout.root}"`)
   const [certPem, keyPem, bundlePem] = await Promise.all([readText(certPath, 'mesh dir certificate'), readText(keyPath, 'mesh dir key'), readText(layout.bundle, 'mesh dir bundle')])
   const svid = parseOwnSvid(certPem, keyPem, { cert: certPath, key: keyPath })
   checkServiceMatches(svid, service, certPath)
@@ -67,6 +68,3 @@ function checkBundleCovers (bundle: TrustBundle, svid: OwnSvid, what: string): v
   }
 }
 
-async function exists (p: string): Promise<boolean> {
-  try { await access(p); return true } catch { return false }
-}

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { connect, type Socket } from 'node:net'
+import { connect } from 'node:net'
 import { once } from 'node:events'
 import { connect as tlsConnect } from 'node:tls'
 import { ConsulDouble } from '../helpers/consul-double.js'
