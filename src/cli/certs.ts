@@ -17,6 +17,7 @@ import { writeFileAtomic, fileExists } from '../fsutil/atomic.js'
 import { DEV_SERVICES } from '../meshdir/seed.js'
 import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../config/defaults.js'
 import { ConfigError } from '../errors.js'
+import * as x509 from '@peculiar/x509'
 import { parseDuration } from '../config/resolve.js'
 import { updateIntentions } from '../intentions/store.js'
 
@@ -73,14 +74,16 @@ export async function genDevCerts (dir: string, say: (l: string) => void): Promi
 }
 
 /** `cert sign --csr file --service name`: sign a CSR; the workload's key never leaves it. */
-export async function certSign (o: { meshDir: string, csr: string, service: string, ttl?: string, out?: string }, say: (l: string) => void): Promise<number> {
+export async function certSign (o: { meshDir: string, csr: string, service?: string, ttl?: string, out?: string }, say: (l: string) => void): Promise<number> {
   const layout = meshLayout(o.meshDir)
   const settings = await readMeshSettings(layout)
   let csrPem: string
   try { csrPem = await readFile(o.csr, 'utf8') } catch (err) { throw new ConfigError('--csr', `cannot read ${o.csr}: ${(err as Error).message}`) }
-  const pem = await signServiceCsr(layout, settings, o.service, csrPem, parseDuration(o.ttl ?? '72h', '--ttl'))
+  const service = o.service ?? csrService(csrPem)
+  if (service === undefined) throw new ConfigError('--service', `${o.csr} names no service (no Consul SPIFFE ID, no CN); give --service`)
+  const pem = await signServiceCsr(layout, settings, service, csrPem, parseDuration(o.ttl ?? '72h', '--ttl'))
   if (o.out === undefined) say(pem.trimEnd())
-  else { await writeFileAtomic(o.out, pem); say(`signed ${o.csr} for ${o.service} -> ${o.out}`) }
+  else { await writeFileAtomic(o.out, pem); say(`signed ${o.csr} for ${service} -> ${o.out}`) }
   return 0
 }
 
@@ -145,4 +148,20 @@ export async function caBundle (o: { meshDir: string, format?: string }, say: (l
   if (format !== 'spiffe') throw new ConfigError('--format', `must be "spiffe" or "pem", got ${JSON.stringify(format)}`)
   say(formatSpiffeBundle(bundleFromPem(pem, settings.trustDomain, layout.bundle), settings.trustDomain).trimEnd())
   return 0
+}
+
+/** The service a CSR asks for: its Consul SPIFFE ID's name, else its CN. */
+function csrService (csrPem: string): string | undefined {
+  try {
+    const csr = new x509.Pkcs10CertificateRequest(csrPem)
+    const san = csr.getExtension('2.5.29.17') as x509.SubjectAlternativeNameExtension | null
+    const uri = san?.names.items.find((n: x509.GeneralName) => n.type === 'url')?.value
+    if (uri !== undefined) {
+      const c = toConsulService(parseSpiffeId(uri))
+      if (c !== null) return c.service
+    }
+    return /CN=([A-Za-z0-9_-]+)/.exec(csr.subject)?.[1]
+  } catch {
+    return undefined // signServiceCsr reports the malformed CSR
+  }
 }
