@@ -46,7 +46,7 @@ t.test('leaves renew and the root rotates under a live stream', async t => {
       streamHash = new Promise(resolve => s.once('end', () => { resolve(h.digest('hex')); s.end() }))
     })
   })
-  const flags = { meshDir: mesh.dir, leafTtl: '4s' }
+  const flags = { meshDir: mesh.dir, leafTtl: '8s' } // renewal at 60-90 %: at least ~0.9 s of margin before expiry even on a loaded CI machine
   const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, ...flags }, { rootChangeJitterMs: 300 })
   const web = await startSidecar(t, { service: 'web', upstream: ['db:0'], ...flags }, { rootChangeJitterMs: 300 })
   const upstream = web.addrs.upstreams.get('db')!.port
