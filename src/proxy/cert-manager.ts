@@ -135,10 +135,11 @@ export class CertManager {
       const delay = rootChanged
         ? rootChangeDelay(this.#o.rootChangeJitterMs ?? ROOT_CHANGE_JITTER_MS)
         : renewAt(leaf.notBefore, leaf.notAfter) - Date.now()
-      this.#renewTimer = this.#timer(Math.max(0, delay), () => { void this.#renew(rootChanged ? 'root changed' : 'renewal due') })
+      this.#timer('renew', Math.max(0, delay), () => { void this.#renew(rootChanged ? 'root changed' : 'renewal due') })
     }
     const untilExpiry = leaf.notAfter.getTime() - Date.now()
-    this.#expiryTimer = this.#timer(Math.max(0, untilExpiry), () => {
+    this.#timer('expiry', Math.max(0, untilExpiry), () => {
+      if (this.#closed) return
       this.#o.logger.error({ spiffeId: m.svid.id.uri, serial: leaf.serial, notAfter: leaf.notAfter.toISOString(), canRenew },
         canRenew ? 'certificate expired before it could be renewed' : 'certificate expired and nothing can renew it; peers will refuse our handshakes until new files are written')
     })
@@ -151,7 +152,7 @@ export class CertManager {
       await issueLeaf(s.layout, s.settings, this.#o.service, this.#o.leafTtlMs ?? DEFAULT_LEAF_TTL_MS)
     } catch (err) {
       this.#o.logger.error({ why, err: toError(err).message }, 'leaf renewal failed; will retry')
-      this.#renewTimer = this.#timer(Math.min(30_000, this.#o.leafTtlMs ?? 30_000), () => { void this.#renew(why) })
+      this.#timer('renew', Math.min(30_000, this.#o.leafTtlMs ?? 30_000), () => { void this.#renew(why) })
       return
     }
     await this.reload(why)
@@ -168,11 +169,14 @@ export class CertManager {
     }
   }
 
-  #timer (ms: number, fn: () => void): NodeJS.Timeout {
+  /** (Re)arm the renewal or expiry timer; unref'd so that it never keeps the process alive. */
+  #timer (which: 'renew' | 'expiry', ms: number, fn: () => void): void {
     // Long delays are re-armed in steps: setTimeout caps at about 24.8 days.
-    const t = ms > MAX_TIMER_MS ? setTimeout(() => { this.#renewTimer = this.#timer(ms - MAX_TIMER_MS, fn) }, MAX_TIMER_MS) : setTimeout(fn, ms)
+    const t = ms > MAX_TIMER_MS
+      ? setTimeout(() => { if (!this.#closed) this.#timer(which, ms - MAX_TIMER_MS, fn) }, MAX_TIMER_MS)
+      : setTimeout(fn, ms)
     t.unref()
-    return t
+    if (which === 'renew') { clearTimeout(this.#renewTimer); this.#renewTimer = t } else { clearTimeout(this.#expiryTimer); this.#expiryTimer = t }
   }
 
   /** Stop watching and scheduling. Idempotent. */

@@ -35,3 +35,21 @@ t.test('silent client is closed by the handshake deadline; garbage is refused', 
   t.equal(app.accepted(), 1, 'only the real peer reached the app')
   await db.stop()
 })
+
+t.test('outbound: an upstream that accepts TCP but never speaks TLS', async t => {
+  const mesh = await makeMesh(t)
+  const { createServer } = await import('node:net')
+  const held = new Set<import('node:net').Socket>()
+  const silent = createServer(s => { held.add(s); s.on('error', () => {}) })
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const s of held) s.destroy(); silent.close() })
+  const port = (silent.address() as { port: number }).port
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${port}`], meshDir: mesh.dir, handshakeTimeout: '300ms' })
+  const c = connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1')
+  c.on('error', () => {})
+  c.write('anyone there?')
+  await new Promise(resolve => c.on('close', resolve))
+  const refused = await web.sink.waitFor(l => l.msg === 'conn refused')
+  t.match(refused.err, /did not complete within handshakeTimeoutMs=300/, 'refused by the handshake deadline, which the log names')
+  await web.stop()
+})
