@@ -7,6 +7,7 @@ import { isIP } from 'node:net'
 import { ConfigError } from '../errors.js'
 import { DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_TIMEOUTS, DEFAULT_UPSTREAM_BIND_HOST, DEFAULT_LOG_LEVEL } from './defaults.js'
 import type { Config, HostPort, Timeouts, UpstreamConfig } from './types.js'
+import { parseRateLimit } from '../proxy/rate-limit.js'
 
 /** What resolve() reads. Flag keys are commander's camelCase option names. */
 export interface ConfigSources {
@@ -47,6 +48,7 @@ export const FIELDS: readonly Field[] = [
   { key: 'admin', flag: '--admin', kind: 'hostport', env: 'MESH_PROXY_ADMIN' },
   { key: 'maxConnections', flag: '--max-connections', kind: 'string' },
   { key: 'leafTtl', flag: '--leaf-ttl', kind: 'duration' },
+  { key: 'sourceRateLimit', flag: '--source-rate-limit', kind: 'string' },
   { key: 'controlPlane', flag: '--control-plane', kind: 'string' },
   { key: 'consulAddr', flag: '--consul-addr', kind: 'string', env: 'CONSUL_HTTP_ADDR' },
   { key: 'consulToken', flag: '--consul-token', kind: 'string', env: 'CONSUL_HTTP_TOKEN' },
@@ -193,6 +195,9 @@ export function resolveConfig (src: ConfigSources): Config {
   const consulToken = get('consulToken', str) ?? null
   const consulCacert = get('consulCacert', str) ?? null
 
+  const sourceRateLimit = get('sourceRateLimit', (v, w) => {
+    try { return parseRateLimit(str(String(v), w)) } catch (err) { throw new ConfigError(w, (err as Error).message) }
+  }) ?? null
   const namespace = get('namespace', (v, w) => {
     const ns = str(v, w)
     if (!SERVICE.test(ns)) throw new ConfigError(w, `${JSON.stringify(ns)} is not a valid namespace name`)
@@ -238,6 +243,7 @@ export function resolveConfig (src: ConfigSources): Config {
     logLevel,
     unsafeTarget,
     enforceOnChange,
+    sourceRateLimit,
     admin: admin === undefined ? parseHostPort(DEFAULT_ADMIN, '--admin') : admin,
     leafTtlMs: get('leafTtl', parseDuration) ?? 72 * 3_600_000,
     controlPlane,

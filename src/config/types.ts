@@ -61,6 +61,8 @@ export interface Config {
   readonly consul: { readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null } | null
   /** Lifetime of leaves the sidecar issues itself (mesh dir holding the CA). */
   readonly leafTtlMs: number
+  /** New inbound connections per source address (`20/s`); null = unlimited. */
+  readonly sourceRateLimit: { readonly burst: number, readonly refillMs: number } | null
   /** Per listener; 0 = unlimited. Over the limit a new connection is refused with a log line and a count. */
   readonly maxConnections: number
 }

@@ -49,7 +49,7 @@ type Kind = 'counter' | 'gauge' | 'histogram'
 
 /** Every metric family: name, type and help. The README's metrics table is this list. */
 export const METRICS = {
-  connections: { name: 'mesh_proxy_connections_total', type: 'counter', help: 'Finished connections by direction and result (allowed, denied_intention, tls_error, upstream_error, relay_error, revoked, over_limit, aborted).' },
+  connections: { name: 'mesh_proxy_connections_total', type: 'counter', help: 'Finished connections by direction and result (allowed, denied_intention, tls_error, upstream_error, relay_error, revoked, over_limit, rate_limited, aborted).' },
   active: { name: 'mesh_proxy_connections_active', type: 'gauge', help: 'Live relayed connections by direction.' },
   handshakeFailures: { name: 'mesh_proxy_handshake_failures_total', type: 'counter', help: 'TLS handshake and SVID failures by reason.' },
   upstreamConnectErrors: { name: 'mesh_proxy_upstream_connect_errors_total', type: 'counter', help: 'Failed TCP connects by upstream (local_app for the inbound app).' },

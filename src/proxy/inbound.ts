@@ -11,6 +11,7 @@ import { PeerIdentityError, errorCode, isRoutineCloseError, toError } from '../e
 import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../intentions/table.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { ConnRegistry, type TrackedConn } from './conn-registry.js'
+import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
 import { dial } from './dial.js'
 import { handshakeDeadline } from './handshake.js'
 import { relay } from './relay.js'
@@ -27,6 +28,8 @@ export interface InboundOptions {
   readonly timeouts: Timeouts
   /** 0 = unlimited; counts connections in the handshake too. */
   readonly maxConnections?: number
+  /** New connections per source address; null = unlimited. */
+  readonly sourceRateLimit?: RateLimit | null
   /** Current TLS generation (read per connection). */
   readonly tls: () => TlsState
   /** Current authorizer (read per connection). */
@@ -52,10 +55,12 @@ export class InboundListener {
   readonly #handshakes = new Map<string, { raw: Socket, cancel: () => void }>()
   #server: Server | undefined
   #closing: Promise<void> | undefined
+  readonly #rate: SourceRateLimiter | null
 
   constructor (opts: InboundOptions) {
     this.#opts = opts
     this.#metrics = opts.metrics ?? noopMetrics
+    this.#rate = opts.sourceRateLimit == null ? null : new SourceRateLimiter(opts.sourceRateLimit)
   }
 
   /** Live connections (0 after close). */
@@ -93,6 +98,12 @@ export class InboundListener {
     if (max > 0 && this.#registry.size + this.#handshakes.size >= max) {
       this.#metrics.connection('inbound', 'over_limit')
       this.#opts.logger.warn({ listener: 'inbound', reason: 'max_connections', maxConnections: max, remote: `${raw.remoteAddress}:${raw.remotePort}` }, 'conn rejected')
+      raw.destroy()
+      return
+    }
+    if (this.#rate !== null && !this.#rate.allow(raw.remoteAddress ?? '')) {
+      this.#metrics.connection('inbound', 'rate_limited')
+      this.#opts.logger.warn({ listener: 'inbound', reason: 'rate_limited', remote: `${raw.remoteAddress}:${raw.remotePort}` }, 'conn rejected')
       raw.destroy()
       return
     }

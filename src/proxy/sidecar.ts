@@ -161,7 +161,7 @@ export class Sidecar {
     if (cfg.listen !== null && cfg.to !== null) {
       const me = { namespace: cfg.namespace, name: cfg.service }
       const authorize = await plane.authorizer(me)
-      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: getTls, authorize, logger: this.#log, metrics: this.#metrics })
+      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: getTls, authorize, logger: this.#log, metrics: this.#metrics })
       inbound = await this.#inbound.start()
       if (plane.register !== undefined) {
         const host = inbound.host === '0.0.0.0' || inbound.host === '::' ? '127.0.0.1' : inbound.host

@@ -119,3 +119,23 @@ t.test('--max-connections refuses over the limit, logs and counts', async t => {
   t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'three')).received, 'three', 'room again once the first closed')
   await sidecar.close()
 })
+
+t.test('--source-rate-limit refuses a flooding source, logs and counts', async t => {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  // 2 per hour: the third connection within the test is over the limit whatever the machine's speed.
+  const config = resolveConfig({ flags: { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, sourceRateLimit: '2/h' }, env: {}, file: null })
+  const { logger, sink } = captureLogger()
+  const metrics = new MetricsRegistry()
+  const sidecar = new Sidecar({ config, logger, metrics })
+  t.teardown(() => sidecar.destroy())
+  const addrs = await sidecar.start()
+  const web = await mesh.leaf('web')
+  t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'one')).received, 'one')
+  t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'two')).received, 'two')
+  t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'three')).received, '', 'third refused')
+  t.match(await sink.waitFor(l => l.msg === 'conn rejected'), { reason: 'rate_limited', remote: /^127\.0\.0\.1:/ })
+  t.equal(metrics.get('mesh_proxy_connections_total', { direction: 'inbound', result: 'rate_limited' }), 1)
+  await sidecar.close()
+})
