@@ -9,7 +9,7 @@ import { AdminServer, PROMETHEUS_CONTENT_TYPE } from '../../src/admin/server.js'
 import { Sidecar } from '../../src/proxy/sidecar.js'
 import { MetricsRegistry } from '../../src/metrics/metrics.js'
 import { resolveConfig } from '../../src/config/resolve.js'
-import { makeMesh, startApp, captureLogger, mtlsTry, echo } from '../helpers/mesh.js'
+import { makeMesh, startApp, startSidecar, captureLogger, mtlsTry, echo } from '../helpers/mesh.js'
 
 async function get (port: number, path: string): Promise<{ status: number, type: string, body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`)
@@ -97,12 +97,7 @@ t.test('--max-connections refuses over the limit, logs and counts', async t => {
   const mesh = await makeMesh(t)
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
   const app = await startApp(t, echo)
-  const config = resolveConfig({ flags: { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, maxConnections: '1' }, env: {}, file: null })
-  const { logger, sink } = captureLogger()
-  const metrics = new MetricsRegistry()
-  const sidecar = new Sidecar({ config, logger, metrics })
-  t.teardown(() => sidecar.destroy())
-  const addrs = await sidecar.start()
+  const { addrs, sink, metrics, stop } = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, maxConnections: '1' })
   const web = await mesh.leaf('web')
   const { connect: tlsConnect } = await import('node:tls')
   const first = tlsConnect({ port: addrs.inbound!.port, host: '127.0.0.1', servername: 'db', ca: mesh.ca.certPem, cert: web.certPem, key: web.keyPem })
@@ -117,7 +112,7 @@ t.test('--max-connections refuses over the limit, logs and counts', async t => {
   await new Promise(resolve => first.on('close', resolve))
   await sink.waitFor(l => l.msg === 'conn closed')
   t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'three')).received, 'three', 'room again once the first closed')
-  await sidecar.close()
+  await stop()
 })
 
 t.test('--source-rate-limit refuses a flooding source, logs and counts', async t => {
@@ -125,17 +120,12 @@ t.test('--source-rate-limit refuses a flooding source, logs and counts', async t
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
   const app = await startApp(t, echo)
   // 2 per hour: the third connection within the test is over the limit whatever the machine's speed.
-  const config = resolveConfig({ flags: { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, sourceRateLimit: '2/h' }, env: {}, file: null })
-  const { logger, sink } = captureLogger()
-  const metrics = new MetricsRegistry()
-  const sidecar = new Sidecar({ config, logger, metrics })
-  t.teardown(() => sidecar.destroy())
-  const addrs = await sidecar.start()
+  const { addrs, sink, metrics, stop } = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, sourceRateLimit: '2/h' })
   const web = await mesh.leaf('web')
   t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'one')).received, 'one')
   t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'two')).received, 'two')
   t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'three')).received, '', 'third refused')
   t.match(await sink.waitFor(l => l.msg === 'conn rejected'), { reason: 'rate_limited', remote: /^127\.0\.0\.1:/ })
   t.equal(metrics.get('mesh_proxy_connections_total', { direction: 'inbound', result: 'rate_limited' }), 1)
-  await sidecar.close()
+  await stop()
 })
