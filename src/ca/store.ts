@@ -75,8 +75,8 @@ export async function rotateRoot (layout: MeshLayout, settings: MeshSettings): P
   const xc = await crossSign(old, next.certPem)
   await mkdir(layout.previous, { recursive: true })
   await writeFileAtomic(join(layout.previous, `${oldFacts.serial}.pem`), old.certPem)
-  const bundleRoots = await readBundleRoots(layout)
-  await writeFileAtomic(layout.bundle, [next.certPem, ...bundleRoots.filter(r => r !== toPem('CERTIFICATE', certsFromPem(next.certPem, 'new root')[0]!.der))].join(''))
+  // The new root is freshly generated, so it cannot already be in the bundle.
+  await writeFileAtomic(layout.bundle, [next.certPem, ...await readBundleRoots(layout)].join(''))
   await writeFileAtomic(layout.crossSigned, xc)
   await writeFileAtomic(layout.caKey, next.keyPem, 0o600)
   await writeFileAtomic(layout.caCert, next.certPem)

@@ -7,7 +7,8 @@
  */
 import type { Logger } from 'pino'
 import { parseOwnSvid } from '../identity/svid.js'
-import { bundleFromPem } from '../identity/bundle.js'
+import { makeBundle, rootsFromPem } from '../identity/bundle.js'
+import type { CertFacts } from '../identity/x509.js'
 import { parseTrustDomain } from '../identity/spiffe-id.js'
 import { compileAuthorizer, validateIntentionsDoc, type Action, type Authorizer, type IntentionsDoc } from '../intentions/table.js'
 import type { Instance, Resolver } from '../catalog/types.js'
@@ -34,6 +35,8 @@ export interface ConsulControlPlaneOptions {
 
 interface LeafBody { CertPEM: string, PrivateKeyPEM: string, ServiceURI?: string, SerialNumber?: string, ValidBefore?: string }
 interface RootsBody { TrustDomain?: string, ActiveRootID?: string, Roots: Array<{ RootCert: string, IntermediateCerts?: string[] | null, Active?: boolean | string }> }
+/** A validated roots response: its trust domain (if given) and every root, parsed once. */
+interface Roots { trustDomain: string | undefined, certs: CertFacts[] }
 interface IntentionBody { SourceNS?: string, SourceName: string, DestinationNS?: string, DestinationName: string, Action: string, Description?: string, Meta?: Record<string, string> }
 interface HealthEntry { Node?: { Address?: string }, Service?: { Address?: string, Port?: number, Proxy?: unknown } }
 
@@ -43,7 +46,7 @@ export class ConsulControlPlane implements Resolver {
   readonly #watches: Array<BlockingWatch<unknown>> = []
   readonly #instances = new Map<string, readonly Instance[]>()
   #leaf: LeafBody | undefined
-  #roots: RootsBody | undefined
+  #roots: Roots | undefined
   #authorize: Authorizer | undefined
   #doc: IntentionsDoc | undefined
   #tls: TlsState | undefined
@@ -118,10 +121,9 @@ export class ConsulControlPlane implements Resolver {
     if (this.#leaf === undefined || this.#roots === undefined) return
     try {
       const svid = parseOwnSvid(this.#leaf.CertPEM, this.#leaf.PrivateKeyPEM, { cert: 'Consul leaf CertPEM', key: 'Consul leaf PrivateKeyPEM' })
-      const td = this.#roots.TrustDomain !== undefined && this.#roots.TrustDomain !== '' ? parseTrustDomain(this.#roots.TrustDomain) : svid.id.trustDomain
+      const td = this.#roots.trustDomain ?? svid.id.trustDomain
       // Every listed root is trusted (root rotation); the bundle's trust domain is configuration, not read from the roots.
-      const pems = this.#roots.Roots.flatMap(r => [r.RootCert])
-      const bundle = bundleFromPem(pems.join('\n'), td, 'Consul CA roots', { assignAllTo: td })
+      const bundle = makeBundle(this.#roots.certs.map(cert => ({ trustDomain: td, cert })))
       this.#tls = buildTlsState(svid, bundle)
       this.#o.metrics.certExpiry(svid.id.uri, Math.floor(svid.chain[0]!.notAfter.getTime() / 1000))
       this.#o.logger.info({ spiffeId: svid.id.uri, serial: svid.chain[0]!.serial, notAfter: svid.chain[0]!.notAfter.toISOString(), roots: bundle.roots.length }, 'certificates reloaded')
@@ -168,11 +170,15 @@ function parseLeaf (body: unknown): LeafBody {
   return b as LeafBody
 }
 
-function parseRoots (body: unknown): RootsBody {
+/** Validate and parse now, so that a bad root never replaces good ones. */
+function parseRoots (body: unknown): Roots {
   const b = body as Partial<RootsBody> | null
   if (!Array.isArray(b?.Roots) || b.Roots.length === 0 || b.Roots.some(r => typeof r?.RootCert !== 'string')) throw new ConsulError('roots response has no Roots[].RootCert')
-  bundleFromPem(b.Roots.map(r => r.RootCert).join('\n'), 'placeholder', 'Consul CA roots') // validate now: a bad root never replaces good ones
-  return b as RootsBody
+  const td = b.TrustDomain
+  return {
+    trustDomain: typeof td === 'string' && td !== '' ? parseTrustDomain(td) : undefined,
+    certs: rootsFromPem(b.Roots.map(r => r.RootCert).join('\n'), 'Consul CA roots')
+  }
 }
 
 function parseHealth (body: unknown): Instance[] {

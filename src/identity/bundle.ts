@@ -26,19 +26,26 @@ export interface RootCert {
 }
 
 /**
+ * Parse the CA certificates of a bundle; every one must be a CA. `what` names
+ * the source in errors.
+ */
+export function rootsFromPem (pem: string, what: string): CertFacts[] {
+  const certs = certsFromPem(pem, what)
+  certs.forEach((cert, i) => {
+    if (!cert.isCA) throw new CertificateError(`${what}: certificate ${i + 1} (${cert.subject}) is not a CA (basicConstraints CA:FALSE); a trust bundle holds CA certificates only`)
+  })
+  return certs
+}
+
+/**
  * Build a bundle from PEM text. A root whose URI SAN is `spiffe://<td>` (Consul's
  * and SPIRE's CAs) belongs to that trust domain; a root without one belongs to
- * `defaultTrustDomain` (plain PKI roots given with --ca). With `assignAllTo`,
- * every root belongs to that trust domain (Consul: the trust domain is
- * configuration, and a root's URI may name another cluster id).
+ * `defaultTrustDomain` (plain PKI roots given with --ca).
  */
-export function bundleFromPem (pem: string, defaultTrustDomain: string, what: string, opts: { assignAllTo?: string } = {}): TrustBundle {
-  const certs = certsFromPem(pem, what)
-  const roots: RootCert[] = certs.map((cert, i) => {
-    if (!cert.isCA) throw new CertificateError(`${what}: certificate ${i + 1} (${cert.subject}) is not a CA (basicConstraints CA:FALSE); a trust bundle holds CA certificates only`)
+export function bundleFromPem (pem: string, defaultTrustDomain: string, what: string): TrustBundle {
+  const roots: RootCert[] = rootsFromPem(pem, what).map((cert, i) => {
     const spiffe = cert.uris.find(u => u.startsWith('spiffe://'))
     let trustDomain = defaultTrustDomain
-    if (opts.assignAllTo !== undefined) return { trustDomain: opts.assignAllTo, cert }
     if (spiffe !== undefined) {
       try {
         trustDomain = parseSpiffeId(spiffe).trustDomain

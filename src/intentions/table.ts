@@ -120,7 +120,7 @@ export function validateIntentionsDoc (json: unknown, what: string): IntentionsD
   const intentions = list.map((raw: unknown, i): Intention => {
     const at = `${what}: intentions[${i}]`
     const ixn = validateIntention(raw, at)
-    const key = `${formatServiceRef(parseServiceRef(ixn.source, ''))} -> ${formatServiceRef(parseServiceRef(ixn.destination, ''))}`
+    const key = pairKey(ixn.source, ixn.destination)
     const prev = seen.get(key)
     if (prev !== undefined) throw new IntentionError(`${at}: duplicate ${key} (also intentions[${prev}]); (source, destination) must be unique`)
     seen.set(key, i)

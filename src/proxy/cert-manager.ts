@@ -17,6 +17,7 @@
  * live connections keep the state they were made with.
  */
 import { X509Certificate } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { toError } from '../errors.js'
 import { FileWatcher } from '../fsutil/watch.js'
@@ -160,7 +161,6 @@ export class CertManager {
 
   async #signedByCurrentCa (m: Material, layout: MeshLayout): Promise<boolean> {
     try {
-      const { readFile } = await import('node:fs/promises')
       const ca = new X509Certificate(await readFile(layout.caCert, 'utf8'))
       const leaf = new X509Certificate(m.svid.chain[0]!.der)
       return leaf.checkIssued(ca) && leaf.verify(ca.publicKey)
