@@ -101,8 +101,6 @@ export class Sidecar {
   /** The intention table in use (mesh dir, file or Consul). */
   get intentionsDoc (): IntentionsDoc | undefined { return this.#intentions?.doc ?? this.#consul?.intentions }
 
-  /** The intentions source (after start), e.g. to reload on SIGHUP. */
-  get intentions (): IntentionsSource | undefined { return this.#intentions }
 
   /** Live connections across all listeners. */
   get connections (): number {
