@@ -101,7 +101,6 @@ export class Sidecar {
   /** The intention table in use (mesh dir, file or Consul). */
   get intentionsDoc (): IntentionsDoc | undefined { return this.#intentions?.doc ?? this.#consul?.intentions }
 
-
   /** Live connections across all listeners. */
   get connections (): number {
     return (this.#inbound?.connections ?? 0) + [...this.#upstreams.values()].reduce((n, u) => n + u.listener.connections, 0)
