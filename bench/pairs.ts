@@ -1,0 +1,223 @@
+/**
+ * The proxy pairs every benchmark compares, started the same way:
+ * client -> outbound proxy -> mTLS (TLS 1.3, ECDSA P-256, both sides verified)
+ * -> inbound proxy -> target, each proxy its own process, one worker/thread.
+ *
+ * Pairs: the naive Node pipe() pair, mesh-proxy (its real SVID checks and
+ * intention decision on), and the C peers stunnel, haproxy and nginx (stream),
+ * installed from Debian when run as root, otherwise skipped with the reason
+ * printed. Plus the small process helpers the benchmarks share.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createServer, connect, type AddressInfo } from 'node:net'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { tmpdir, cpus } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
+import type { MeshLayout } from '../src/meshdir/layout.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+export const BIN = join(here, '..', '..', 'bin', 'mesh-proxy.js')
+const NAIVE = join(here, 'naive-proxy.js')
+
+/** `--name value` from argv, or the default. */
+export const arg = (name: string, dflt: string): string => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : dflt }
+export const median = (a: number[]): number => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]! }
+export const machine = (): string => `node ${process.version}, OpenSSL ${process.versions.openssl}, ${cpus().length} x ${cpus()[0]?.model ?? '?'}`
+export const isCPeer = (name: string): boolean => /stunnel|haproxy|nginx/.test(name)
+
+export async function freePort (): Promise<number> {
+  const s = createServer()
+  s.listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const p = (s.address() as AddressInfo).port
+  s.close()
+  await once(s, 'close')
+  return p
+}
+
+/** user+sys CPU seconds of a process, from /proc. */
+export function cpuSeconds (pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100 // utime + stime, clock ticks (USER_HZ = 100)
+}
+
+/** Resident set size of a process in bytes, from /proc. */
+export function rssBytes (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return Number(m?.[1] ?? NaN) * 1024
+}
+
+/** Spawn a node script; resolves once a stdout line satisfies `ready`. */
+export async function startNode (args: string[], ready: (line: string) => boolean): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const rl = createInterface({ input: child.stdout! })
+  await new Promise<void>((resolve, reject) => {
+    rl.on('line', l => { if (ready(l)) resolve() })
+    child.once('exit', code => reject(new Error(`${args.join(' ')} exited ${String(code)}`)))
+  })
+  child.stdout!.resume()
+  return child
+}
+
+/** The binary's path, installing its Debian package when root; null (with the reason printed) when unavailable. */
+export function ensure (bin: string, pkg: string): string | null {
+  const which = (): string | null => { const r = spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }); return r.status === 0 ? r.stdout.trim() : null }
+  let path = which()
+  if (path === null && process.getuid?.() === 0) {
+    process.stderr.write(`installing ${pkg} (apt-get) for the comparison...\n`)
+    spawnSync('sh', ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkg}`], { stdio: 'ignore' })
+    path = which()
+  }
+  if (path === null) process.stderr.write(`skipping ${bin}: not installed and not root (Debian packages: ${pkg})\n`)
+  return path
+}
+
+/** Run a load tool to completion without blocking the event loop (the proxies' log pipes must keep draining). */
+export async function runTool (bin: string, args: string[]): Promise<string> {
+  const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  p.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  p.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  const [code] = await once(p, 'exit') as [number | null]
+  if (code !== 0) throw new Error(`${bin} ${args.join(' ')} exited ${String(code)}: ${out.slice(-300)} ${err.slice(-300)}`)
+  return out
+}
+
+/** Resolves once something accepts TCP on `port` (C proxies print no readiness line we can rely on). */
+export async function listening (port: number, child?: ChildProcess, pollMs = 25): Promise<void> {
+  for (let i = 0; i < 10_000 / pollMs; i++) {
+    if (child !== undefined && child.exitCode !== null) throw new Error(`${child.spawnfile} exited with ${child.exitCode}`)
+    const ok = await new Promise<boolean>(resolve => { const c = connect(port, '127.0.0.1'); c.once('connect', () => { c.destroy(); resolve(true) }); c.once('error', () => resolve(false)) })
+    if (ok) return
+    await new Promise(resolve => setTimeout(resolve, pollMs))
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+/** A running pair: clients connect to `port`; `pids` are both proxies. */
+export interface Pair { readonly port: number, readonly pids: number[], stop (): Promise<void> }
+
+/** One kind of proxy pair; `start` relays to `target` (a port on 127.0.0.1). */
+export interface PairKind {
+  readonly name: string
+  start (target: number): Promise<Pair>
+  /** One inbound proxy process alone: resolves when it can serve (for start-up time). */
+  startOne (target: number): Promise<{ ready: Promise<void>, stop: () => Promise<void> }>
+}
+
+async function stopAll (procs: ChildProcess[]): Promise<void> {
+  await Promise.all(procs.map(async p => {
+    if (p.exitCode !== null || p.signalCode !== null) return
+    const gone = once(p, 'exit')
+    p.kill('SIGKILL')
+    await gone
+  }))
+}
+
+/** Every pair this machine can run, naive and mesh-proxy first. */
+export function pairKinds (layout: MeshLayout): PairKind[] {
+  const mesh = layout.root
+  const files = (s: string): string[] => [layout.certFor(s), layout.keyFor(s), layout.bundle]
+  const naive: PairKind = {
+    name: 'naive Node pipe() pair',
+    start: async target => {
+      const [inPort, outPort] = [await freePort(), await freePort()]
+      const a = await startNode([NAIVE, 'in', String(inPort), String(target), ...files('db')], l => l === 'ready')
+      const b = await startNode([NAIVE, 'out', String(outPort), String(inPort), ...files('web')], l => l === 'ready')
+      return { port: outPort, pids: [a.pid!, b.pid!], stop: () => stopAll([a, b]) }
+    },
+    startOne: async target => {
+      const p = spawn(process.execPath, [NAIVE, 'in', String(await freePort()), String(target), ...files('db')], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const ready = new Promise<void>(resolve => createInterface({ input: p.stdout! }).on('line', l => { if (l === 'ready') resolve() }))
+      return { ready, stop: () => stopAll([p]) }
+    }
+  }
+  const extra = (process.env.MESH_BENCH_ARGS ?? '').split(' ').filter(x => x !== '')
+  const started = (l: string): boolean => l.includes('"sidecar started"')
+  const meshProxy: PairKind = {
+    name: 'mesh-proxy pair',
+    start: async target => {
+      const [inPort, outPort] = [await freePort(), await freePort()]
+      const a = await startNode([BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${inPort}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh, '--admin', 'off', ...extra], started)
+      const b = await startNode([BIN, 'run', '--service', 'web', '--listen', `127.0.0.1:${await freePort()}`, '--to', '127.0.0.1:1', '--upstream', `db:${outPort}`, '--mesh-dir', mesh, '--admin', 'off', ...extra], started)
+      return { port: outPort, pids: [a.pid!, b.pid!], stop: () => stopAll([a, b]) }
+    },
+    startOne: async target => {
+      // Ready = the admin server's /ready answers 200 (what a kubelet waits for).
+      const admin = await freePort()
+      const p = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${await freePort()}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh, '--admin', `127.0.0.1:${admin}`, '--log-level', 'warn', ...extra], { stdio: 'ignore' })
+      const ready = (async () => {
+        for (;;) {
+          if (p.exitCode !== null) throw new Error(`mesh-proxy exited with ${p.exitCode}`)
+          const ok = await fetch(`http://127.0.0.1:${admin}/ready`).then(r => r.status === 200, () => false)
+          if (ok) return
+          await new Promise(resolve => setTimeout(resolve, 5))
+        }
+      })()
+      return { ready, stop: () => stopAll([p]) }
+    }
+  }
+  const kinds = [naive, meshProxy]
+  for (const peer of cPeers(layout)) {
+    const bin = ensure(peer.bin, peer.pkg)
+    if (bin === null) continue
+    kinds.push({
+      name: peer.name,
+      start: async target => {
+        const [inPort, outPort] = [await freePort(), await freePort()]
+        const procs = [await peer.inbound(bin, inPort, target), await peer.outbound(bin, outPort, inPort)]
+        await Promise.all([listening(inPort, procs[0]), listening(outPort, procs[1])])
+        return { port: outPort, pids: procs.map(p => p.pid!), stop: () => stopAll(procs) }
+      },
+      startOne: async target => {
+        const port = await freePort()
+        const p = await peer.inbound(bin, port, target)
+        return { ready: listening(port, p, 2), stop: () => stopAll([p]) }
+      }
+    })
+  }
+  return kinds
+}
+
+interface CPeer {
+  readonly name: string
+  readonly bin: string
+  readonly pkg: string
+  inbound (bin: string, port: number, target: number): Promise<ChildProcess>
+  outbound (bin: string, port: number, inPort: number): Promise<ChildProcess>
+}
+
+/** stunnel, haproxy and nginx (stream) with the same certificates, mTLS both ways, one worker each. */
+function cPeers (layout: MeshLayout): CPeer[] {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-c-'))
+  const c = (s: string): string => layout.certFor(s)
+  const k = (s: string): string => layout.keyFor(s)
+  const ca = layout.bundle
+  for (const s of ['web', 'db']) writeFileSync(join(dir, `${s}.combined.pem`), readFileSync(c(s), 'utf8') + readFileSync(k(s), 'utf8'))
+  let n = 0
+  const file = (name: string, text: string): string => { const f = join(dir, `${++n}-${name}`); writeFileSync(f, text); return f }
+  const run = async (bin: string, args: string[]): Promise<ChildProcess> => spawn(bin, args, { stdio: 'ignore' })
+  const haproxyHead = 'global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n'
+  const nginxHead = (tag: string): string => `load_module /usr/lib/nginx/modules/ngx_stream_module.so;\nworker_processes 1;\nworker_rlimit_nofile 20000;\ndaemon off;\nmaster_process off;\npid ${join(dir, tag + '.pid')};\nerror_log ${join(dir, tag + '.err')};\nevents { worker_connections 20000; }\n`
+  return [
+    {
+      name: 'stunnel pair', bin: 'stunnel4', pkg: 'stunnel4',
+      inbound: async (bin, port, target) => await run(bin, [file('in.conf', `foreground = yes\npid =\n[in]\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:${target}\ncert = ${c('db')}\nkey = ${k('db')}\nCAfile = ${ca}\nverifyChain = yes\nrequireCert = yes\n`)]),
+      outbound: async (bin, port, inPort) => await run(bin, [file('out.conf', `foreground = yes\npid =\n[out]\nclient = yes\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:${inPort}\ncert = ${c('web')}\nkey = ${k('web')}\nCAfile = ${ca}\nverifyChain = yes\ncheckHost = db\nsni = db\n`)])
+    },
+    {
+      name: 'haproxy pair', bin: 'haproxy', pkg: 'haproxy',
+      inbound: async (bin, port, target) => await run(bin, ['-db', '-f', file('in.cfg', `${haproxyHead}frontend f\n  bind 127.0.0.1:${port} ssl crt ${join(dir, 'db.combined.pem')} ca-file ${ca} verify required\n  default_backend b\nbackend b\n  server s 127.0.0.1:${target}\n`)]),
+      outbound: async (bin, port, inPort) => await run(bin, ['-db', '-f', file('out.cfg', `${haproxyHead}frontend f\n  bind 127.0.0.1:${port}\n  default_backend b\nbackend b\n  server s 127.0.0.1:${inPort} ssl crt ${join(dir, 'web.combined.pem')} ca-file ${ca} verify required sni str(db)\n`)])
+    },
+    {
+      name: 'nginx stream pair', bin: 'nginx', pkg: 'nginx libnginx-mod-stream',
+      inbound: async (bin, port, target) => { const t = `in${++n}`; return await run(bin, ['-p', dir, '-c', file('in.nginx', `${nginxHead(t)}stream { server { listen 127.0.0.1:${port} ssl; ssl_certificate ${c('db')}; ssl_certificate_key ${k('db')}; ssl_client_certificate ${ca}; ssl_verify_client on; proxy_pass 127.0.0.1:${target}; } }\n`)]) },
+      outbound: async (bin, port, inPort) => { const t = `out${++n}`; return await run(bin, ['-p', dir, '-c', file('out.nginx', `${nginxHead(t)}stream { server { listen 127.0.0.1:${port}; proxy_pass 127.0.0.1:${inPort}; proxy_ssl on; proxy_ssl_certificate ${c('web')}; proxy_ssl_certificate_key ${k('web')}; proxy_ssl_trusted_certificate ${ca}; proxy_ssl_verify on; proxy_ssl_name db; proxy_ssl_server_name on; } }\n`)]) }
+    }
+  ]
+}
