@@ -18,6 +18,7 @@ import { relay } from './relay.js'
 import { logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
+import { SESSION_LIFETIME_MS } from './session-cache.js'
 
 /** What an inbound listener needs. */
 export interface InboundOptions {
@@ -77,7 +78,11 @@ export class InboundListener {
       // attempt at once (with allowHalfOpen Node ignores it until our deadline).
       // Half-close is switched on per socket once the handshake is done.
       // Node's own inactivity-based handshake timer stays a backstop behind ours (handshake.ts).
-      handshakeTimeout: timeouts.handshakeTimeoutMs + 1000
+      handshakeTimeout: timeouts.handshakeTimeoutMs + 1000,
+      // Resumption tickets (session-cache.ts): valid this long, and only under
+      // the secure context that issued them. Each context has its own random
+      // ticket keys, so a new leaf (setTls) invalidates every ticket.
+      sessionTimeout: SESSION_LIFETIME_MS / 1000
     })
     server.on('connection', (raw: Socket) => this.#onTcp(raw))
     server.on('secureConnection', (sock: TLSSocket) => { this.#onSecure(sock) })
@@ -137,7 +142,7 @@ export class InboundListener {
     let source: ServiceRef
     let peerId: string
     try {
-      const peer = state.verifier.verify(sock.getPeerCertificate(true))
+      const peer = state.verifier.verifySocket(sock)
       peerId = peer.id.uri
       if (peer.service === null) throw new PeerIdentityError('not_a_service', `${peer.id.uri} is not a Consul service identity (spiffe://<td>/ns/<ns>/dc/<dc>/svc/<name>)`)
       if (peer.id.trustDomain !== state.svid.id.trustDomain) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain}`)
@@ -151,7 +156,7 @@ export class InboundListener {
       return
     }
     const decision = this.#opts.authorize()(source)
-    const fields = { peer: peerId, source: formatServiceRef(source), destination: formatServiceRef(this.#opts.service), intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason }
+    const fields = { peer: peerId, source: formatServiceRef(source), destination: formatServiceRef(this.#opts.service), intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed: sock.isSessionReused() }
     if (!decision.allowed) {
       this.#metrics.connection('inbound', 'denied_intention')
       log.info(fields, 'conn denied')
@@ -159,7 +164,7 @@ export class InboundListener {
       return
     }
     // The access log: who, to what, by which rule, on every later line of this connection.
-    const conn = log.child({ peer: fields.peer, source: fields.source, destination: fields.destination, intention: fields.intention, app: `${this.#opts.app.host}:${this.#opts.app.port}` })
+    const conn = log.child({ peer: fields.peer, source: fields.source, destination: fields.destination, intention: fields.intention, app: `${this.#opts.app.host}:${this.#opts.app.port}`, resumed: fields.resumed })
     if (decision.audit === true) {
       this.#metrics.auditDenial()
       conn.warn({ precedence: decision.precedence, reason: decision.reason, audit: true }, 'conn opened')

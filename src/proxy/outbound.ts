@@ -19,6 +19,7 @@ import { relay } from './relay.js'
 import { logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
+import { SessionCache, SESSION_LIFETIME_MS } from './session-cache.js'
 
 /** What an upstream listener needs. */
 export interface OutboundOptions {
@@ -42,6 +43,8 @@ export class UpstreamListener {
   readonly #opts: OutboundOptions
   readonly #metrics: Metrics
   readonly #registry = new ConnRegistry()
+  /** Tickets per upstream instance, for resumed handshakes (session-cache.ts). */
+  readonly #sessions = new SessionCache()
   #server: Server | undefined
   #rr = 0
   #closing: Promise<void> | undefined
@@ -91,7 +94,7 @@ export class UpstreamListener {
         return
       }
       if (app.destroyed) { up.tls.destroy(); return }
-      const conn = log.child({ peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}` })
+      const conn = log.child({ peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, resumed: up.resumed })
       conn.debug({ protocol: up.tls.getProtocol() }, 'conn opened')
       const r = relay(app, up.tls, this.#opts.timeouts)
       abort = () => r.abort()
@@ -100,7 +103,7 @@ export class UpstreamListener {
     this.#registry.add({ abort: () => abort(), closed })
   }
 
-  async #connectUpstream (log: Logger): Promise<{ tls: TLSSocket, instance: Instance, peerId: string }> {
+  async #connectUpstream (log: Logger): Promise<{ tls: TLSSocket, instance: Instance, peerId: string, resumed: boolean }> {
     const instances = await this.#opts.resolver.instances(this.#opts.upstream)
     if (instances.length === 0) throw new Error(`no instances of ${this.#opts.upstream} are known (is its sidecar running and registered in the mesh dir catalog?)`)
     const start = this.#rr++
@@ -116,28 +119,31 @@ export class UpstreamListener {
         log.debug({ instance: `${instance.host}:${instance.port}`, err: last.message }, 'upstream instance unreachable')
         continue
       }
-      const { tls, peerId } = await this.#handshake(raw, instance)
-      return { tls, instance, peerId }
+      return { ...await this.#handshake(raw, instance), instance }
     }
     throw last ?? new Error('no instance reachable')
   }
 
-  #handshake (raw: Socket, instance: Instance): Promise<{ tls: TLSSocket, peerId: string }> {
+  #handshake (raw: Socket, instance: Instance): Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> {
     const state = this.#opts.tls()
     const expected = this.expectedId(state)
-    let peerId = ''
+    const key = `${instance.host}:${instance.port}`
+    const offered = this.#sessions.get(state, key, Date.now())
+    let verified: { peerId: string, expiresAt: number } | undefined
     let identityError: PeerIdentityError | undefined
     return new Promise((resolve, reject) => {
       const tls = tlsConnect({
         socket: raw,
         secureContext: state.clientContext,
         servername: `${this.#opts.upstream}.${this.#opts.namespace}.${this.#opts.datacenter}.internal.${state.svid.id.trustDomain}`,
-        // Runs inside the handshake, before 'secureConnect': a wrong server fails closed.
+        ...(offered === undefined ? {} : { session: offered.session }),
+        // Runs inside a full handshake, before 'secureConnect': a wrong server fails closed.
+        // (Not called for a resumed one: the ticket carries the identity checked here.)
         checkServerIdentity: (_host: string, cert: PeerCertificate) => {
           try {
             const peer = state.verifier.verify(cert)
-            peerId = peer.id.uri
             if (peer.id.uri !== expected) throw new PeerIdentityError('wrong_server_identity', `server presented ${peer.id.uri}, expected ${expected}`)
+            verified = { peerId: peer.id.uri, expiresAt: Math.min(Date.now() + SESSION_LIFETIME_MS, peer.notAfter.getTime(), state.svid.chain[0]!.notAfter.getTime()) }
             return undefined
           } catch (err) {
             identityError = err instanceof PeerIdentityError ? err : new PeerIdentityError('bad_certificate', toError(err).message)
@@ -145,19 +151,30 @@ export class UpstreamListener {
           }
         }
       })
-      const cancel = handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${instance.host}:${instance.port}`)
+      // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified.
+      tls.on('session', (session: Buffer) => {
+        if (verified !== undefined) this.#sessions.set(state, key, { session, ...verified })
+      })
+      const cancel = handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, key)
       const onError = (err: Error): void => {
         cancel()
+        if (offered !== undefined) this.#sessions.delete(key)
         this.#metrics.handshakeFailure(identityError?.reason ?? 'tls_error')
         tls.destroy()
-        reject(identityError ?? new PeerIdentityError('tls_error', `TLS with ${instance.host}:${instance.port} failed: ${err.message}`))
+        reject(identityError ?? new PeerIdentityError('tls_error', `TLS with ${key} failed: ${err.message}`))
       }
       tls.once('error', onError)
       tls.once('secureConnect', () => {
         cancel()
         tls.off('error', onError)
+        const resumed = tls.isSessionReused()
+        if (resumed) verified = offered // checkServerIdentity did not run: the identity is the ticket's
+        if (verified === undefined) { // cannot happen: a full handshake ran checkServerIdentity, a resumed one had a ticket
+          onError(new Error('server identity was not verified'))
+          return
+        }
         tls.allowHalfOpen = true // independent half-close from here on (see relay.ts)
-        resolve({ tls, peerId })
+        resolve({ tls, peerId: verified.peerId, resumed })
       })
     })
   }
@@ -169,6 +186,7 @@ export class UpstreamListener {
       const stopped = server === undefined ? Promise.resolve() : new Promise<void>(resolve => server.close(() => resolve()))
       await this.#registry.drain(this.#opts.timeouts.drainTimeoutMs)
       await stopped
+      this.#sessions.clear()
     })()
     return this.#closing
   }
