@@ -62,10 +62,22 @@ async function push (port: number, bytes: number): Promise<number> {
   return bytes / 1e6 / secs
 }
 
-/** One iperf3 transfer of `bytes` through `port` to an iperf3 server: MB/s at the receiver. */
+/**
+ * One iperf3 transfer of `bytes` through `port` to an iperf3 server: MB/s at
+ * the receiver. iperf3 serves one test at a time and may still be finishing
+ * the previous one ("the server is busy"): such a run is retried.
+ */
 async function iperf (iperf3: string, port: number, bytes: number): Promise<number> {
-  const j = JSON.parse(await runTool(iperf3, ['-c', '127.0.0.1', '-p', String(port), '-n', String(bytes), '-J'])) as { end: { sum_received: { bits_per_second: number } } }
-  return j.end.sum_received.bits_per_second / 8 / 1e6
+  for (let attempt = 1; ; attempt++) {
+    const out = await runTool(iperf3, ['-c', '127.0.0.1', '-p', String(port), '-n', String(bytes), '-J'], { allowFail: true })
+    let j: { error?: string, end?: { sum_received?: { bits_per_second: number } } } = {}
+    try { j = JSON.parse(out.slice(out.indexOf('{'))) as typeof j } catch { j = { error: out.slice(0, 300) } }
+    const bps = j.end?.sum_received?.bits_per_second
+    if (j.error === undefined && bps !== undefined) return bps / 8 / 1e6
+    if (attempt === 3) throw new Error(`iperf3 through port ${port} failed 3 times: ${j.error ?? 'no result'}`)
+    process.stderr.write(`iperf3 attempt ${attempt} failed (${j.error ?? 'no result'}); retrying\n`)
+    await new Promise(resolve => setTimeout(resolve, 500))
+  }
 }
 
 /**

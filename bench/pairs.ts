@@ -76,14 +76,14 @@ export function ensure (bin: string, pkg: string): string | null {
 }
 
 /** Run a load tool to completion without blocking the event loop (the proxies' log pipes must keep draining). */
-export async function runTool (bin: string, args: string[]): Promise<string> {
+export async function runTool (bin: string, args: string[], opts: { allowFail?: boolean } = {}): Promise<string> {
   const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   p.stdout.on('data', (d: Buffer) => { out += d.toString() })
   p.stderr.on('data', (d: Buffer) => { err += d.toString() })
   const [code] = await once(p, 'exit') as [number | null]
-  if (code !== 0) throw new Error(`${bin} ${args.join(' ')} exited ${String(code)}: ${out.slice(-300)} ${err.slice(-300)}`)
+  if (code !== 0 && opts.allowFail !== true) throw new Error(`${bin} ${args.join(' ')} exited ${String(code)}: ${out.slice(-300)} ${err.slice(-300)}`)
   return out
 }
 
@@ -109,11 +109,20 @@ export interface PairKind {
   startOne (target: number): Promise<{ ready: Promise<void>, stop: () => Promise<void> }>
 }
 
-async function stopAll (procs: ChildProcess[]): Promise<void> {
+/** A process and its children (mesh-proxy --workers: the primary and its workers), for CPU and RSS figures. */
+export function processTree (pid: number): number[] {
+  let kids: number[] = []
+  try { kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(x => x !== '').map(Number) } catch {}
+  return [pid, ...kids.flatMap(processTree)]
+}
+
+/** Stop and reap; `graceful` sends SIGTERM (mesh-proxy's primary then stops its workers), else SIGKILL (with the children). */
+async function stopAll (procs: ChildProcess[], graceful = false): Promise<void> {
   await Promise.all(procs.map(async p => {
     if (p.exitCode !== null || p.signalCode !== null) return
+    const tree = processTree(p.pid!)
     const gone = once(p, 'exit')
-    p.kill('SIGKILL')
+    if (graceful) p.kill('SIGTERM'); else for (const pid of tree) { try { process.kill(pid, 'SIGKILL') } catch {} }
     await gone
   }))
 }
@@ -137,31 +146,34 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
     }
   }
   const extra = (process.env.MESH_BENCH_ARGS ?? '').split(' ').filter(x => x !== '')
-  const started = (l: string): boolean => l.includes('"sidecar started"')
-  const meshProxy: PairKind = {
-    name: 'mesh-proxy pair',
-    start: async target => {
-      const [inPort, outPort] = [await freePort(), await freePort()]
-      const a = await startNode([BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${inPort}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh, '--admin', 'off', ...extra], started)
-      const b = await startNode([BIN, 'run', '--service', 'web', '--listen', `127.0.0.1:${await freePort()}`, '--to', '127.0.0.1:1', '--upstream', `db:${outPort}`, '--mesh-dir', mesh, '--admin', 'off', ...extra], started)
-      return { port: outPort, pids: [a.pid!, b.pid!], stop: () => stopAll([a, b]) }
-    },
-    startOne: async target => {
-      // Ready = the admin server's /ready answers 200 (what a kubelet waits for).
-      const admin = await freePort()
-      const p = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${await freePort()}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh, '--admin', `127.0.0.1:${admin}`, '--log-level', 'warn', ...extra], { stdio: 'ignore' })
-      const ready = (async () => {
-        for (;;) {
-          if (p.exitCode !== null) throw new Error(`mesh-proxy exited with ${p.exitCode}`)
-          const ok = await fetch(`http://127.0.0.1:${admin}/ready`).then(r => r.status === 200, () => false)
-          if (ok) return
-          await new Promise(resolve => setTimeout(resolve, 5))
-        }
-      })()
-      return { ready, stop: () => stopAll([p]) }
+  const meshProxy = (workers: number): PairKind => {
+    const w = workers === 1 ? [] : ['--workers', String(workers)]
+    const started = (l: string): boolean => l.includes(workers === 1 ? '"sidecar started"' : '"workers ready"')
+    return {
+      name: workers === 1 ? 'mesh-proxy pair' : `mesh-proxy pair, --workers ${workers}`,
+      start: async target => {
+        const [inPort, outPort] = [await freePort(), await freePort()]
+        const a = await startNode([BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${inPort}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh, '--admin', 'off', ...w, ...extra], started)
+        const b = await startNode([BIN, 'run', '--service', 'web', '--listen', `127.0.0.1:${await freePort()}`, '--to', '127.0.0.1:1', '--upstream', `db:${outPort}`, '--mesh-dir', mesh, '--admin', 'off', ...w, ...extra], started)
+        return { port: outPort, pids: [...processTree(a.pid!), ...processTree(b.pid!)], stop: () => stopAll([a, b]) }
+      },
+      startOne: async target => {
+        // Ready = the admin server's /ready answers 200 (what a kubelet waits for).
+        const admin = await freePort()
+        const p = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${await freePort()}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh, '--admin', `127.0.0.1:${admin}`, '--log-level', 'warn', ...w, ...extra], { stdio: 'ignore' })
+        const ready = (async () => {
+          for (;;) {
+            if (p.exitCode !== null) throw new Error(`mesh-proxy exited with ${p.exitCode}`)
+            const ok = await fetch(`http://127.0.0.1:${admin}/ready`).then(r => r.status === 200, () => false)
+            if (ok) return
+            await new Promise(resolve => setTimeout(resolve, 5))
+          }
+        })()
+        return { ready, stop: () => stopAll([p], true) }
+      }
     }
   }
-  const kinds = [naive, meshProxy]
+  const kinds = [naive, meshProxy(1), meshProxy(2)]
   for (const peer of cPeers(layout)) {
     const bin = ensure(peer.bin, peer.pkg)
     if (bin === null) continue

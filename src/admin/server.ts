@@ -9,28 +9,68 @@ import type { HostPort } from '../config/types.js'
 import type { MetricsRegistry } from '../metrics/metrics.js'
 import type { Sidecar } from '../proxy/sidecar.js'
 import { listen } from '../proxy/listen.js'
+import { toError } from '../errors.js'
 
 /** Prometheus text exposition content type. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
-/** Serves the sidecar's state; start before the sidecar so /ready says "starting". */
+/**
+ * What the admin endpoints show. One sidecar process: {@link sidecarView};
+ * `--workers N`: the primary's view, which asks every worker (cli/workers.ts).
+ */
+export interface AdminView {
+  /** /ready: 200 when `ready`, else 503; `body` says why. */
+  ready (): Promise<{ ready: boolean, body: unknown }>
+  /** /metrics, Prometheus text. */
+  metrics (): Promise<string>
+  config (): Promise<unknown>
+  /** undefined until the certificates are loaded. */
+  certs (): Promise<unknown>
+  /** undefined when there is no inbound listener (no intentions loaded). */
+  intentions (): Promise<unknown>
+}
+
+/** The view of one sidecar in this process. */
+export function sidecarView (sidecar: Sidecar, metrics: MetricsRegistry): AdminView {
+  return {
+    ready: async () => { const s = sidecar.status(); return { ready: s.ready, body: s } },
+    metrics: async () => metrics.render(),
+    config: async () => sidecar.config,
+    certs: async () => {
+      if (sidecar.status().state === 'starting') return undefined
+      const { svid, bundle } = sidecar.tls
+      const leaf = svid.chain[0]!
+      return {
+        spiffeId: svid.id.uri,
+        serial: leaf.serial,
+        notBefore: leaf.notBefore.toISOString(),
+        notAfter: leaf.notAfter.toISOString(),
+        issuer: leaf.issuer,
+        roots: bundle.roots.map(r => ({ trustDomain: r.trustDomain, subject: r.cert.subject, serial: r.cert.serial, notAfter: r.cert.notAfter.toISOString(), fingerprint256: r.cert.fingerprint256 }))
+      }
+    },
+    intentions: async () => sidecar.intentionsDoc
+  }
+}
+
+/** Serves a view; start before the sidecar so /ready says "starting". */
 export class AdminServer {
-  readonly #sidecar: Sidecar
-  readonly #metrics: MetricsRegistry
+  readonly #view: AdminView
   readonly #log: Logger
   readonly #sockets = new Set<Socket>()
   #server: Server | undefined
   #closing: Promise<void> | undefined
 
-  constructor (opts: { sidecar: Sidecar, metrics: MetricsRegistry, logger: Logger }) {
-    this.#sidecar = opts.sidecar
-    this.#metrics = opts.metrics
+  constructor (opts: { view: AdminView, logger: Logger }) {
+    this.#view = opts.view
     this.#log = opts.logger
   }
 
   /** Bind; resolves with the address. */
   async start (at: HostPort): Promise<HostPort> {
-    const server = createServer((req, res) => this.#handle(req, res))
+    const server = createServer((req, res) => {
+      this.#handle(req, res).catch((err: unknown) => json(res, 500, { error: toError(err).message }))
+    })
     server.on('connection', s => { this.#sockets.add(s); s.once('close', () => this.#sockets.delete(s)) })
     this.#server = server
     await listen(server, at, '--admin')
@@ -39,44 +79,33 @@ export class AdminServer {
     return { host: a.address, port: a.port }
   }
 
-  #handle (req: IncomingMessage, res: ServerResponse): void {
+  async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'only GET' })
+    const v = this.#view
     switch (path) {
       case '/ready': {
-        const s = this.#sidecar.status()
-        return json(res, s.ready ? 200 : 503, s)
+        const r = await v.ready()
+        return json(res, r.ready ? 200 : 503, r.body)
       }
       case '/healthz':
         return json(res, 200, { status: 'ok' })
-      case '/metrics':
+      case '/metrics': {
+        const text = await v.metrics()
         res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE })
-        res.end(this.#metrics.render())
+        res.end(text)
         return
+      }
       case '/config':
-        return json(res, 200, this.#sidecar.config)
+        return json(res, 200, await v.config())
       case '/certs':
-        return json(res, 200, this.#certs())
+        return json(res, 200, await v.certs() ?? { error: 'not loaded yet' })
       case '/intentions': {
-        const doc = this.#sidecar.intentionsDoc
+        const doc = await v.intentions()
         return doc === undefined ? json(res, 404, { error: 'no inbound listener, so no intentions are loaded' }) : json(res, 200, doc)
       }
       default:
         return json(res, 404, { error: `unknown path ${path}`, paths: ['/ready', '/healthz', '/metrics', '/config', '/certs', '/intentions'] })
-    }
-  }
-
-  #certs (): unknown {
-    if (this.#sidecar.status().state === 'starting') return { error: 'not loaded yet' }
-    const { svid, bundle } = this.#sidecar.tls
-    const leaf = svid.chain[0]!
-    return {
-      spiffeId: svid.id.uri,
-      serial: leaf.serial,
-      notBefore: leaf.notBefore.toISOString(),
-      notAfter: leaf.notAfter.toISOString(),
-      issuer: leaf.issuer,
-      roots: bundle.roots.map(r => ({ trustDomain: r.trustDomain, subject: r.cert.subject, serial: r.cert.serial, notAfter: r.cert.notAfter.toISOString(), fingerprint256: r.cert.fingerprint256 }))
     }
   }
 

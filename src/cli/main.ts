@@ -70,6 +70,7 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--admin <host:port|off>', 'admin HTTP server: /ready /healthz /metrics /config /certs /intentions (default 127.0.0.1:19000, env MESH_PROXY_ADMIN)')
     .option('--source-rate-limit <rate>', 'new inbound connections per source address, e.g. 20/s or 600/m (default off)')
     .option('--max-connections <n>', 'per listener; over it new connections are refused and counted (default 0 = unlimited)')
+    .option('--workers <n>', 'worker processes sharing the listeners, like Envoy --concurrency (default 1; env MESH_PROXY_WORKERS)')
     .addOption(new Option('--control-plane <kind>', 'mesh (mesh dir or --cert/--key/--ca) or consul (the local agent)').choices(['mesh', 'consul']))
     .option('--consul-addr <addr>', 'Consul agent: host:port, http(s)://host:port or unix:///path (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500)')
     .option('--consul-token <token>', 'ACL token sent as X-Consul-Token (env CONSUL_HTTP_TOKEN)')

@@ -10,7 +10,9 @@ import { ConfigError, toError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { Sidecar } from '../proxy/sidecar.js'
 import { MetricsRegistry } from '../metrics/metrics.js'
-import { AdminServer } from '../admin/server.js'
+import { AdminServer, sidecarView } from '../admin/server.js'
+import { runPrimary, workerChannel, workerSlot } from './workers.js'
+import type { Config } from '../config/types.js'
 
 /** Read and parse --config; errors name the file. */
 export async function readConfigFile (path: string | undefined): Promise<unknown> {
@@ -44,19 +46,34 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
     process.stdout.write(JSON.stringify(config, null, 2) + '\n')
     return 0
   }
-  const logger = hooks.logger ?? createLogger({ level: config.logLevel })
+  const baseLogger = hooks.logger ?? createLogger({ level: config.logLevel })
+  const slot = workerSlot()
+  if (slot === null && config.workers > 1) return await runPrimary(config, baseLogger, hooks.signals ?? process)
+  const logger = slot === null ? baseLogger : baseLogger.child({ worker: slot })
   const metrics = new MetricsRegistry()
-  const sidecar = new Sidecar({ config, logger, metrics })
-  // Admin first, so that /ready answers 503 "starting" while the rest comes up.
-  const admin = config.admin === null ? null : new AdminServer({ sidecar, metrics, logger })
+  // As a worker, only worker 0 renews our leaf and registers us (workers.ts).
+  const sidecar = new Sidecar({ config, logger, metrics, leader: slot === null || slot === 0 })
+  const view = sidecarView(sidecar, metrics)
+  const channel = slot === null ? null : workerChannel(() => view)
+  // Admin first, so that /ready answers 503 "starting" while the rest comes up. Workers have none: the primary serves it.
+  const admin = config.admin === null || channel !== null ? null : new AdminServer({ view, logger })
   try {
     if (admin !== null) await admin.start(config.admin!)
     await sidecar.start()
   } catch (err) {
     await admin?.close()
+    channel?.close()
     throw err
   }
-  const signals = hooks.signals ?? process
+  channel?.started()
+  const signals = channel?.signals ?? hooks.signals ?? process
+  const result = await serve(sidecar, admin, config, flags, configPath, logger, signals)
+  channel?.close()
+  return result
+}
+
+/** Until SIGTERM/SIGINT: drain, then resolve 0 (a second signal closes at once); SIGHUP reloads. */
+async function serve (sidecar: Sidecar, admin: AdminServer | null, config: Config, flags: Record<string, unknown>, configPath: string | undefined, logger: Logger, signals: NodeJS.EventEmitter): Promise<number> {
   return await new Promise<number>(resolve => {
     let stopping = false
     const onStop = (sig: string) => (): void => {

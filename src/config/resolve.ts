@@ -9,6 +9,9 @@ import { DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_TIMEOUTS, DEF
 import type { Config, HostPort, Timeouts, UpstreamConfig } from './types.js'
 import { parseRateLimit } from '../proxy/rate-limit.js'
 
+/** Upper bound of --workers: more processes than this on one sidecar is a mistake, not a setting. */
+export const MAX_WORKERS = 64
+
 /** What resolve() reads. Flag keys are commander's camelCase option names. */
 export interface ConfigSources {
   readonly flags: Readonly<Record<string, unknown>>
@@ -49,6 +52,7 @@ export const FIELDS: readonly Field[] = [
   { key: 'maxConnections', flag: '--max-connections', kind: 'string' },
   { key: 'leafTtl', flag: '--leaf-ttl', kind: 'duration' },
   { key: 'sourceRateLimit', flag: '--source-rate-limit', kind: 'string' },
+  { key: 'workers', flag: '--workers', kind: 'string', env: 'MESH_PROXY_WORKERS' },
   { key: 'controlPlane', flag: '--control-plane', kind: 'string' },
   { key: 'consulAddr', flag: '--consul-addr', kind: 'string', env: 'CONSUL_HTTP_ADDR' },
   { key: 'consulToken', flag: '--consul-token', kind: 'string', env: 'CONSUL_HTTP_TOKEN' },
@@ -173,6 +177,11 @@ export function resolveConfig (src: ConfigSources): Config {
     if (!Number.isInteger(n) || n < 0) throw new ConfigError(w, `must be a whole number (0 = unlimited), got ${JSON.stringify(v)}`)
     return n
   }) ?? 0
+  const workers = get('workers', (v, w) => {
+    const n = typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN
+    if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new ConfigError(w, `must be a whole number from 1 to ${MAX_WORKERS} (processes sharing the listeners; 1 = no cluster), got ${JSON.stringify(v)}`)
+    return n
+  }) ?? 1
   const t = (key: string, dflt: number): number => get(key, parseDuration) ?? dflt
   const timeouts: Timeouts = {
     handshakeTimeoutMs: t('handshakeTimeout', DEFAULT_TIMEOUTS.handshakeTimeoutMs),
@@ -248,7 +257,8 @@ export function resolveConfig (src: ConfigSources): Config {
     leafTtlMs: get('leafTtl', parseDuration) ?? 72 * 3_600_000,
     controlPlane,
     consul: controlPlane === 'consul' ? { address: consulAddr, token: consulToken, tokenFile: consulTokenFile, caCertFile: consulCacert } : null,
-    maxConnections
+    maxConnections,
+    workers
   })
 }
 

@@ -65,4 +65,6 @@ export interface Config {
   readonly sourceRateLimit: { readonly burst: number, readonly refillMs: number } | null
   /** Per listener; 0 = unlimited. Over the limit a new connection is refused with a log line and a count. */
   readonly maxConnections: number
+  /** Processes sharing the listeners (node:cluster); 1 = this process alone. */
+  readonly workers: number
 }

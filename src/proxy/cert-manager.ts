@@ -41,6 +41,8 @@ export interface CertManagerOptions {
   readonly metrics: Metrics
   /** Lifetime of leaves this sidecar issues itself (mesh dir with a signer). */
   readonly leafTtlMs?: number
+  /** False: never issue a new leaf, only follow the files (default true). */
+  readonly renew?: boolean
   /** After a root change, re-issue within a random delay below this. */
   readonly rootChangeJitterMs?: number
   /** Debounce of file changes (non-atomic writers). */
@@ -130,7 +132,7 @@ export class CertManager {
     clearTimeout(this.#expiryTimer)
     const leaf = m.svid.chain[0]!
     const s = this.#o.source
-    const canRenew = s.kind === 'mesh' && await hasSigner(s.layout)
+    const canRenew = s.kind === 'mesh' && this.#o.renew !== false && await hasSigner(s.layout)
     if (canRenew) {
       const rootChanged = !await this.#signedByCurrentCa(m, s.layout)
       const delay = rootChanged

@@ -36,6 +36,12 @@ export interface SidecarOptions {
   readonly rootChangeJitterMs?: number
   /** First retry delay towards the Consul agent (default 250 ms; tests shorten it). */
   readonly consulBackoffMs?: number
+  /**
+   * False for all but one of `--workers N` processes: they neither renew the
+   * mesh dir leaf nor register in the catalog, they follow the files the
+   * leader writes (default true).
+   */
+  readonly leader?: boolean
 }
 
 /** What a control plane hands the listeners. */
@@ -82,6 +88,7 @@ export class Sidecar {
   #certs: CertManager | undefined
   readonly #rootChangeJitterMs: number | undefined
   readonly #consulBackoffMs: number | undefined
+  readonly #leader: boolean
   #consul: ConsulControlPlane | undefined
 
   constructor (opts: SidecarOptions) {
@@ -90,6 +97,7 @@ export class Sidecar {
     this.#metrics = opts.metrics ?? noopMetrics
     this.#rootChangeJitterMs = opts.rootChangeJitterMs
     this.#consulBackoffMs = opts.consulBackoffMs
+    this.#leader = opts.leader ?? true
   }
 
   /** The current TLS generation (after start). */
@@ -235,6 +243,7 @@ export class Sidecar {
       logger: this.#log,
       metrics: this.#metrics,
       leafTtlMs: cfg.leafTtlMs,
+      renew: this.#leader,
       ...(this.#rootChangeJitterMs === undefined ? {} : { rootChangeJitterMs: this.#rootChangeJitterMs }),
       onChange: state => {
         this.#tls = state
@@ -267,7 +276,7 @@ export class Sidecar {
         this.#log.debug({ intentionsVersion: source.doc.index, defaultDecision: decidedBy(source.authorize({ namespace: '*', name: '*' })) }, 'intentions loaded')
         return () => source.authorize
       },
-      ...(catalog === undefined ? {} : { register: (host: string, port: number) => catalog.register(cfg.service, host, port) })
+      ...(catalog === undefined || !this.#leader ? {} : { register: (host: string, port: number) => catalog.register(cfg.service, host, port) })
     }
   }
 

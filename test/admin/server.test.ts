@@ -5,7 +5,7 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { once } from 'node:events'
-import { AdminServer, PROMETHEUS_CONTENT_TYPE } from '../../src/admin/server.js'
+import { AdminServer, PROMETHEUS_CONTENT_TYPE, sidecarView } from '../../src/admin/server.js'
 import { Sidecar } from '../../src/proxy/sidecar.js'
 import { MetricsRegistry } from '../../src/metrics/metrics.js'
 import { resolveConfig } from '../../src/config/resolve.js'
@@ -35,7 +35,7 @@ t.test('ready transitions, metrics and views', async t => {
   const { logger, sink } = captureLogger()
   const metrics = new MetricsRegistry()
   const sidecar = new Sidecar({ config, logger, metrics })
-  const admin = new AdminServer({ sidecar, metrics, logger })
+  const admin = new AdminServer({ view: sidecarView(sidecar, metrics), logger })
   t.teardown(async () => { await sidecar.destroy(); await admin.close() })
   const { port } = await admin.start({ host: '127.0.0.1', port: 0 })
 

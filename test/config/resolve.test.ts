@@ -52,6 +52,9 @@ t.test('errors name the flag or JSON path', async t => {
     [{ ...base, upstream: ['db:9000', 'cache:9000'] }, null, /127\.0\.0\.1:9000 is also used by --upstream db/],
     [{ ...base, upstream: ['db:1'], handshakeTimeout: '0' }, null, /^--handshake-timeout: must be greater than 0/],
     [{ ...base, upstream: ['db:1'], logLevel: 'loud' }, null, /^--log-level: must be one of/],
+    [{ ...base, upstream: ['db:1'], workers: '0' }, null, /^--workers: must be a whole number from 1 to 64/],
+    [{ ...base, upstream: ['db:1'], workers: 'two' }, null, /^--workers: must be a whole number from 1 to 64 .*got "two"/],
+    [{}, { service: 'web', meshDir: '/m', upstream: ['db:1'], workers: 65 }, /^sidecar\.json: workers: must be a whole number from 1 to 64/],
     [{}, { service: 'web', meshDir: '/m', upstream: ['db:1'], idleTimeout: 'forever' }, /^sidecar\.json: idleTimeout: "forever" is not a duration/],
     [{}, { service: 'web', meshDir: '/m', upstreams: ['db:1'] }, /^sidecar\.json: upstreams: unknown field/],
     [{}, ['web'], /^sidecar\.json: must be a JSON object/]
@@ -60,4 +63,14 @@ t.test('errors name the flag or JSON path', async t => {
     const e = errs(flags, file)
     t.ok(e.some(m => re.test(m)), `${re.source} in ${JSON.stringify(e)}`)
   }
+})
+
+t.test('--workers: default 1, from flag, env or file', async t => {
+  const r = (flags: Record<string, unknown>, env: Record<string, string> = {}, file: unknown = null): number =>
+    resolveConfig({ flags: { ...base, upstream: ['db:1'], ...flags }, env, file }).workers
+  t.equal(r({}), 1)
+  t.equal(r({ workers: '2' }), 2)
+  t.equal(r({}, { MESH_PROXY_WORKERS: '3' }), 3)
+  t.equal(r({}, {}, { workers: 4 }), 4)
+  t.equal(r({ workers: '2' }, { MESH_PROXY_WORKERS: '3' }), 2, 'flag beats env')
 })

@@ -1,0 +1,212 @@
+/**
+ * `--workers N` (N > 1), like Envoy's --concurrency or nginx's
+ * worker_processes: this process becomes a small primary that runs no proxy
+ * itself and N node:cluster workers that each run the whole sidecar on shared
+ * listening sockets (SCHED_NONE: the kernel hands each new connection to one
+ * worker; no per-connection hop through the primary).
+ *
+ * The primary:
+ * - in mesh-dir mode, issues our leaf once before the workers start, and lets
+ *   only worker 0 renew it and register us in the catalog (the others follow
+ *   the files, as any sidecar does);
+ * - serves the admin endpoints for all: /ready is 200 when every worker is
+ *   ready, /metrics is every worker's metrics labelled worker="N", the rest
+ *   come from worker 0;
+ * - turns SIGTERM/SIGINT into a drain of every worker (a second one: close
+ *   now) and SIGHUP into a reload of every worker; workers ignore the terminal's
+ *   signals and take theirs from the primary only;
+ * - restarts a worker that dies after it was ready (backoff 0.5 s doubling to
+ *   30 s); a worker that fails to start stops everything with its error.
+ */
+import cluster, { type Worker } from 'node:cluster'
+import { EventEmitter } from 'node:events'
+import type { Logger } from 'pino'
+import type { Config } from '../config/types.js'
+import { AdminServer, type AdminView } from '../admin/server.js'
+import { mergeMetrics } from '../metrics/merge.js'
+import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
+import { loadFromMeshDir } from '../proxy/material.js'
+import { toError } from '../errors.js'
+
+const SLOT_ENV = 'MESH_PROXY_WORKER_SLOT'
+/** How long the primary waits for a worker's answer to an admin question. */
+const ASK_TIMEOUT_MS = 2000
+const MAX_RESTART_DELAY_MS = 30_000
+
+type Question = keyof AdminView
+interface Ask { kind: 'mesh-proxy/ask', id: number, what: Question }
+interface Answer { kind: 'mesh-proxy/answer', id: number, value?: unknown, error?: string }
+interface SignalMsg { kind: 'mesh-proxy/signal', signal: 'SIGTERM' | 'SIGHUP' }
+interface ReadyMsg { kind: 'mesh-proxy/started' }
+
+/** This process's worker slot (0..N-1), or null when it is not a mesh-proxy worker. */
+export function workerSlot (): number | null {
+  const v = process.env[SLOT_ENV]
+  return cluster.isWorker && v !== undefined ? Number(v) : null
+}
+
+/**
+ * Worker side: the primary's signals as an emitter (for runSidecar), answers
+ * to its admin questions from `view`, and a way to say "started". The
+ * terminal's SIGINT/SIGHUP (sent to the whole process group) are ignored here:
+ * the primary forwards what it decides.
+ */
+export function workerChannel (view: () => AdminView | undefined): { signals: EventEmitter, started: () => void, close: () => void } {
+  const signals = new EventEmitter()
+  const onMessage = (m: unknown): void => {
+    const msg = m as { kind?: string, signal?: SignalMsg['signal'], id?: number, what?: Question }
+    if (msg.kind === 'mesh-proxy/signal' && msg.signal !== undefined) signals.emit(msg.signal)
+    if (msg.kind === 'mesh-proxy/ask' && msg.id !== undefined && msg.what !== undefined) {
+      const v = view()
+      const reply = (a: Omit<Answer, 'kind' | 'id'>): void => { process.send?.({ kind: 'mesh-proxy/answer', id: msg.id, ...a }) }
+      if (v === undefined) { reply({ error: 'worker starting' }); return }
+      v[msg.what]().then(value => reply({ value }), (err: unknown) => reply({ error: toError(err).message }))
+    }
+  }
+  const onTerm = (): void => { signals.emit('SIGTERM') }
+  const ignore = (): void => {}
+  process.on('message', onMessage)
+  process.on('SIGTERM', onTerm)
+  process.on('SIGINT', ignore)
+  process.on('SIGHUP', ignore)
+  return {
+    signals,
+    started: () => { process.send?.({ kind: 'mesh-proxy/started' } satisfies ReadyMsg) },
+    close: () => {
+      process.off('message', onMessage)
+      process.off('SIGTERM', onTerm)
+      process.off('SIGINT', ignore)
+      process.off('SIGHUP', ignore)
+      // The IPC channel keeps a worker alive: let go of it so that the process can end.
+      if (process.connected) process.disconnect()
+    }
+  }
+}
+
+interface Slot {
+  readonly n: number
+  worker: Worker | null
+  started: boolean
+  restarts: number
+  timer?: NodeJS.Timeout
+}
+
+let askSeq = 0
+
+function ask (w: Worker, what: Question): Promise<unknown> {
+  const id = ++askSeq
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { w.off('message', on); reject(new Error(`worker ${w.process.pid ?? '?'} did not answer within ${ASK_TIMEOUT_MS} ms`)) }, ASK_TIMEOUT_MS)
+    const on = (m: Partial<Answer>): void => {
+      if (m.kind !== 'mesh-proxy/answer' || m.id !== id) return
+      clearTimeout(timer)
+      w.off('message', on)
+      if (m.error !== undefined) reject(new Error(m.error)); else resolve(m.value)
+    }
+    w.on('message', on)
+    if (!w.isConnected()) { clearTimeout(timer); w.off('message', on); reject(new Error('worker not connected')); return }
+    w.send({ kind: 'mesh-proxy/ask', id, what } satisfies Ask)
+  })
+}
+
+/** Run as the primary of `config.workers` workers until a signal; resolves with the exit code. */
+export async function runPrimary (config: Config, logger: Logger, signals: NodeJS.EventEmitter): Promise<number> {
+  const log = logger.child({ role: 'primary' })
+  if (config.controlPlane === 'mesh' && config.meshDir !== null && config.certFile === null) {
+    // One leaf for all workers, issued here (if missing) before any of them looks.
+    const layout = meshLayout(config.meshDir)
+    await loadFromMeshDir(layout, await readMeshSettings(layout), config.service, config.leafTtlMs)
+  }
+  cluster.schedulingPolicy = cluster.SCHED_NONE
+  const slots: Slot[] = Array.from({ length: config.workers }, (_, n) => ({ n, worker: null, started: false, restarts: 0 }))
+  let stopping = false
+  let signalsSeen = 0
+  let exitCode = 0
+
+  const live = (): Array<{ n: number, w: Worker }> => slots.flatMap(s => s.worker === null ? [] : [{ n: s.n, w: s.worker }])
+  const view: AdminView = {
+    ready: async () => {
+      const states = await Promise.all(slots.map(async s => {
+        if (s.worker === null) return { worker: s.n, state: 'restarting', ready: false }
+        const r = await ask(s.worker, 'ready').catch((err: Error) => ({ ready: false, body: { state: 'not answering', reason: err.message } })) as { ready: boolean, body: Record<string, unknown> }
+        return { worker: s.n, pid: s.worker.process.pid, ready: r.ready, ...r.body }
+      }))
+      const ready = !stopping && states.every(s => s.ready)
+      return { ready, body: { state: stopping ? 'draining' : ready ? 'ready' : 'starting', ready, workers: states } }
+    },
+    metrics: async () => mergeMetrics((await Promise.all(live().map(async ({ n, w }) => ({ worker: n, text: await ask(w, 'metrics').catch(() => '') as string })))).filter(x => x.text !== '')),
+    config: async () => config,
+    certs: async () => { const l = live()[0]; return l === undefined ? undefined : await ask(l.w, 'certs') },
+    intentions: async () => { const l = live()[0]; return l === undefined ? undefined : await ask(l.w, 'intentions') }
+  }
+  const admin = config.admin === null ? null : new AdminServer({ view, logger: log })
+  if (admin !== null) await admin.start(config.admin!)
+
+  return await new Promise<number>(resolve => {
+    const finishIfDone = (): void => {
+      if (!stopping || slots.some(s => s.worker !== null)) return
+      signals.off('SIGTERM', onTerm)
+      signals.off('SIGINT', onInt)
+      signals.off('SIGHUP', onHup)
+      cluster.off('exit', onExit)
+      void (admin?.close() ?? Promise.resolve()).then(() => {
+        log.info({ exitCode }, 'all workers stopped')
+        resolve(exitCode)
+      })
+    }
+    const send = (signal: SignalMsg['signal']): void => {
+      for (const { w } of live()) if (w.isConnected()) w.send({ kind: 'mesh-proxy/signal', signal } satisfies SignalMsg)
+    }
+    const fork = (s: Slot): void => {
+      s.timer = undefined
+      const w = cluster.fork({ [SLOT_ENV]: String(s.n) })
+      s.worker = w
+      s.started = false
+      w.on('message', (m: Partial<ReadyMsg>) => {
+        if (m.kind !== 'mesh-proxy/started') return
+        s.started = true
+        s.restarts = 0
+        log.info({ worker: s.n, pid: w.process.pid }, 'worker started')
+        if (slots.every(x => x.started)) log.info({ workers: slots.length }, 'workers ready')
+      })
+    }
+    const stop = (why: string): void => {
+      signalsSeen++
+      if (!stopping) log.info({ why, workers: live().length }, 'shutting down: draining every worker')
+      stopping = true
+      for (const s of slots) { clearTimeout(s.timer); s.timer = undefined }
+      send('SIGTERM') // the second one makes the workers close at once
+      finishIfDone()
+    }
+    const onExit = (w: Worker, code: number | null, signal: string | null): void => {
+      const s = slots.find(x => x.worker === w)
+      if (s === undefined) return
+      s.worker = null
+      const fields = { worker: s.n, pid: w.process.pid, code, signal }
+      if (stopping) {
+        if (code !== 0) exitCode = 1
+        log.info(fields, 'worker stopped')
+        finishIfDone()
+        return
+      }
+      if (!s.started) {
+        // It never came up (a port in use, a bad certificate: its own error line says which): give up.
+        log.error(fields, 'worker failed to start; stopping all workers')
+        exitCode = 1
+        stop('a worker failed to start')
+        return
+      }
+      const delay = Math.min(MAX_RESTART_DELAY_MS, 500 * 2 ** s.restarts++)
+      log.error({ ...fields, restartInMs: delay }, 'worker exited; restarting it')
+      s.timer = setTimeout(() => fork(s), delay)
+    }
+    const onTerm = (): void => { stop(signalsSeen === 0 ? 'SIGTERM' : 'second signal') }
+    const onInt = (): void => { stop(signalsSeen === 0 ? 'SIGINT' : 'second signal') }
+    const onHup = (): void => { log.info({ signal: 'SIGHUP' }, 'reloading every worker'); send('SIGHUP') }
+    cluster.on('exit', onExit)
+    signals.on('SIGTERM', onTerm)
+    signals.on('SIGINT', onInt)
+    signals.on('SIGHUP', onHup)
+    for (const s of slots) fork(s)
+  })
+}

@@ -1,0 +1,86 @@
+// Why: `run --workers 2` is one sidecar made of several processes. From the
+// outside it must look like one: one listening port, one /ready that is 200
+// only when every worker is, one valid /metrics, one catalog entry, one
+// SIGTERM that drains everything and exits 0; a worker that dies is replaced,
+// and a worker that cannot start stops the whole thing with exit 1.
+import t, { type Test } from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import { once } from 'node:events'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ROOT } from '../helpers/paths.js'
+import { makeMesh, startApp, mtlsTry, echo, LogSink } from '../helpers/mesh.js'
+
+const BIN = join(ROOT, 'bin', 'mesh-proxy.js')
+
+function spawnBin (t: Test, args: string[]): { child: ChildProcess, sink: LogSink, stderr: () => string } {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const sink = new LogSink()
+  child.stdout!.pipe(sink)
+  let err = ''
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+  return { child, sink, stderr: () => err }
+}
+
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+
+t.test('two workers: one port, aggregated admin, one catalog entry, restart, drain', async t => {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const { child, sink } = spawnBin(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0', '--workers', '2'])
+  const exited = once(child, 'exit')
+  await sink.waitFor(l => l.msg === 'workers ready')
+  const admin = Number(String((await sink.waitFor(l => l.msg === 'admin listening')).admin).split(':')[1])
+  const started = sink.msgs('sidecar started')
+  t.equal(started.length, 2, 'each worker started a sidecar')
+  t.same(started.map(l => l.worker).sort(), [0, 1])
+  t.equal(started[0]!.inbound, started[1]!.inbound, 'both serve the same listening socket')
+  const port = Number(String(started[0]!.inbound).split(' => ')[0]!.split(':')[1])
+  const pids = Object.fromEntries(sink.msgs('worker started').map(l => [String(l.worker), Number(l.pid)]))
+
+  const ready = await fetch(`http://127.0.0.1:${admin}/ready`)
+  t.equal(ready.status, 200, '/ready 200 when every worker is ready')
+  t.match(await ready.json(), { state: 'ready', workers: [{ worker: 0, ready: true, state: 'ready' }, { worker: 1, ready: true, state: 'ready' }] })
+
+  const web = await mesh.leaf('web')
+  for (let i = 0; i < 10; i++) t.equal((await mtlsTry(port, web, mesh.ca.certPem, `hello ${i}`)).received, `hello ${i}`)
+  await sink.waitFor(() => sink.msgs('conn closed').length === 10)
+  const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text()
+  t.equal(metrics.split('\n').filter(l => l === '# TYPE mesh_proxy_connections_total counter').length, 1, 'one TYPE line per family')
+  const allowed = [...metrics.matchAll(/^mesh_proxy_connections_total\{worker="[01]",direction="inbound",result="allowed"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0)
+  t.equal(allowed, 10, 'the workers\' allowed-connection counts add up to the connections made')
+  t.match((await (await fetch(`http://127.0.0.1:${admin}/certs`)).json()) as object, { spiffeId: /\/svc\/db$/ }, '/certs answered by a worker')
+  t.equal((await readdir(join(mesh.layout.catalog, 'db'))).filter(f => f.endsWith('.json')).length, 1, 'registered once, by worker 0')
+
+  // A worker killed from outside is replaced; the port keeps serving meanwhile.
+  process.kill(pids['1']!, 'SIGKILL')
+  t.match(await sink.waitFor(l => l.msg === 'worker exited; restarting it'), { worker: 1, signal: 'SIGKILL' })
+  const back = await sink.waitFor(l => l.msg === 'worker started' && l.worker === 1 && l.pid !== pids['1'])
+  t.equal((await mtlsTry(port, web, mesh.ca.certPem, 'after restart')).received, 'after restart')
+  t.equal((await fetch(`http://127.0.0.1:${admin}/ready`)).status, 200, 'ready again with the new worker')
+
+  child.kill('SIGTERM')
+  const [code] = await exited as [number]
+  t.equal(code, 0, 'SIGTERM: every worker drained, exit 0')
+  t.ok(sink.lines.some(l => l.msg === 'all workers stopped'))
+  t.equal(sink.msgs('sidecar stopped').length, 2, 'both live workers stopped their sidecar')
+  t.notOk(alive(pids['0']!), 'worker 0 is gone')
+  t.notOk(alive(Number(back.pid)), 'the restarted worker 1 is gone')
+})
+
+t.test('a worker that cannot start stops everything with exit 1 and its error', async t => {
+  const mesh = await makeMesh(t)
+  const busy = createServer()
+  busy.listen(0, '127.0.0.1')
+  await once(busy, 'listening')
+  t.teardown(() => busy.close())
+  const taken = (busy.address() as { port: number }).port
+  const { child, sink, stderr } = spawnBin(t, ['run', '--service', 'db', '--listen', `127.0.0.1:${taken}`, '--to', '127.0.0.1:9', '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2'])
+  const [code] = await once(child, 'exit') as [number]
+  t.equal(code, 1)
+  t.match(stderr(), new RegExp(`127\\.0\\.0\\.1:${taken}`), 'the worker\'s error names the address')
+  t.ok(sink.lines.some(l => l.msg === 'worker failed to start; stopping all workers'))
+})
