@@ -65,6 +65,8 @@ export function workerChannel (view: () => AdminView | undefined): { signals: Ev
   }
   const onTerm = (): void => { signals.emit('SIGTERM') }
   const ignore = (): void => {}
+  // Should the primary die (SIGKILL, crash), node:cluster itself exits the worker
+  // when the IPC channel closes: no orphans (test/cli/workers.test.ts).
   process.on('message', onMessage)
   process.on('SIGTERM', onTerm)
   process.on('SIGINT', ignore)

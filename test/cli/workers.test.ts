@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { once } from 'node:events'
 import { readdir } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ROOT } from '../helpers/paths.js'
 import { makeMesh, startApp, mtlsTry, echo, LogSink } from '../helpers/mesh.js'
@@ -24,7 +25,10 @@ function spawnBin (t: Test, args: string[]): { child: ChildProcess, sink: LogSin
   return { child, sink, stderr: () => err }
 }
 
-const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+/** Running (an exited orphan may stay a zombie until something reaps it: that counts as gone). */
+const alive = (pid: number): boolean => {
+  try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z' } catch { return false }
+}
 
 t.test('two workers: one port, aggregated admin, one catalog entry, restart, drain', async t => {
   const mesh = await makeMesh(t)
@@ -83,4 +87,21 @@ t.test('a worker that cannot start stops everything with exit 1 and its error', 
   t.equal(code, 1)
   t.match(stderr(), new RegExp(`127\\.0\\.0\\.1:${taken}`), 'the worker\'s error names the address')
   t.ok(sink.lines.some(l => l.msg === 'worker failed to start; stopping all workers'))
+})
+
+t.test('workers whose primary is killed do not live on as orphans', async t => {
+  const mesh = await makeMesh(t)
+  const app = await startApp(t, echo)
+  const { child, sink } = spawnBin(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2'])
+  await sink.waitFor(l => l.msg === 'workers ready')
+  const pids = sink.msgs('worker started').map(l => Number(l.pid))
+  t.teardown(() => { for (const p of pids) { try { process.kill(p, 'SIGKILL') } catch {} } })
+  child.kill('SIGKILL')
+  await once(child, 'exit')
+  // node:cluster exits a worker whose IPC channel to the primary closed. Another
+  // process's exit gives this one no event to await: poll /proc.
+  for (const pid of pids) {
+    while (alive(pid)) await new Promise(resolve => setTimeout(resolve, 10))
+    t.notOk(alive(pid), `worker ${pid} exited`)
+  }
 })
