@@ -171,7 +171,7 @@ async function startupTable (kinds: PairKind[]): Promise<string> {
       ms.push(performance.now() - t0)
       await one.stop()
     }
-    lines.push(`| ${kind.name.replace(/ pair$/, '')} | ${median(ms).toFixed(0)} | ${range(ms)} |`)
+    lines.push(`| ${kind.name.replace(/ pair(?=$|,)/, '')} | ${median(ms).toFixed(0)} | ${range(ms)} |`)
   }
   echo.close()
   return lines.join('\n') + '\n'

@@ -125,11 +125,13 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
   let signalsSeen = 0
   let exitCode = 0
 
-  const live = (): Array<{ n: number, w: Worker }> => slots.flatMap(s => s.worker === null ? [] : [{ n: s.n, w: s.worker }])
+  // Only workers that said "started" have their answering side up: a question sent earlier would be lost.
+  const live = (): Array<{ n: number, w: Worker }> => slots.flatMap(s => s.worker === null || !s.started ? [] : [{ n: s.n, w: s.worker }])
   const view: AdminView = {
     ready: async () => {
       const states = await Promise.all(slots.map(async s => {
         if (s.worker === null) return { worker: s.n, state: 'restarting', ready: false }
+        if (!s.started) return { worker: s.n, pid: s.worker.process.pid, state: 'starting', ready: false }
         const r = await ask(s.worker, 'ready').catch((err: Error) => ({ ready: false, body: { state: 'not answering', reason: err.message } })) as { ready: boolean, body: Record<string, unknown> }
         return { worker: s.n, pid: s.worker.process.pid, ready: r.ready, ...r.body }
       }))
@@ -157,7 +159,7 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
       })
     }
     const send = (signal: SignalMsg['signal']): void => {
-      for (const { w } of live()) if (w.isConnected()) w.send({ kind: 'mesh-proxy/signal', signal } satisfies SignalMsg)
+      for (const s of slots) if (s.worker?.isConnected() === true) s.worker.send({ kind: 'mesh-proxy/signal', signal } satisfies SignalMsg)
     }
     const fork = (s: Slot): void => {
       s.timer = undefined
@@ -167,6 +169,8 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
       w.on('message', (m: Partial<ReadyMsg>) => {
         if (m.kind !== 'mesh-proxy/started') return
         s.started = true
+        // A stop that came while it was starting could not reach it (nothing listened yet): say it now.
+        if (stopping) { w.send({ kind: 'mesh-proxy/signal', signal: 'SIGTERM' } satisfies SignalMsg); return }
         s.restarts = 0
         log.info({ worker: s.n, pid: w.process.pid }, 'worker started')
         if (slots.every(x => x.started)) log.info({ workers: slots.length }, 'workers ready')

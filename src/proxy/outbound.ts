@@ -153,7 +153,7 @@ export class UpstreamListener {
       })
       // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified.
       tls.on('session', (session: Buffer) => {
-        if (verified !== undefined) this.#sessions.set(state, key, { session, ...verified })
+        if (verified !== undefined) this.#sessions.set(state, key, { session, peerId: verified.peerId, expiresAt: verified.expiresAt })
       })
       const cancel = handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, key)
       const onError = (err: Error): void => {

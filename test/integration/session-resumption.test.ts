@@ -47,23 +47,25 @@ t.test('second connection resumes, keeps identity and intentions; rotation ends 
   await db.sink.waitFor(l => l.msg === 'intentions reloaded' && l.version === 3)
 
   // db gets a new leaf: its new secure context has new ticket keys, web's ticket is refused, a full handshake follows.
-  const dbLeaf = await mesh.leaf('db')
-  await writeFile(mesh.layout.keyFor('db'), dbLeaf.keyPem, { mode: 0o600 })
-  await writeFile(mesh.layout.certFor('db'), dbLeaf.certPem)
-  await db.sidecar.reload()
+  const newLeaf = async (service: string, sidecar: TestSidecar): Promise<void> => {
+    const leaf = await mesh.leaf(service)
+    await writeFile(mesh.layout.keyFor(service), leaf.keyPem, { mode: 0o600 })
+    await writeFile(mesh.layout.certFor(service), leaf.certPem)
+    await sidecar.sidecar.reload()
+  }
+  await newLeaf('db', db)
   t.equal(await roundTrip(web, 'four'), 'four')
   t.match(await closedOut(4), { resumed: false }, 'after db rotated: full handshake, connection fine')
   t.equal(await roundTrip(web, 'five'), 'five')
   t.match(await closedOut(5), { resumed: true }, 'and the new ticket resumes again')
+  t.equal(await roundTrip(web, 'five and a half'), 'five and a half')
+  t.match(await closedOut(6), { resumed: true }, 'a ticket received on a resumed connection resumes too')
 
   // web gets a new leaf: its tickets belong to the old generation and are dropped.
-  const webLeaf = await mesh.leaf('web')
-  await writeFile(mesh.layout.keyFor('web'), webLeaf.keyPem, { mode: 0o600 })
-  await writeFile(mesh.layout.certFor('web'), webLeaf.certPem)
-  await web.sidecar.reload()
+  await newLeaf('web', web)
   t.equal(await roundTrip(web, 'six'), 'six')
-  t.match(await closedOut(6), { resumed: false }, 'after web rotated: no ticket offered')
-  t.match(await closedIn(5), { resumed: false, peer: /\/svc\/web$/ })
+  t.match(await closedOut(7), { resumed: false }, 'after web rotated: no ticket offered')
+  t.match(await closedIn(6), { resumed: false, peer: /\/svc\/web$/ })
 
   await web.stop()
   await db.stop()
