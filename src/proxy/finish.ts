@@ -7,21 +7,21 @@ import type { RelayResult } from './relay.js'
 /**
  * Report bytes and the result, and log 'conn closed' once. `aIs` says whether
  * the relay's A side is the mesh peer ('peer': bytes A→B go to the app) or the
- * app ('app').
+ * app ('app'); `access` are the connection's access-log fields (who, to what, by which rule).
  */
-export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direction: Direction, aIs: 'peer' | 'app', extra: Record<string, unknown> = {}): void {
+export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direction: Direction, aIs: 'peer' | 'app', access: Record<string, unknown>): void {
   const toApp = aIs === 'peer' ? r.bytesAtoB : r.bytesBtoA
   const fromApp = aIs === 'peer' ? r.bytesBtoA : r.bytesAtoB
   metrics.bytes(direction, toApp, fromApp)
   metrics.duration(direction, r.durationMs / 1000)
   metrics.connection(direction, r.reason === 'error' ? 'relay_error' : r.reason === 'revoked' ? 'revoked' : 'allowed')
   const fields = {
+    ...access,
     bytesToApp: toApp,
     bytesFromApp: fromApp,
     durationMs: Math.round(r.durationMs),
     reason: r.reason,
-    ...(r.error === undefined ? {} : { err: r.error.message }),
-    ...extra
+    ...(r.error === undefined ? {} : { err: r.error.message })
   }
   if (r.error !== undefined && !isRoutineCloseError(r.error)) log.warn(fields, 'conn closed')
   else log.info(fields, 'conn closed')

@@ -138,7 +138,10 @@ export class InboundListener {
     sock.on('error', ignore)
     sock.allowHalfOpen = true
     const state = this.#opts.tls()
-    const log = this.#opts.logger.child({ conn: `in-${++nextConnId}`, listener: 'inbound' })
+    // Plain field objects, not pino child loggers: a child per connection cost ~1 KB of
+    // heap for as long as the connection lives (bench/RESULTS.md, memory).
+    const log = this.#opts.logger
+    const id = { conn: `in-${++nextConnId}`, listener: 'inbound' }
     let source: ServiceRef
     let peerId: string
     try {
@@ -151,12 +154,12 @@ export class InboundListener {
       const reason = err instanceof PeerIdentityError ? err.reason : 'bad_certificate'
       this.#metrics.handshakeFailure(reason)
       this.#metrics.connection('inbound', 'tls_error')
-      log.warn({ reason, err: toError(err).message }, 'conn rejected')
+      log.warn({ ...id, reason, err: toError(err).message }, 'conn rejected')
       sock.destroy()
       return
     }
     const decision = this.#opts.authorize()(source)
-    const fields = { peer: peerId, source: formatServiceRef(source), destination: formatServiceRef(this.#opts.service), intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed: sock.isSessionReused() }
+    const fields = { ...id, peer: peerId, source: formatServiceRef(source), destination: formatServiceRef(this.#opts.service), intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed: sock.isSessionReused() }
     if (!decision.allowed) {
       this.#metrics.connection('inbound', 'denied_intention')
       log.info(fields, 'conn denied')
@@ -164,17 +167,18 @@ export class InboundListener {
       return
     }
     // The access log: who, to what, by which rule, on every later line of this connection.
-    const conn = log.child({ peer: fields.peer, source: fields.source, destination: fields.destination, intention: fields.intention, app: `${this.#opts.app.host}:${this.#opts.app.port}`, resumed: fields.resumed })
+    const access = { ...id, peer: fields.peer, source: fields.source, destination: fields.destination, intention: fields.intention, app: `${this.#opts.app.host}:${this.#opts.app.port}`, resumed: fields.resumed }
     if (decision.audit === true) {
       this.#metrics.auditDenial()
-      conn.warn({ precedence: decision.precedence, reason: decision.reason, audit: true }, 'conn opened')
-    } else {
-      conn.debug({ precedence: decision.precedence, decision: decision.reason }, 'conn opened')
+      log.warn({ ...access, precedence: decision.precedence, reason: decision.reason, audit: true }, 'conn opened')
+    } else if (log.isLevelEnabled('debug')) {
+      log.debug({ ...access, precedence: decision.precedence, decision: decision.reason }, 'conn opened')
     }
-    this.#serve(sock, conn, source)
+    this.#serve(sock, access, source)
   }
 
-  #serve (sock: TLSSocket, log: Logger, source: ServiceRef): void {
+  #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {
+    const log = this.#opts.logger
     const undo = this.#metrics.trackActive('inbound')
     let abort = (): void => { sock.destroy() }
     let revokedBy: Decision | undefined
@@ -185,15 +189,15 @@ export class InboundListener {
       } catch (err) {
         this.#metrics.upstreamConnectError('local_app')
         this.#metrics.connection('inbound', 'upstream_error')
-        log.warn({ reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
+        log.warn({ ...access, reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
         sock.destroy()
         return
       }
-      if (sock.destroyed) { app.destroy(); log.info({ reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); return }
+      if (sock.destroyed) { app.destroy(); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); return }
       const r = relay(sock, app, this.#opts.timeouts)
       abort = () => r.abort(revokedBy === undefined ? 'aborted' : 'revoked')
       const result = await r.done
-      logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? {} : { intention: decidedBy(revokedBy), decision: revokedBy.reason })
+      logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? access : { ...access, intention: decidedBy(revokedBy), decision: revokedBy.reason })
     })().finally(undo)
     this.#registry.add({
       source,

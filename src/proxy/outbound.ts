@@ -80,30 +80,31 @@ export class UpstreamListener {
       app.destroy()
       return
     }
-    const log = this.#opts.logger.child({ conn: `out-${++nextConnId}`, listener: 'outbound', upstream: this.#opts.upstream })
+    const log = this.#opts.logger
+    const id = { conn: `out-${++nextConnId}`, listener: 'outbound', upstream: this.#opts.upstream } // fields, not a child logger: see inbound.ts
     const undo = this.#metrics.trackActive('outbound')
     let abort = (): void => { app.destroy() }
     const closed = (async (): Promise<void> => {
       app.on('error', () => {}) // reported through the relay or the refusal below
-      const up = await this.#connectUpstream(log).catch((err: unknown) => err as Error)
+      const up = await this.#connectUpstream(id).catch((err: unknown) => err as Error)
       if (up instanceof Error) {
         const result = up instanceof PeerIdentityError ? 'tls_error' : 'upstream_error'
         this.#metrics.connection('outbound', result)
-        log.warn({ reason: up instanceof PeerIdentityError ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
+        log.warn({ ...id, reason: up instanceof PeerIdentityError ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
         app.destroy()
         return
       }
       if (app.destroyed) { up.tls.destroy(); return }
-      const conn = log.child({ peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, resumed: up.resumed })
-      conn.debug({ protocol: up.tls.getProtocol() }, 'conn opened')
+      const access = { ...id, peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, resumed: up.resumed }
+      if (log.isLevelEnabled('debug')) log.debug({ ...access, protocol: up.tls.getProtocol() }, 'conn opened')
       const r = relay(app, up.tls, this.#opts.timeouts)
       abort = () => r.abort()
-      logClosed(conn, await r.done, this.#metrics, 'outbound', 'app')
+      logClosed(log, await r.done, this.#metrics, 'outbound', 'app', access)
     })().finally(undo)
     this.#registry.add({ abort: () => abort(), closed })
   }
 
-  async #connectUpstream (log: Logger): Promise<{ tls: TLSSocket, instance: Instance, peerId: string, resumed: boolean }> {
+  async #connectUpstream (id: Record<string, unknown>): Promise<{ tls: TLSSocket, instance: Instance, peerId: string, resumed: boolean }> {
     const instances = await this.#opts.resolver.instances(this.#opts.upstream)
     if (instances.length === 0) throw new Error(`no instances of ${this.#opts.upstream} are known (is its sidecar running and registered in the mesh dir catalog?)`)
     const start = this.#rr++
@@ -116,7 +117,7 @@ export class UpstreamListener {
       } catch (err) {
         last = toError(err)
         this.#metrics.upstreamConnectError(this.#opts.upstream)
-        log.debug({ instance: `${instance.host}:${instance.port}`, err: last.message }, 'upstream instance unreachable')
+        this.#opts.logger.debug({ ...id, instance: `${instance.host}:${instance.port}`, err: last.message }, 'upstream instance unreachable')
         continue
       }
       return { ...await this.#handshake(raw, instance), instance }
