@@ -32,6 +32,8 @@ const SLOT_ENV = 'MESH_PROXY_WORKER_SLOT'
 /** How long the primary waits for a worker's answer to an admin question. */
 const ASK_TIMEOUT_MS = 2000
 const MAX_RESTART_DELAY_MS = 30_000
+/** A worker that ran this long before it died is restarted with the shortest delay again. */
+const STABLE_AFTER_MS = 60_000
 
 type Question = keyof AdminView
 interface Ask { kind: 'mesh-proxy/ask', id: number, what: Question }
@@ -89,6 +91,7 @@ interface Slot {
   readonly n: number
   worker: Worker | null
   started: boolean
+  startedAt: number
   restarts: number
   timer?: NodeJS.Timeout
 }
@@ -120,7 +123,7 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
     await loadFromMeshDir(layout, await readMeshSettings(layout), config.service, config.leafTtlMs)
   }
   cluster.schedulingPolicy = cluster.SCHED_NONE
-  const slots: Slot[] = Array.from({ length: config.workers }, (_, n) => ({ n, worker: null, started: false, restarts: 0 }))
+  const slots: Slot[] = Array.from({ length: config.workers }, (_, n) => ({ n, worker: null, started: false, startedAt: 0, restarts: 0 }))
   let stopping = false
   let signalsSeen = 0
   let exitCode = 0
@@ -171,7 +174,7 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
         s.started = true
         // A stop that came while it was starting could not reach it (nothing listened yet): say it now.
         if (stopping) { w.send({ kind: 'mesh-proxy/signal', signal: 'SIGTERM' } satisfies SignalMsg); return }
-        s.restarts = 0
+        s.startedAt = Date.now()
         log.info({ worker: s.n, pid: w.process.pid }, 'worker started')
         if (slots.every(x => x.started)) log.info({ workers: slots.length }, 'workers ready')
       })
@@ -202,6 +205,8 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
         stop('a worker failed to start')
         return
       }
+      // The backoff starts over only for a worker that had been running a while: a crash loop keeps doubling it.
+      if (Date.now() - s.startedAt > STABLE_AFTER_MS) s.restarts = 0
       const delay = Math.min(MAX_RESTART_DELAY_MS, 500 * 2 ** s.restarts++)
       log.error({ ...fields, restartInMs: delay }, 'worker exited; restarting it')
       s.timer = setTimeout(() => fork(s), delay)
