@@ -105,3 +105,22 @@ t.test('workers whose primary is killed do not live on as orphans', async t => {
     t.notOk(alive(pid), `worker ${pid} exited`)
   }
 })
+
+t.test('only worker 0 renews the mesh dir leaf; the other follows the files', async t => {
+  const mesh = await makeMesh(t)
+  const app = await startApp(t, echo)
+  // makeMesh's leaf lives for a year: remove it, so that the primary issues one with --leaf-ttl.
+  const { rm } = await import('node:fs/promises')
+  await rm(mesh.layout.certFor('db'))
+  const { child, sink } = spawnBin(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2', '--leaf-ttl', '8s'])
+  await sink.waitFor(l => l.msg === 'workers ready')
+  const first = sink.msgs('sidecar started').map(l => l.notAfter)
+  t.equal(first[0], first[1], 'both workers start on the leaf the primary issued')
+  const renewed = await sink.waitFor(l => l.msg === 'certificates reloaded' && l.worker === 0 && l.why === 'renewal due')
+  const followed = await sink.waitFor(l => l.msg === 'certificates reloaded' && l.worker === 1 && l.serial === renewed.serial)
+  t.equal(followed.why, 'file changed', 'worker 1 picked the new leaf up from the files')
+  t.notOk(sink.lines.some(l => l.worker === 1 && l.why === 'renewal due'), 'worker 1 never issued a leaf itself')
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  t.equal((await exited as [number])[0], 0)
+})
