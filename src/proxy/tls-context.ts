@@ -4,6 +4,7 @@
  * were made with, new ones get the current one.
  */
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls'
+import { randomBytes } from 'node:crypto'
 import type { OwnSvid } from '../identity/svid.js'
 import type { TrustBundle } from '../identity/bundle.js'
 import { PeerVerifier } from './peer.js'
@@ -28,7 +29,11 @@ export function buildTlsState (svid: OwnSvid, bundle: TrustBundle): TlsState {
     cert: svid.certPem,
     key: svid.keyPem,
     ca: bundle.pem,
-    minVersion: MIN_TLS_VERSION
+    minVersion: MIN_TLS_VERSION,
+    // Session-ticket keys of this generation only (session-cache.ts): a new leaf or
+    // bundle refuses every ticket issued before it. Explicit rather than relying on
+    // Node giving each new secure context fresh keys.
+    ticketKeys: randomBytes(48)
   }
   return {
     svid,
