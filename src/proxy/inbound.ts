@@ -80,8 +80,8 @@ export class InboundListener {
       // Node's own inactivity-based handshake timer stays a backstop behind ours (handshake.ts).
       handshakeTimeout: timeouts.handshakeTimeoutMs + 1000,
       // Resumption tickets (session-cache.ts): valid this long, and only under
-      // the secure context that issued them. Each context has its own random
-      // ticket keys, so a new leaf (setTls) invalidates every ticket.
+      // the TLS generation that issued them: each has its own ticket keys
+      // (tls-context.ts), so a new leaf (setTls) invalidates every ticket.
       sessionTimeout: SESSION_LIFETIME_MS / 1000
     })
     server.on('connection', (raw: Socket) => this.#onTcp(raw))
