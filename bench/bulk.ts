@@ -7,15 +7,13 @@
  *
  *   npm run build && node dist/bench/bulk.js [--size-gb 3] [--runs 3] [--only <name part>] [--save out.json]
  */
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import { createServer, connect } from 'node:net'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { seedMeshDir } from '../src/meshdir/seed.js'
-import { arg, cpuSeconds, ensure, freePort, isCPeer, machine, median, pairKinds, runTool } from './pairs.js'
+import { arg, cpuSeconds, ensure, freePort, isCPeer, machine, median, pairKinds, runTool, spawnUntilLine } from './pairs.js'
 
 const SIZE = Math.round(Number(arg('size-gb', '3')) * 1024 * 1024 * 1024)
 const RUNS = Number(arg('runs', '3'))
@@ -87,12 +85,9 @@ async function iperf (iperf3: string, port: number, bytes: number): Promise<numb
  */
 async function startTarget (iperf3: string | null, port: number): Promise<{ close: () => Promise<void> }> {
   if (iperf3 === null) return await startSink(port)
-  const p = spawn(iperf3, ['-s', '-p', String(port), '-B', '127.0.0.1', '--forceflush'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: p.stdout }).on('line', l => { if (l.includes('Server listening')) resolve() })
-    p.once('exit', code => reject(new Error(`iperf3 -s exited ${String(code)}`)))
-  })
-  return { close: async () => { const gone = once(p, 'exit'); p.kill(); await gone } }
+  const { child, ready } = spawnUntilLine(iperf3, ['-s', '-p', String(port), '-B', '127.0.0.1', '--forceflush'], l => l.includes('Server listening'))
+  await ready
+  return { close: async () => { const gone = once(child, 'exit'); child.kill(); await gone } }
 }
 
 interface Row { name: string, mbps: number[], cpuPerGB: number[], proxied: boolean }

@@ -50,16 +50,24 @@ export function rssBytes (pid: number): number {
   return Number(m?.[1] ?? NaN) * 1024
 }
 
+/**
+ * Spawn `bin`; `ready` resolves once a stdout line satisfies `isReady`, and
+ * rejects if the process exits first. Later output is read and dropped.
+ */
+export function spawnUntilLine (bin: string, args: string[], isReady: (line: string) => boolean): { child: ChildProcess, ready: Promise<void> } {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const ready = new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', l => { if (isReady(l)) resolve() })
+    child.once('exit', code => reject(new Error(`${bin} ${args.join(' ')} exited ${String(code)}`)))
+  })
+  return { child, ready }
+}
+
 /** Spawn a node script; resolves once a stdout line satisfies `ready`. */
 export async function startNode (args: string[], ready: (line: string) => boolean): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
-  const rl = createInterface({ input: child.stdout! })
-  await new Promise<void>((resolve, reject) => {
-    rl.on('line', l => { if (ready(l)) resolve() })
-    child.once('exit', code => reject(new Error(`${args.join(' ')} exited ${String(code)}`)))
-  })
-  child.stdout!.resume()
-  return child
+  const p = spawnUntilLine(process.execPath, args, ready)
+  await p.ready
+  return p.child
 }
 
 /** The binary's path, installing its Debian package when root; null (with the reason printed) when unavailable. */
@@ -140,9 +148,8 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
       return { port: outPort, pids: [a.pid!, b.pid!], stop: () => stopAll([a, b]) }
     },
     startOne: async target => {
-      const p = spawn(process.execPath, [NAIVE, 'in', String(await freePort()), String(target), ...files('db')], { stdio: ['ignore', 'pipe', 'inherit'] })
-      const ready = new Promise<void>(resolve => createInterface({ input: p.stdout! }).on('line', l => { if (l === 'ready') resolve() }))
-      return { ready, stop: () => stopAll([p]) }
+      const { child, ready } = spawnUntilLine(process.execPath, [NAIVE, 'in', String(await freePort()), String(target), ...files('db')], l => l === 'ready')
+      return { ready, stop: () => stopAll([child]) }
     }
   }
   const extra = (process.env.MESH_BENCH_ARGS ?? '').split(' ').filter(x => x !== '')

@@ -2,14 +2,15 @@
 // the lifecycle (starting -> ready -> draining), /metrics must move as
 // connections are allowed, denied and fail, and the views must show what the
 // sidecar really uses.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 import { AdminServer, PROMETHEUS_CONTENT_TYPE, sidecarView } from '../../src/admin/server.js'
 import { Sidecar } from '../../src/proxy/sidecar.js'
 import { MetricsRegistry } from '../../src/metrics/metrics.js'
 import { resolveConfig } from '../../src/config/resolve.js'
-import { makeMesh, startApp, startSidecar, captureLogger, mtlsTry, echo } from '../helpers/mesh.js'
+import { makeMesh, startApp, startSidecar, captureLogger, mtlsTry, echo, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
+import type { IssuedCert } from '../../src/ca/issue.js'
 
 async function get (port: number, path: string): Promise<{ status: number, type: string, body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`)
@@ -93,12 +94,17 @@ t.test('ready transitions, metrics and views', async t => {
   t.match(JSON.parse((await get(port, '/ready')).body), { state: 'stopped' })
 })
 
-t.test('--max-connections refuses over the limit, logs and counts', async t => {
+/** db's sidecar in front of an echo app, web -> db allowed, with `flags` added; and a web leaf to connect with. */
+async function limitedDb (t: Test, flags: Record<string, unknown>): Promise<TestSidecar & { mesh: TestMesh, web: IssuedCert }> {
   const mesh = await makeMesh(t)
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
   const app = await startApp(t, echo)
-  const { addrs, sink, metrics, stop } = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, maxConnections: '1' })
-  const web = await mesh.leaf('web')
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, ...flags })
+  return { ...db, mesh, web: await mesh.leaf('web') }
+}
+
+t.test('--max-connections refuses over the limit, logs and counts', async t => {
+  const { addrs, sink, metrics, stop, mesh, web } = await limitedDb(t, { maxConnections: '1' })
   const { connect: tlsConnect } = await import('node:tls')
   const first = tlsConnect({ port: addrs.inbound!.port, host: '127.0.0.1', servername: 'db', ca: mesh.ca.certPem, cert: web.certPem, key: web.keyPem })
   first.write('one')
@@ -116,12 +122,8 @@ t.test('--max-connections refuses over the limit, logs and counts', async t => {
 })
 
 t.test('--source-rate-limit refuses a flooding source, logs and counts', async t => {
-  const mesh = await makeMesh(t)
-  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
-  const app = await startApp(t, echo)
   // 2 per hour: the third connection within the test is over the limit whatever the machine's speed.
-  const { addrs, sink, metrics, stop } = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, sourceRateLimit: '2/h' })
-  const web = await mesh.leaf('web')
+  const { addrs, sink, metrics, stop, mesh, web } = await limitedDb(t, { sourceRateLimit: '2/h' })
   t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'one')).received, 'one')
   t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'two')).received, 'two')
   t.equal((await mtlsTry(addrs.inbound!.port, web, mesh.ca.certPem, 'three')).received, '', 'third refused')

@@ -5,7 +5,8 @@ import t, { type Test } from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { ROOT } from '../helpers/paths.js'
-import { makeMesh, startApp, mtlsTry, echo, LogSink } from '../helpers/mesh.js'
+import { makeMesh, startApp, mtlsTry, echo } from '../helpers/mesh.js'
+import { spawnCli } from '../helpers/cli.js'
 
 const BIN = join(ROOT, 'bin', 'mesh-proxy.js')
 
@@ -14,10 +15,7 @@ async function spawnDb (t: Test, extra: string[] = []): Promise<{ child: ChildPr
   const mesh = await makeMesh(t)
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
   const app = await startApp(t, echo)
-  const child = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0', ...extra], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => { child.kill('SIGKILL') })
-  const sink = new LogSink()
-  child.stdout!.pipe(sink)
+  const { child, sink } = spawnCli(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0', ...extra])
   const waitFor = (msg: string): Promise<Record<string, unknown>> => sink.waitFor(l => l.msg === msg)
   const started = await waitFor('sidecar started')
   return { child, lines: sink.lines, waitFor, mesh, port: Number(String(started.inbound).split(' => ')[0]!.split(':')[1]) }

@@ -1,6 +1,12 @@
 // Run the CLI in-process: main() returns the exit code; stdout lines are
-// collected through its `out` parameter and stderr is captured.
+// collected through its `out` parameter and stderr is captured. Or run the
+// real launcher as a process (spawnCli).
+import type { Test } from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
 import { main } from '../../src/cli/main.js'
+import { LogSink } from './mesh.js'
+import { ROOT } from './paths.js'
 
 /** Exit code, printed lines and stderr of one CLI call. */
 export async function runCli (args: string[]): Promise<{ code: number, out: string, err: string }> {
@@ -14,4 +20,18 @@ export async function runCli (args: string[]): Promise<{ code: number, out: stri
   } finally {
     process.stderr.write = orig
   }
+}
+
+/**
+ * The real launcher in its own process (`node bin/mesh-proxy.js ...args`): its
+ * JSON log parsed as it comes, its stderr kept; killed at teardown.
+ */
+export function spawnCli (t: Test, args: string[]): { child: ChildProcess, sink: LogSink, stderr: () => string } {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'mesh-proxy.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const sink = new LogSink()
+  child.stdout!.pipe(sink)
+  let err = ''
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+  return { child, sink, stderr: () => err }
 }
