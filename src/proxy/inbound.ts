@@ -3,7 +3,8 @@
  * sidecars, check the peer's SVID, ask the intention table once, and only then
  * connect to the local app and relay. Deny means the app never sees a byte.
  */
-import { createServer, type Server, type TLSSocket } from 'node:tls'
+import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls'
+import { constants as cryptoConstants } from 'node:crypto'
 import type { Socket, AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../config/types.js'
@@ -37,6 +38,12 @@ export interface InboundOptions {
   readonly authorize: () => Authorizer
   readonly logger: Logger
   readonly metrics?: Metrics
+  /**
+   * Issue TLS session tickets (default true). False for `--workers` processes:
+   * a worker's OpenSSL resumes tickets a sibling issued, and a resumed session
+   * carries no chain to verify, so such a connection could only be refused.
+   */
+  readonly sessionTickets?: boolean
 }
 
 let nextConnId = 0
@@ -71,7 +78,7 @@ export class InboundListener {
   async start (): Promise<HostPort> {
     const { timeouts } = this.#opts
     const server = createServer({
-      ...this.#opts.tls().serverOptions,
+      ...this.#serverOptions(this.#opts.tls()),
       requestCert: true,
       rejectUnauthorized: true,
       // Not allowHalfOpen here: during the handshake a peer's EOF must end the
@@ -95,7 +102,11 @@ export class InboundListener {
 
   /** Swap in a new TLS generation; live connections keep theirs. */
   setTls (state: TlsState): void {
-    this.#server?.setSecureContext(state.serverOptions)
+    this.#server?.setSecureContext(this.#serverOptions(state))
+  }
+
+  #serverOptions (state: TlsState): SecureContextOptions {
+    return this.#opts.sessionTickets === false ? { ...state.serverOptions, secureOptions: cryptoConstants.SSL_OP_NO_TICKET } : state.serverOptions
   }
 
   #onTcp (raw: Socket): void {

@@ -3,29 +3,16 @@
 // only when every worker is, one valid /metrics, one catalog entry, one
 // SIGTERM that drains everything and exits 0; a worker that dies is replaced,
 // and a worker that cannot start stops the whole thing with exit 1.
-import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import t from 'tap'
 import { createServer } from 'node:net'
 import { once } from 'node:events'
 import { readdir } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ROOT } from '../helpers/paths.js'
-import { makeMesh, startApp, mtlsTry, echo, LogSink } from '../helpers/mesh.js'
+import { spawnCli } from '../helpers/cli.js'
+import { makeMesh, startApp, startSidecar, mtlsTry, echo } from '../helpers/mesh.js'
 
-const BIN = join(ROOT, 'bin', 'mesh-proxy.js')
 
-function spawnBin (t: Test, args: string[]): { child: ChildProcess, sink: LogSink, stderr: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { child.kill('SIGKILL') })
-  const sink = new LogSink()
-  child.stdout!.pipe(sink)
-  let err = ''
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
-  return { child, sink, stderr: () => err }
-}
-
-/** Running (an exited orphan may stay a zombie until something reaps it: that counts as gone). */
 const alive = (pid: number): boolean => {
   try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z' } catch { return false }
 }
@@ -34,7 +21,7 @@ t.test('two workers: one port, aggregated admin, one catalog entry, restart, dra
   const mesh = await makeMesh(t)
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
   const app = await startApp(t, echo)
-  const { child, sink } = spawnBin(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0', '--workers', '2'])
+  const { child, sink } = spawnCli(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', '127.0.0.1:0', '--workers', '2'])
   const exited = once(child, 'exit')
   await sink.waitFor(l => l.msg === 'workers ready')
   const admin = Number(String((await sink.waitFor(l => l.msg === 'admin listening')).admin).split(':')[1])
@@ -82,7 +69,7 @@ t.test('a worker that cannot start stops everything with exit 1 and its error', 
   await once(busy, 'listening')
   t.teardown(() => busy.close())
   const taken = (busy.address() as { port: number }).port
-  const { child, sink, stderr } = spawnBin(t, ['run', '--service', 'db', '--listen', `127.0.0.1:${taken}`, '--to', '127.0.0.1:9', '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2'])
+  const { child, sink, stderr } = spawnCli(t, ['run', '--service', 'db', '--listen', `127.0.0.1:${taken}`, '--to', '127.0.0.1:9', '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2'])
   const [code] = await once(child, 'exit') as [number]
   t.equal(code, 1)
   t.match(stderr(), new RegExp(`127\\.0\\.0\\.1:${taken}`), 'the worker\'s error names the address')
@@ -92,7 +79,7 @@ t.test('a worker that cannot start stops everything with exit 1 and its error', 
 t.test('workers whose primary is killed do not live on as orphans', async t => {
   const mesh = await makeMesh(t)
   const app = await startApp(t, echo)
-  const { child, sink } = spawnBin(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2'])
+  const { child, sink } = spawnCli(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2'])
   await sink.waitFor(l => l.msg === 'workers ready')
   const pids = sink.msgs('worker started').map(l => Number(l.pid))
   t.teardown(() => { for (const p of pids) { try { process.kill(p, 'SIGKILL') } catch {} } })
@@ -112,7 +99,7 @@ t.test('only worker 0 renews the mesh dir leaf; the other follows the files', as
   // makeMesh's leaf lives for a year: remove it, so that the primary issues one with --leaf-ttl.
   const { rm } = await import('node:fs/promises')
   await rm(mesh.layout.certFor('db'))
-  const { child, sink } = spawnBin(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2', '--leaf-ttl', '8s'])
+  const { child, sink } = spawnCli(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2', '--leaf-ttl', '8s'])
   await sink.waitFor(l => l.msg === 'workers ready')
   const first = sink.msgs('sidecar started').map(l => l.notAfter)
   t.equal(first[0], first[1], 'both workers start on the leaf the primary issued')
@@ -120,6 +107,33 @@ t.test('only worker 0 renews the mesh dir leaf; the other follows the files', as
   const followed = await sink.waitFor(l => l.msg === 'certificates reloaded' && l.worker === 1 && l.serial === renewed.serial)
   t.equal(followed.why, 'file changed', 'worker 1 picked the new leaf up from the files')
   t.notOk(sink.lines.some(l => l.worker === 1 && l.why === 'renewal due'), 'worker 1 never issued a leaf itself')
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  t.equal((await exited as [number])[0], 0)
+})
+
+t.test('connections to a multi-worker sidecar are never refused for a ticket a sibling worker issued', async t => {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const { child, sink } = spawnCli(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2'])
+  await sink.waitFor(l => l.msg === 'workers ready')
+  const web = await startSidecar(t, { service: 'web', upstream: ['db:0'], meshDir: mesh.dir })
+  const port = web.addrs.upstreams.get('db')!.port
+  const { connect } = await import('node:net')
+  for (let i = 0; i < 12; i++) {
+    const s = connect(port, '127.0.0.1')
+    s.on('error', () => {})
+    let got = ''
+    s.on('data', (d: Buffer) => { got += d.toString(); if (got === `m${i}`) s.end() })
+    s.write(`m${i}`)
+    await once(s, 'close')
+    t.equal(got, `m${i}`, `connection ${i} served`)
+  }
+  await sink.waitFor(() => sink.msgs('conn closed').length === 12)
+  t.equal(sink.lines.filter(l => l.msg === 'conn rejected').length, 0, 'no resumed_unknown_peer refusals')
+  t.ok(sink.msgs('conn closed').every(l => l.resumed === false), 'workers issue no tickets: every handshake is a full one')
+  await web.stop()
   const exited = once(child, 'exit')
   child.kill('SIGTERM')
   t.equal((await exited as [number])[0], 0)
