@@ -16,6 +16,7 @@
  * when root); without them rr and churn are skipped with the reason printed.
  *
  *   npm run build && node dist/bench/load.js [--runs 3] [--duration 10] [--conns 32] [--hold 3000] [--only rr,churn,memory,startup]
+ *     [--pairs <name part>,…]   (only the pairs whose name contains one of these)
  */
 import { spawn } from 'node:child_process'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
@@ -31,6 +32,7 @@ const DURATION = Number(arg('duration', '10'))
 const CONNS = Number(arg('conns', '32'))
 const HOLD = Number(arg('hold', '3000'))
 const ONLY = arg('only', 'rr,churn,memory,startup').split(',')
+const PAIRS = arg('pairs', '').split(',').filter(x => x !== '')
 
 const range = (xs: number[], digits = 0): string => `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`
 
@@ -179,7 +181,7 @@ async function startupTable (kinds: PairKind[]): Promise<string> {
 
 async function main (): Promise<void> {
   const layout = await seedMeshDir(mkdtempSync(join(tmpdir(), 'mesh-bench-')))
-  const kinds = pairKinds(layout)
+  const kinds = pairKinds(layout).filter(k => PAIRS.length === 0 || PAIRS.some(p => k.name.includes(p)))
   const out: string[] = []
   if (ONLY.includes('rr') || ONLY.includes('churn')) {
     const wrk = ensure('wrk', 'wrk')

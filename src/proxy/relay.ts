@@ -1,20 +1,24 @@
 /**
  * The byte relay: two duplex sockets, both directions, pure wiring.
  *
- * - Zero-copy: `pipe()` hands each chunk Buffer from one socket's read to the
- *   other's write as is; nothing is copied or concatenated in JS, and no work
- *   is done per chunk beyond what pipe does.
- * - Backpressure: pipe pauses the source when the destination's buffer is full
- *   and resumes on 'drain'.
+ * - Zero-copy: each chunk Buffer read from one socket is handed to the other's
+ *   write as is; nothing is copied or concatenated in JS. Per chunk: one
+ *   write and one integer store (idle bookkeeping), nothing else.
+ * - Backpressure: when the destination's write buffer is full (write returns
+ *   false) the source is paused, and resumed on the destination's 'drain'.
+ *   (What `pipe()` does, without its nine closures and two once-wrappers per
+ *   direction: memory per held connection, bench/RESULTS.md.)
  * - Half-close: 'end' from A ends B's write side only (`B.end()`, a FIN or a
  *   TLS close_notify); the other direction keeps flowing until it ends too,
  *   or until closeTimeoutMs after the first half-close (ghostunnel copyData;
  *   RFC 8446 §6.1). Both sockets need allowHalfOpen: true.
- * - idleTimeoutMs, closeTimeoutMs and maxConnLifetimeMs are enforced here.
+ * - idleTimeoutMs (through the process-wide sweep, idle-sweep.ts),
+ *   closeTimeoutMs and maxConnLifetimeMs are enforced here.
  * - Errors on either side destroy both; the first one is reported. It never
  *   throws and never logs: the caller logs the result once.
  */
 import type { Socket } from 'node:net'
+import { idleSweep } from './idle-sweep.js'
 
 /** Per-connection limits the relay enforces. 0 disables idle and lifetime. */
 export interface RelayOptions {
@@ -62,7 +66,10 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
     a.destroy()
     b.destroy()
   }
-  const onEnd = (to: Socket) => (): void => {
+  const sweep = opts.idleTimeoutMs > 0 ? idleSweep(opts.idleTimeoutMs) : undefined
+  const idle = sweep?.add(() => teardown('idle_timeout'))
+
+  const endOf = (to: Socket) => (): void => {
     to.end()
     ends++
     if (ends === 1 && opts.closeTimeoutMs > 0) {
@@ -70,8 +77,17 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
       closeTimer.unref()
     }
   }
+  const forward = (from: Socket, to: Socket): void => {
+    from.on('data', (chunk: Buffer) => {
+      if (idle !== undefined) idle.last = sweep!.tick
+      if (!to.write(chunk)) from.pause()
+    })
+    to.on('drain', () => { from.resume() })
+    // A socket accepted with pauseOnConnect is not flowing: start it, as pipe() does.
+    if (to.writableNeedDrain) from.pause()
+    else from.resume()
+  }
   const onError = (err: Error): void => teardown('error', err)
-  const onTimeout = (): void => teardown('idle_timeout')
   const onClose = (): void => {
     closes++
     // One side gone before both directions finished (reset, error): the other
@@ -81,6 +97,7 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
     if (closes < 2) return
     clearTimeout(closeTimer)
     clearTimeout(lifeTimer)
+    if (idle !== undefined) sweep!.delete(idle)
     resolveDone({
       bytesAtoB: a.bytesRead,
       bytesBtoA: b.bytesRead,
@@ -90,16 +107,15 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
     })
   }
 
-  for (const [s, other] of [[a, b], [b, a]] as const) {
-    if (!s.readableEnded) s.once('end', onEnd(other))
+  // 'end' and 'close' fire at most once: plain listeners, no once() wrappers.
+  if (!a.readableEnded) a.on('end', endOf(b))
+  if (!b.readableEnded) b.on('end', endOf(a))
+  for (const s of [a, b]) {
     s.on('error', onError)
-    s.once('close', onClose)
-    if (opts.idleTimeoutMs > 0) {
-      s.setTimeout(opts.idleTimeoutMs)
-      s.once('timeout', onTimeout)
-    }
-    s.pipe(other, { end: false })
+    s.on('close', onClose)
   }
+  forward(a, b)
+  forward(b, a)
   if (opts.maxConnLifetimeMs > 0) {
     lifeTimer = setTimeout(() => teardown('max_lifetime'), opts.maxConnLifetimeMs)
     lifeTimer.unref()
@@ -107,8 +123,8 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
   // Events that happened before the relay started will not be emitted again:
   // a peer that sent its EOF during the TLS handshake (Node reads ahead to
   // drive the handshake), or a socket that is already closed.
-  if (a.readableEnded) onEnd(b)()
-  if (b.readableEnded) onEnd(a)()
+  if (a.readableEnded) endOf(b)()
+  if (b.readableEnded) endOf(a)()
   for (const s of [a, b]) if (s.closed) onClose()
 
   return {
