@@ -13,7 +13,7 @@ import { PeerIdentityError, toError } from '../errors.js'
 import { consulServiceId } from '../identity/spiffe-id.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { ConnRegistry } from './conn-registry.js'
-import { dial } from './dial.js'
+import { dial, type Opener } from './dial.js'
 import { handshakeDeadline } from './handshake.js'
 import { relay } from './relay.js'
 import { logClosed } from './finish.js'
@@ -111,52 +111,61 @@ export class UpstreamListener {
     let last: Error | undefined
     for (let k = 0; k < instances.length; k++) {
       const instance = instances[(start + k) % instances.length]!
-      let raw: Socket
+      const attempt = this.#attempt(instance)
+      let tls: TLSSocket
       try {
-        raw = await dial(instance, this.#opts.timeouts.connectTimeoutMs, false)
+        // One socket for TCP and TLS (no plain Socket object under the TLSSocket):
+        // the handshake starts as soon as TCP is up.
+        tls = await dial(instance, this.#opts.timeouts.connectTimeoutMs, attempt.open)
       } catch (err) {
         last = toError(err)
         this.#metrics.upstreamConnectError(this.#opts.upstream)
         this.#opts.logger.debug({ ...id, instance: `${instance.host}:${instance.port}`, err: last.message }, 'upstream instance unreachable')
         continue
       }
-      return { ...await this.#handshake(raw, instance), instance }
+      return { ...await attempt.handshake(tls), instance }
     }
     throw last ?? new Error('no instance reachable')
   }
 
-  #handshake (raw: Socket, instance: Instance): Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> {
+  /**
+   * One attempt at `instance`: `open` starts TCP and TLS (with the server
+   * identity check), `handshake` awaits the TLS result once TCP is up.
+   */
+  #attempt (instance: Instance): { open: Opener<TLSSocket>, handshake: (tls: TLSSocket) => Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> } {
     const state = this.#opts.tls()
     const expected = this.expectedId(state)
     const key = `${instance.host}:${instance.port}`
     const offered = this.#sessions.get(state, key, Date.now())
     let verified: { peerId: string, expiresAt: number } | undefined
     let identityError: PeerIdentityError | undefined
-    return new Promise((resolve, reject) => {
-      const tls = tlsConnect({
-        socket: raw,
-        secureContext: state.clientContext,
-        servername: `${this.#opts.upstream}.${this.#opts.namespace}.${this.#opts.datacenter}.internal.${state.svid.id.trustDomain}`,
-        ...(offered === undefined ? {} : { session: offered.session }),
-        // Runs inside a full handshake, before 'secureConnect': a wrong server fails closed.
-        // (Not called for a resumed one: the ticket carries the identity checked here.)
-        checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-          try {
-            const peer = state.verifier.verify(cert)
-            if (peer.id.uri !== expected) throw new PeerIdentityError('wrong_server_identity', `server presented ${peer.id.uri}, expected ${expected}`)
-            verified = { peerId: peer.id.uri, expiresAt: Math.min(Date.now() + SESSION_LIFETIME_MS, peer.notAfter.getTime(), state.svid.chain[0]!.notAfter.getTime()) }
-            return undefined
-          } catch (err) {
-            identityError = err instanceof PeerIdentityError ? err : new PeerIdentityError('bad_certificate', toError(err).message)
-            return identityError
-          }
+    const open = (to: HostPort): TLSSocket => tlsConnect({
+      host: to.host,
+      port: to.port,
+      // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
+      secureContext: state.clientContext,
+      servername: `${this.#opts.upstream}.${this.#opts.namespace}.${this.#opts.datacenter}.internal.${state.svid.id.trustDomain}`,
+      ...(offered === undefined ? {} : { session: offered.session }),
+      // Runs inside a full handshake, before 'secureConnect': a wrong server fails closed.
+      // (Not called for a resumed one: the ticket carries the identity checked here.)
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+        try {
+          const peer = state.verifier.verify(cert)
+          if (peer.id.uri !== expected) throw new PeerIdentityError('wrong_server_identity', `server presented ${peer.id.uri}, expected ${expected}`)
+          verified = { peerId: peer.id.uri, expiresAt: Math.min(Date.now() + SESSION_LIFETIME_MS, peer.notAfter.getTime(), state.svid.chain[0]!.notAfter.getTime()) }
+          return undefined
+        } catch (err) {
+          identityError = err instanceof PeerIdentityError ? err : new PeerIdentityError('bad_certificate', toError(err).message)
+          return identityError
         }
-      })
+      }
+    }).setNoDelay(true)
+    const handshake = (tls: TLSSocket): Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> => new Promise((resolve, reject) => {
       // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified.
       tls.on('session', (session: Buffer) => {
         if (verified !== undefined) this.#sessions.set(state, key, { session, peerId: verified.peerId, expiresAt: verified.expiresAt })
       })
-      const cancel = handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, key)
+      const cancel = handshakeDeadline(tls, this.#opts.timeouts.handshakeTimeoutMs, key)
       const onError = (err: Error): void => {
         cancel()
         if (offered !== undefined) this.#sessions.delete(key)
@@ -178,6 +187,7 @@ export class UpstreamListener {
         resolve({ tls, peerId: verified.peerId, resumed })
       })
     })
+    return { open, handshake }
   }
 
   /** Stop accepting, drain up to drainTimeoutMs, then close what is left. Idempotent. */
