@@ -22,7 +22,8 @@ export class ConnRegistry<C extends TrackedConn = TrackedConn> {
   /** Track `c` until it closes. */
   add (c: C): void {
     this.#conns.add(c)
-    c.closed.finally(() => this.#conns.delete(c)).catch(() => {})
+    const forget = (): void => { this.#conns.delete(c) }
+    c.closed.then(forget, forget)
   }
 
   /** Wait up to `timeoutMs` for every connection to finish, then abort the rest. */

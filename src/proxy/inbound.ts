@@ -60,15 +60,20 @@ export class InboundListener {
   readonly #metrics: Metrics
   readonly #registry = new ConnRegistry<InboundConn>()
   /** Sockets still in the TLS handshake, by remote address: their deadline's cancel and the socket itself. */
-  readonly #handshakes = new Map<string, { raw: Socket, cancel: () => void }>()
+  readonly #handshakes = new Map<string, { raw: Socket, cancel: () => void, onClose: () => void }>()
   #server: Server | undefined
   #closing: Promise<void> | undefined
   readonly #rate: SourceRateLimiter | null
+  /** Log strings shared by every connection's access fields (not rebuilt per connection). */
+  readonly #destination: string
+  readonly #appAddr: string
 
   constructor (opts: InboundOptions) {
     this.#opts = opts
     this.#metrics = opts.metrics ?? noopMetrics
     this.#rate = opts.sourceRateLimit == null ? null : new SourceRateLimiter(opts.sourceRateLimit)
+    this.#destination = formatServiceRef(opts.service)
+    this.#appAddr = `${opts.app.host}:${opts.app.port}`
   }
 
   /** Live connections (0 after close). */
@@ -125,8 +130,9 @@ export class InboundListener {
     }
     const key = `${raw.remoteAddress}|${raw.remotePort}`
     raw.setNoDelay(true)
-    this.#handshakes.set(key, { raw, cancel: handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${raw.remoteAddress}:${raw.remotePort}`) })
-    raw.once('close', () => { if (this.#handshakes.get(key)?.raw === raw) this.#handshakes.delete(key) })
+    const onClose = (): void => { if (this.#handshakes.get(key)?.raw === raw) this.#handshakes.delete(key) }
+    this.#handshakes.set(key, { raw, cancel: handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${raw.remoteAddress}:${raw.remotePort}`), onClose })
+    raw.on('close', onClose)
   }
 
   #onTlsError (err: Error, sock: TLSSocket): void {
@@ -143,8 +149,12 @@ export class InboundListener {
 
   #onSecure (sock: TLSSocket): void {
     const key = `${sock.remoteAddress}|${sock.remotePort}`
-    this.#handshakes.get(key)?.cancel()
-    this.#handshakes.delete(key)
+    const pending = this.#handshakes.get(key)
+    if (pending !== undefined) {
+      pending.cancel()
+      pending.raw.off('close', pending.onClose) // not needed for the connection's life
+      this.#handshakes.delete(key)
+    }
     // Until the relay owns the socket, a peer reset must not become an uncaught 'error'.
     sock.on('error', ignore)
     sock.allowHalfOpen = true
@@ -170,7 +180,7 @@ export class InboundListener {
       return
     }
     const decision = this.#opts.authorize()(source)
-    const fields = { ...id, peer: peerId, source: formatServiceRef(source), destination: formatServiceRef(this.#opts.service), intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed: sock.isSessionReused() }
+    const fields = { ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed: sock.isSessionReused() }
     if (!decision.allowed) {
       this.#metrics.connection('inbound', 'denied_intention')
       log.info(fields, 'conn denied')
@@ -178,7 +188,7 @@ export class InboundListener {
       return
     }
     // The access log: who, to what, by which rule, on every later line of this connection.
-    const access = { ...id, peer: fields.peer, source: fields.source, destination: fields.destination, intention: fields.intention, app: `${this.#opts.app.host}:${this.#opts.app.port}`, resumed: fields.resumed }
+    const access = { ...id, peer: fields.peer, source: fields.source, destination: fields.destination, intention: fields.intention, app: this.#appAddr, resumed: fields.resumed }
     if (decision.audit === true) {
       this.#metrics.auditDenial()
       log.warn({ ...access, precedence: decision.precedence, reason: decision.reason, audit: true }, 'conn opened')

@@ -47,6 +47,7 @@ export class UpstreamListener {
   readonly #sessions = new SessionCache()
   #server: Server | undefined
   #rr = 0
+  #sni: { td: string, name: string } | undefined
   #closing: Promise<void> | undefined
 
   constructor (opts: OutboundOptions) {
@@ -67,6 +68,13 @@ export class UpstreamListener {
     return { host: a.address, port: a.port }
   }
 
+  /** SNI for the upstream (one string per trust domain, not one per connection: Node keeps it on each socket). */
+  #servername (state: TlsState): string {
+    const td = state.svid.id.trustDomain
+    if (this.#sni?.td !== td) this.#sni = { td, name: `${this.#opts.upstream}.${this.#opts.namespace}.${this.#opts.datacenter}.internal.${td}` }
+    return this.#sni.name
+  }
+
   /** The SPIFFE ID the upstream's server certificate must carry. */
   expectedId (state: TlsState): string {
     return consulServiceId({ trustDomain: state.svid.id.trustDomain, namespace: this.#opts.namespace, datacenter: this.#opts.datacenter, service: this.#opts.upstream }).uri
@@ -85,7 +93,7 @@ export class UpstreamListener {
     const undo = this.#metrics.trackActive('outbound')
     let abort = (): void => { app.destroy() }
     const closed = (async (): Promise<void> => {
-      app.on('error', () => {}) // reported through the relay or the refusal below
+      app.on('error', ignore) // reported through the relay or the refusal below
       const up = await this.#connectUpstream(id).catch((err: unknown) => err as Error)
       if (up instanceof Error) {
         const result = up instanceof PeerIdentityError ? 'tls_error' : 'upstream_error'
@@ -144,7 +152,7 @@ export class UpstreamListener {
       port: to.port,
       // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
       secureContext: state.clientContext,
-      servername: `${this.#opts.upstream}.${this.#opts.namespace}.${this.#opts.datacenter}.internal.${state.svid.id.trustDomain}`,
+      servername: this.#servername(state),
       ...(offered === undefined ? {} : { session: offered.session }),
       // Runs inside a full handshake, before 'secureConnect': a wrong server fails closed.
       // (Not called for a resumed one: the ticket carries the identity checked here.)
@@ -160,11 +168,14 @@ export class UpstreamListener {
         }
       }
     }).setNoDelay(true)
+    // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified.
+    // (Made here, not inside the handshake's promise: it stays registered for the
+    // connection's life and must not keep the handshake's closures alive with it.)
+    const onTicket = (session: Buffer): void => {
+      if (verified !== undefined) this.#sessions.set(state, key, { session, peerId: verified.peerId, expiresAt: verified.expiresAt })
+    }
     const handshake = (tls: TLSSocket): Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> => new Promise((resolve, reject) => {
-      // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified.
-      tls.on('session', (session: Buffer) => {
-        if (verified !== undefined) this.#sessions.set(state, key, { session, peerId: verified.peerId, expiresAt: verified.expiresAt })
-      })
+      tls.on('session', onTicket)
       const cancel = handshakeDeadline(tls, this.#opts.timeouts.handshakeTimeoutMs, key)
       const onError = (err: Error): void => {
         cancel()
@@ -208,3 +219,5 @@ export class UpstreamListener {
     await this.close()
   }
 }
+
+function ignore (): void {}
