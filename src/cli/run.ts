@@ -52,7 +52,7 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
   const logger = slot === null ? baseLogger : baseLogger.child({ worker: slot })
   const metrics = new MetricsRegistry()
   // As a worker, only worker 0 renews our leaf and registers us (workers.ts).
-  const sidecar = new Sidecar({ config, logger, metrics, leader: slot === null || slot === 0, sessionTickets: slot === null })
+  const sidecar = new Sidecar({ config, logger, metrics, leader: slot === null || slot === 0 })
   const view = sidecarView(sidecar, metrics)
   const channel = slot === null ? null : workerChannel(() => view)
   // Admin first, so that /ready answers 503 "starting" while the rest comes up. Workers have none: the primary serves it.

@@ -3,8 +3,7 @@
  * sidecars, check the peer's SVID, ask the intention table once, and only then
  * connect to the local app and relay. Deny means the app never sees a byte.
  */
-import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls'
-import { constants as cryptoConstants } from 'node:crypto'
+import { createServer, type Server, type TLSSocket } from 'node:tls'
 import type { Socket, AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../config/types.js'
@@ -38,12 +37,6 @@ export interface InboundOptions {
   readonly authorize: () => Authorizer
   readonly logger: Logger
   readonly metrics?: Metrics
-  /**
-   * Issue TLS session tickets (default true). False for `--workers` processes:
-   * a worker's OpenSSL resumes tickets a sibling issued, and a resumed session
-   * carries no chain to verify, so such a connection could only be refused.
-   */
-  readonly sessionTickets?: boolean
 }
 
 let nextConnId = 0
@@ -83,7 +76,7 @@ export class InboundListener {
   async start (): Promise<HostPort> {
     const { timeouts } = this.#opts
     const server = createServer({
-      ...this.#serverOptions(this.#opts.tls()),
+      ...this.#opts.tls().serverOptions,
       requestCert: true,
       rejectUnauthorized: true,
       // Not allowHalfOpen here: during the handshake a peer's EOF must end the
@@ -107,11 +100,7 @@ export class InboundListener {
 
   /** Swap in a new TLS generation; live connections keep theirs. */
   setTls (state: TlsState): void {
-    this.#server?.setSecureContext(this.#serverOptions(state))
-  }
-
-  #serverOptions (state: TlsState): SecureContextOptions {
-    return this.#opts.sessionTickets === false ? { ...state.serverOptions, secureOptions: cryptoConstants.SSL_OP_NO_TICKET } : state.serverOptions
+    this.#server?.setSecureContext(state.serverOptions)
   }
 
   #onTcp (raw: Socket): void {

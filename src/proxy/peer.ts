@@ -49,16 +49,20 @@ export class PeerVerifier {
    * the chain turned into JS, public keys decoded again by OpenSSL: ~7 % of a
    * sidecar's CPU under connection churn) are built on a cache miss alone.
    *
-   * A resumed session carries no chain (RFC 8446 §2.2: no certificates are sent),
-   * so its peer must be one this verifier checked in full when the session
-   * was made; the ticket keys live and die with this verifier's TLS generation.
+   * A resumed session this verifier has not seen (made by a sibling --workers
+   * process, or its entry was evicted) is checked like a full handshake: no
+   * chain is sent on resumption (RFC 8446 §2.2), but the session holds the
+   * peer's leaf and OpenSSL's verdict on its chain when the session was made,
+   * sealed by our ticket keys (Node refuses the connection unless that verdict
+   * was OK), and Node rebuilds the issuer path from our trust store. So the
+   * SVID rules and the own-trust-domain root check run on every new leaf, and
+   * the ticket keys live and die with this TLS generation.
    */
   verifySocket (sock: TLSSocket, now = Date.now()): PeerIdentity {
     const leaf = sock.getPeerX509Certificate()
     if (leaf === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
     const hit = this.#cache.get(leaf.fingerprint256)
     if (hit !== undefined) return this.#result(hit, now)
-    if (sock.isSessionReused()) throw new PeerIdentityError('resumed_unknown_peer', 'resumed TLS session of a peer this generation never verified (its entry was evicted); the peer will do a full handshake next time')
     return this.#result(this.#remember(leaf.fingerprint256, this.#check(sock.getPeerCertificate(true))), now)
   }
 

@@ -42,8 +42,6 @@ export interface SidecarOptions {
    * leader writes (default true).
    */
   readonly leader?: boolean
-  /** False for `--workers` processes: the inbound listener issues no session tickets (inbound.ts). */
-  readonly sessionTickets?: boolean
 }
 
 /** What a control plane hands the listeners. */
@@ -91,7 +89,6 @@ export class Sidecar {
   readonly #rootChangeJitterMs: number | undefined
   readonly #consulBackoffMs: number | undefined
   readonly #leader: boolean
-  readonly #sessionTickets: boolean
   #consul: ConsulControlPlane | undefined
 
   constructor (opts: SidecarOptions) {
@@ -101,7 +98,6 @@ export class Sidecar {
     this.#rootChangeJitterMs = opts.rootChangeJitterMs
     this.#consulBackoffMs = opts.consulBackoffMs
     this.#leader = opts.leader ?? true
-    this.#sessionTickets = opts.sessionTickets ?? true
   }
 
   /** The current TLS generation (after start). */
@@ -170,7 +166,7 @@ export class Sidecar {
     if (cfg.listen !== null && cfg.to !== null) {
       const me = { namespace: cfg.namespace, name: cfg.service }
       const authorize = await plane.authorizer(me)
-      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: getTls, authorize, logger: this.#log, metrics: this.#metrics, sessionTickets: this.#sessionTickets })
+      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: getTls, authorize, logger: this.#log, metrics: this.#metrics })
       inbound = await this.#inbound.start()
       if (plane.register !== undefined) {
         const host = inbound.host === '0.0.0.0' || inbound.host === '::' ? '127.0.0.1' : inbound.host
