@@ -192,28 +192,32 @@ export class InboundListener {
     const undo = this.#metrics.trackActive('inbound')
     let abort = (): void => { sock.destroy() }
     let revokedBy: Decision | undefined
-    const closed = (async (): Promise<void> => {
-      let app: Socket
-      try {
-        app = await dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs)
-      } catch (err) {
-        this.#metrics.upstreamConnectError('local_app')
-        this.#metrics.connection('inbound', 'upstream_error')
-        log.warn({ ...access, reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
-        sock.destroy()
-        return
-      }
-      if (sock.destroyed) { app.destroy(); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); return }
-      const r = relay(sock, app, this.#opts.timeouts)
-      abort = () => r.abort(revokedBy === undefined ? 'aborted' : 'revoked')
-      const result = await r.done
-      logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? access : { ...access, intention: decidedBy(revokedBy), decision: revokedBy.reason })
-    })().finally(undo)
-    this.#registry.add({
+    const conn: InboundConn = {
       source,
       abort: () => abort(),
-      revoke: (by: Decision) => { revokedBy = by; abort() },
-      closed
+      revoke: (by: Decision) => { revokedBy = by; abort() }
+    }
+    this.#registry.add(conn)
+    // Callbacks, not an async function awaiting the relay: a suspended one (and
+    // its promises) would be held for the connection's whole life.
+    const finish = (): void => { undo(); this.#registry.delete(conn) }
+    dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs).then(app => {
+      if (sock.destroyed) { app.destroy(); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); finish(); return }
+      const r = relay(sock, app, this.#opts.timeouts, result => {
+        logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? access : { ...access, intention: decidedBy(revokedBy), decision: revokedBy.reason })
+        finish()
+      })
+      abort = () => r.abort(revokedBy === undefined ? 'aborted' : 'revoked')
+    }, (err: unknown) => {
+      this.#metrics.upstreamConnectError('local_app')
+      this.#metrics.connection('inbound', 'upstream_error')
+      log.warn({ ...access, reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
+      sock.destroy()
+      finish()
+    }).catch((err: unknown) => { // a bug of ours, not a peer's doing: this connection only
+      log.error({ ...access, err: toError(err).message }, 'conn failed')
+      abort()
+      finish()
     })
   }
 

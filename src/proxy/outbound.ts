@@ -92,24 +92,33 @@ export class UpstreamListener {
     const id = { conn: `out-${++nextConnId}`, listener: 'outbound', upstream: this.#opts.upstream } // fields, not a child logger: see inbound.ts
     const undo = this.#metrics.trackActive('outbound')
     let abort = (): void => { app.destroy() }
-    const closed = (async (): Promise<void> => {
-      app.on('error', ignore) // reported through the relay or the refusal below
-      const up = await this.#connectUpstream(id).catch((err: unknown) => err as Error)
-      if (up instanceof Error) {
-        const result = up instanceof PeerIdentityError ? 'tls_error' : 'upstream_error'
-        this.#metrics.connection('outbound', result)
-        log.warn({ ...id, reason: up instanceof PeerIdentityError ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
-        app.destroy()
-        return
-      }
-      if (app.destroyed) { up.tls.destroy(); return }
+    const conn = { abort: () => abort() }
+    this.#registry.add(conn)
+    const finish = (): void => { undo(); this.#registry.delete(conn) }
+    app.on('error', ignore) // reported through the relay or the refusal below
+    // Callbacks once the relay runs, not an async function awaiting it: a suspended
+    // one (and its promises) would be held for the connection's whole life.
+    this.#connectUpstream(id).then(up => {
+      if (app.destroyed) { up.tls.destroy(); finish(); return }
       const access = { ...id, peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, resumed: up.resumed }
       if (log.isLevelEnabled('debug')) log.debug({ ...access, protocol: up.tls.getProtocol() }, 'conn opened')
-      const r = relay(app, up.tls, this.#opts.timeouts)
+      const r = relay(app, up.tls, this.#opts.timeouts, result => {
+        logClosed(log, result, this.#metrics, 'outbound', 'app', access)
+        finish()
+      })
       abort = () => r.abort()
-      logClosed(log, await r.done, this.#metrics, 'outbound', 'app', access)
-    })().finally(undo)
-    this.#registry.add({ abort: () => abort(), closed })
+    }, (err: unknown) => {
+      const up = toError(err)
+      const result = up instanceof PeerIdentityError ? 'tls_error' : 'upstream_error'
+      this.#metrics.connection('outbound', result)
+      log.warn({ ...id, reason: up instanceof PeerIdentityError ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
+      app.destroy()
+      finish()
+    }).catch((err: unknown) => { // a bug of ours, not a peer's doing: this connection only
+      log.error({ ...id, err: toError(err).message }, 'conn failed')
+      abort()
+      finish()
+    })
   }
 
   async #connectUpstream (id: Record<string, unknown>): Promise<{ tls: TLSSocket, instance: Instance, peerId: string, resumed: boolean }> {

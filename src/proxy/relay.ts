@@ -43,13 +43,14 @@ export interface RelayResult {
 
 /** A running relay. */
 export interface Relay {
+  /** Settles with the result (made on first use: a held connection that reports through onDone keeps no promise). */
   readonly done: Promise<RelayResult>
   /** Tear both sockets down now (shutdown, enforce-on-change). Idempotent. */
   abort (reason?: CloseReason): void
 }
 
-/** Start relaying between `a` and `b`. */
-export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
+/** Start relaying between `a` and `b`; `onDone` gets the result once both sockets are closed. */
+export function relay (a: Socket, b: Socket, opts: RelayOptions, onDone?: (r: RelayResult) => void): Relay {
   const started = performance.now()
   let reason: CloseReason | undefined
   let firstError: Error | undefined
@@ -57,8 +58,9 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
   let closes = 0
   let closeTimer: NodeJS.Timeout | undefined
   let lifeTimer: NodeJS.Timeout | undefined
-  let resolveDone!: (r: RelayResult) => void
-  const done = new Promise<RelayResult>(resolve => { resolveDone = resolve })
+  let result: RelayResult | undefined
+  let done: Promise<RelayResult> | undefined
+  let resolveDone: ((r: RelayResult) => void) | undefined
 
   const teardown = (why: CloseReason, err?: Error): void => {
     reason ??= why
@@ -98,13 +100,15 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
     clearTimeout(closeTimer)
     clearTimeout(lifeTimer)
     if (idle !== undefined) sweep!.delete(idle)
-    resolveDone({
+    result = {
       bytesAtoB: a.bytesRead,
       bytesBtoA: b.bytesRead,
       durationMs: performance.now() - started,
       reason: reason ?? 'eof',
       ...(firstError === undefined ? {} : { error: firstError })
-    })
+    }
+    resolveDone?.(result)
+    onDone?.(result)
   }
 
   // 'end' and 'close' fire at most once: plain listeners, no once() wrappers.
@@ -128,7 +132,10 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions): Relay {
   for (const s of [a, b]) if (s.closed) onClose()
 
   return {
-    done,
+    get done () {
+      done ??= result !== undefined ? Promise.resolve(result) : new Promise<RelayResult>(resolve => { resolveDone = resolve })
+      return done
+    },
     abort: (why: CloseReason = 'aborted') => { if (closes < 2) teardown(why) }
   }
 }
