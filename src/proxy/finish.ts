@@ -1,6 +1,6 @@
 /** The single end-of-connection step: metrics and the one 'conn closed' line. */
 import type { Logger } from 'pino'
-import { isRoutineCloseError } from '../errors.js'
+import { isRoutineCloseError, toError } from '../errors.js'
 import type { Direction, Metrics } from '../metrics/metrics.js'
 import type { RelayResult } from './relay.js'
 
@@ -25,4 +25,15 @@ export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direct
   }
   if (r.error !== undefined && !isRoutineCloseError(r.error)) log.warn(fields, 'conn closed')
   else log.info(fields, 'conn closed')
+}
+
+/**
+ * For a bug in our own per-connection flow (never a peer's doing): one 'conn
+ * failed' line, then `close` ends that connection only; the process carries on.
+ */
+export function connBug (log: Logger, fields: Record<string, unknown>, close: () => void): (err: unknown) => void {
+  return err => {
+    log.error({ ...fields, err: toError(err).message }, 'conn failed')
+    close()
+  }
 }

@@ -15,7 +15,7 @@ import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
 import { dial } from './dial.js'
 import { handshakeDeadline } from './handshake.js'
 import { relay } from './relay.js'
-import { logClosed } from './finish.js'
+import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
 import { SESSION_LIFETIME_MS } from './session-cache.js'
@@ -214,11 +214,7 @@ export class InboundListener {
       log.warn({ ...access, reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
       sock.destroy()
       finish()
-    }).catch((err: unknown) => { // a bug of ours, not a peer's doing: this connection only
-      log.error({ ...access, err: toError(err).message }, 'conn failed')
-      abort()
-      finish()
-    })
+    }).catch(connBug(log, access, () => { abort(); finish() }))
   }
 
   /**

@@ -16,7 +16,7 @@ import { ConnRegistry } from './conn-registry.js'
 import { dial, type Opener } from './dial.js'
 import { handshakeDeadline } from './handshake.js'
 import { relay } from './relay.js'
-import { logClosed } from './finish.js'
+import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
 import { SessionCache, SESSION_LIFETIME_MS } from './session-cache.js'
@@ -114,11 +114,7 @@ export class UpstreamListener {
       log.warn({ ...id, reason: up instanceof PeerIdentityError ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
       app.destroy()
       finish()
-    }).catch((err: unknown) => { // a bug of ours, not a peer's doing: this connection only
-      log.error({ ...id, err: toError(err).message }, 'conn failed')
-      abort()
-      finish()
-    })
+    }).catch(connBug(log, id, () => { abort(); finish() }))
   }
 
   async #connectUpstream (id: Record<string, unknown>): Promise<{ tls: TLSSocket, instance: Instance, peerId: string, resumed: boolean }> {
