@@ -25,6 +25,8 @@ t.test('two workers: one port, aggregated admin, one catalog entry, restart, dra
   const exited = once(child, 'exit')
   await sink.waitFor(l => l.msg === 'workers ready')
   const admin = Number(String((await sink.waitFor(l => l.msg === 'admin listening')).admin).split(':')[1])
+  // Each process writes its own lines: a worker's may reach the pipe after the primary's 'workers ready'.
+  await sink.waitFor(() => sink.msgs('sidecar started').length === 2)
   const started = sink.msgs('sidecar started')
   t.equal(started.length, 2, 'each worker started a sidecar')
   t.same(started.map(l => l.worker).sort(), [0, 1])
@@ -100,7 +102,7 @@ t.test('only worker 0 renews the mesh dir leaf; the other follows the files', as
   const { rm } = await import('node:fs/promises')
   await rm(mesh.layout.certFor('db'))
   const { child, sink } = spawnCli(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2', '--leaf-ttl', '8s'])
-  await sink.waitFor(l => l.msg === 'workers ready')
+  await sink.waitFor(() => sink.msgs('sidecar started').length === 2) // each worker's own line (see the first test)
   const first = sink.msgs('sidecar started').map(l => l.notAfter)
   t.equal(first[0], first[1], 'both workers start on the leaf the primary issued')
   const renewed = await sink.waitFor(l => l.msg === 'certificates reloaded' && l.worker === 0 && l.why === 'renewal due')
