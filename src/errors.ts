@@ -94,3 +94,10 @@ export function isRoutineCloseError (err: unknown): boolean {
   const code = errorCode(err)
   return code !== undefined && ROUTINE_CODES.has(code)
 }
+
+/**
+ * An 'error' listener for a socket whose errors are reported another way (by
+ * the relay, or by the refusal that follows): without one, a peer's reset
+ * would be an uncaught 'error' and end the process.
+ */
+export function ignoreError (): void {}

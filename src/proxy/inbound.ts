@@ -7,7 +7,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls'
 import type { Socket, AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../config/types.js'
-import { PeerIdentityError, errorCode, isRoutineCloseError, toError } from '../errors.js'
+import { PeerIdentityError, errorCode, ignoreError, isRoutineCloseError, toError } from '../errors.js'
 import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../intentions/table.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { ConnRegistry, type TrackedConn } from './conn-registry.js'
@@ -145,7 +145,7 @@ export class InboundListener {
       this.#handshakes.delete(key)
     }
     // Until the relay owns the socket, a peer reset must not become an uncaught 'error'.
-    sock.on('error', ignore)
+    sock.on('error', ignoreError)
     sock.allowHalfOpen = true
     const state = this.#opts.tls()
     // Plain field objects, not pino child loggers: a child per connection cost ~1 KB of
@@ -250,5 +250,3 @@ export class InboundListener {
     await this.close()
   }
 }
-
-function ignore (): void {}

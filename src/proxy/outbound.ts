@@ -9,7 +9,7 @@ import { connect as tlsConnect, type TLSSocket, type PeerCertificate } from 'nod
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../config/types.js'
 import type { Instance, Resolver } from '../catalog/types.js'
-import { PeerIdentityError, toError } from '../errors.js'
+import { PeerIdentityError, ignoreError, toError } from '../errors.js'
 import { consulServiceId } from '../identity/spiffe-id.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { ConnRegistry } from './conn-registry.js'
@@ -95,7 +95,7 @@ export class UpstreamListener {
     const conn = { abort: () => abort() }
     this.#registry.add(conn)
     const finish = (): void => { undo(); this.#registry.delete(conn) }
-    app.on('error', ignore) // reported through the relay or the refusal below
+    app.on('error', ignoreError) // reported through the relay or the refusal below
     // Callbacks once the relay runs, not an async function awaiting it: a suspended
     // one (and its promises) would be held for the connection's whole life.
     this.#connectUpstream(id).then(up => {
@@ -224,5 +224,3 @@ export class UpstreamListener {
     await this.close()
   }
 }
-
-function ignore (): void {}
