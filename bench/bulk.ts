@@ -13,7 +13,7 @@ import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { seedMeshDir } from '../src/meshdir/seed.js'
-import { arg, cpuSeconds, ensure, freePort, isCPeer, machine, median, pairKinds, runTool, spawnUntilLine } from './pairs.js'
+import { arg, cpuSeconds, ensure, forFigure, freePort, isCPeer, machine, median, pairKinds, runTool, spawnUntilLine } from './pairs.js'
 
 const SIZE = Math.round(Number(arg('size-gb', '3')) * 1024 * 1024 * 1024)
 const RUNS = Number(arg('runs', '3'))
@@ -134,7 +134,7 @@ async function main (): Promise<void> {
   if (iperf3 === null) process.stderr.write('bulk: using the built-in Node pusher instead of iperf3 (it shares the cores with the proxies)\n')
   const rows: Row[] = [await measure('no proxy (loopback ceiling)', iperf3, async target => ({ port: target, pids: [], stop: async () => {} }))]
   const only = arg('only', '')
-  for (const kind of pairKinds(layout).filter(k => k.name.includes(only))) rows.push(await measure(kind.name, iperf3, t => kind.start(t)))
+  for (const kind of forFigure(pairKinds(layout), 'bulk').filter(k => k.name.includes(only))) rows.push(await measure(kind.name, iperf3, t => kind.start(t)))
   process.stdout.write(bulkTable(rows, iperf3 === null ? 'the built-in Node pusher' : 'iperf3'))
   const save = arg('save', '')
   if (save !== '') writeFileSync(save, JSON.stringify(rows, null, 2))

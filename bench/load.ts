@@ -18,14 +18,13 @@
  *   npm run build && node dist/bench/load.js [--runs 3] [--duration 10] [--conns 32] [--hold 3000] [--only rr,churn,memory,startup]
  *     [--pairs <name part>,…]   (only the pairs whose name contains one of these)
  */
-import { spawn } from 'node:child_process'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { seedMeshDir } from '../src/meshdir/seed.js'
-import { arg, ensure, freePort, isCPeer, listening, machine, median, pairKinds, rssBytes, runTool, type PairKind } from './pairs.js'
+import { arg, cpuTimes, ensure, forFigure, isCPeer, machine, median, pairKinds, rssBytes, runTool, startBackend, type PairKind } from './pairs.js'
 
 const RUNS = Number(arg('runs', '3'))
 const DURATION = Number(arg('duration', '10'))
@@ -36,41 +35,37 @@ const PAIRS = arg('pairs', '').split(',').filter(x => x !== '')
 
 const range = (xs: number[], digits = 0): string => `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`
 
-/** nginx as the HTTP backend: `keepAlive` on one port, every connection closed after its response on the other. */
-async function startBackend (nginx: string): Promise<{ keepAlive: number, closing: number, stop: () => Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-backend-'))
-  const [keepAlive, closing] = [await freePort(), await freePort()]
-  const conf = join(dir, 'nginx.conf')
-  writeFileSync(conf, `worker_processes 1;\ndaemon off;\nmaster_process off;\npid ${join(dir, 'pid')};\nerror_log ${join(dir, 'err')};\nevents { worker_connections 20000; }\nhttp {\n  access_log off;\n  keepalive_requests 10000000;\n  server { listen 127.0.0.1:${keepAlive}; location / { return 200 "ok\\n"; } }\n  server { listen 127.0.0.1:${closing}; keepalive_timeout 0; location / { return 200 "ok\\n"; } }\n}\n`)
-  const p = spawn(nginx, ['-p', dir, '-c', conf], { stdio: 'ignore' })
-  await Promise.all([listening(keepAlive, p), listening(closing, p)])
-  return { keepAlive, closing, stop: async () => { const gone = once(p, 'exit'); p.kill(); await gone } }
-}
-
-interface WrkResult { rps: number, p50: number, p99: number, errors: number }
+interface WrkResult { rps: number, requests: number, p50: number, p99: number, errors: number }
 
 /** Parse wrk's --latency report; latencies in ms. */
 export function parseWrk (out: string): WrkResult {
   const ms = (v: string, unit: string): number => Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? NaN)
   const pct = (p: string): number => { const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out); return m === null ? NaN : ms(m[1]!, m[2]!) }
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN)
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN)
   const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
   const errors = (se === null ? 0 : se.slice(1).reduce((a, x) => a + Number(x), 0)) + non2xx
-  return { rps, p50: pct('50'), p99: pct('99'), errors }
+  return { rps, requests, p50: pct('50'), p99: pct('99'), errors }
 }
 
-interface RrRow { name: string, rps: number[], p50: number[], p99: number[], errors: number[] }
+/** cpuUs: both proxies' CPU (user+sys) per request in µs; user: the user-space share of it. */
+interface RrRow { name: string, rps: number[], p50: number[], p99: number[], errors: number[], cpuUs: number[], user: number[] }
 
 async function wrkRows (wrk: string, kinds: PairKind[], target: number, label: string): Promise<RrRow[]> {
   const rows: RrRow[] = []
   for (const kind of [{ name: 'no proxy (backend direct)', start: async (t: number) => ({ port: t, pids: [], stop: async () => {} }) }, ...kinds]) {
-    const row: RrRow = { name: kind.name, rps: [], p50: [], p99: [], errors: [] }
+    const row: RrRow = { name: kind.name, rps: [], p50: [], p99: [], errors: [], cpuUs: [], user: [] }
     for (let i = 0; i < RUNS; i++) {
       const pair = await kind.start(target)
       const url = `http://127.0.0.1:${pair.port}/`
       await runTool(wrk, ['-t2', `-c${CONNS}`, '-d2s', url]) // warm-up
+      const cpu = (): { user: number, sys: number } => pair.pids.map(cpuTimes).reduce((a, t) => ({ user: a.user + t.user, sys: a.sys + t.sys }), { user: 0, sys: 0 })
+      const c0 = cpu()
       const r = parseWrk(await runTool(wrk, ['-t2', `-c${CONNS}`, `-d${DURATION}s`, '--latency', url]))
+      const c1 = cpu()
+      const used = c1.user - c0.user + c1.sys - c0.sys
+      row.cpuUs.push(used / r.requests * 1e6); row.user.push(used === 0 ? NaN : (c1.user - c0.user) / used)
       row.rps.push(r.rps); row.p50.push(r.p50); row.p99.push(r.p99); row.errors.push(r.errors)
       await pair.stop()
     }
@@ -86,14 +81,14 @@ function wrkTable (title: string, unit: string, rows: RrRow[], against: string[]
   const cols = best === undefined ? [] : ref.filter(r => r !== undefined)
   const lines = [
     title, '',
-    `| path | ${unit} (median) | min-max | p50 ms | p99 ms | errors |${cols.map(r => ` × ${r!.name.split(' ')[0]} |`).join('')}${best === undefined ? '' : ' p99 × best C |'}`,
-    `|---|---:|---:|---:|---:|---:|${cols.map(() => '---:|').join('')}${best === undefined ? '' : '---:|'}`
+    `| path | ${unit} (median) | min-max | p50 ms | p99 ms | errors |${cols.map(r => ` × ${r!.name.split(' ')[0]} |`).join('')}${best === undefined ? '' : ' p99 × best C |'} proxies' CPU µs per ${unit.split('/')[0]!.replace(/s$/, '')} | user share |`,
+    `|---|---:|---:|---:|---:|---:|${cols.map(() => '---:|').join('')}${best === undefined ? '' : '---:|'}---:|---:|`
   ]
   for (const r of rows) {
     const direct = r.name.startsWith('no proxy')
     const ratios = cols.map(c => direct ? ' — |' : ` ${(median(r.rps) / median(c!.rps)).toFixed(2)}× |`).join('')
     const p99 = best === undefined ? '' : direct ? ' — |' : ` ${(median(r.p99) / median(best.p99)).toFixed(2)}× |`
-    lines.push(`| ${r.name} | ${median(r.rps).toFixed(0)} | ${range(r.rps)} | ${median(r.p50).toFixed(2)} | ${median(r.p99).toFixed(2)} | ${r.errors.reduce((a, x) => a + x, 0)} |${ratios}${p99}`)
+    lines.push(`| ${r.name} | ${median(r.rps).toFixed(0)} | ${range(r.rps)} | ${median(r.p50).toFixed(2)} | ${median(r.p99).toFixed(2)} | ${r.errors.reduce((a, x) => a + x, 0)} |${ratios}${p99}${direct ? ' — | — |' : ` ${median(r.cpuUs).toFixed(0)} | ${(100 * median(r.user)).toFixed(0)} % |`}`)
   }
   return lines.join('\n') + '\n'
 }
@@ -191,15 +186,15 @@ async function main (): Promise<void> {
     } else {
       const backend = await startBackend(nginx)
       try {
-        if (ONLY.includes('rr')) out.push(wrkTable(`rr: wrk -t2 -c${CONNS} -d${DURATION}s, keep-alive, tiny response from nginx, median of ${RUNS} runs; ${machine()}`, 'req/s', await wrkRows(wrk, kinds, backend.keepAlive, 'rr'), ['haproxy', 'nginx']))
-        if (ONLY.includes('churn')) out.push(wrkTable(`churn: wrk -t2 -c${CONNS} -d${DURATION}s, the backend closes every connection (one new mTLS connection per request), median of ${RUNS} runs; ${machine()}`, 'conn/s', await wrkRows(wrk, kinds, backend.closing, 'churn'), ['haproxy', 'nginx']))
+        if (ONLY.includes('rr')) out.push(wrkTable(`rr: wrk -t2 -c${CONNS} -d${DURATION}s, keep-alive, tiny response from nginx, median of ${RUNS} runs; ${machine()}`, 'req/s', await wrkRows(wrk, forFigure(kinds, 'rr'), backend.keepAlive, 'rr'), ['haproxy', 'nginx']))
+        if (ONLY.includes('churn')) out.push(wrkTable(`churn: wrk -t2 -c${CONNS} -d${DURATION}s, the backend closes every connection (one new mTLS connection per request), median of ${RUNS} runs; ${machine()}`, 'conn/s', await wrkRows(wrk, forFigure(kinds, 'churn'), backend.closing, 'churn'), ['haproxy', 'nginx']))
       } finally {
         await backend.stop()
       }
     }
   }
-  if (ONLY.includes('memory')) out.push(memoryTable(await memoryRows(kinds)))
-  if (ONLY.includes('startup')) out.push(await startupTable(kinds))
+  if (ONLY.includes('memory')) out.push(memoryTable(await memoryRows(forFigure(kinds, 'memory'))))
+  if (ONLY.includes('startup')) out.push(await startupTable(forFigure(kinds, 'startup')))
   process.stdout.write(out.join('\n'))
 }
 

@@ -1,30 +1,54 @@
 /**
  * The "naive Node" baseline: the obvious pipe() version of an mTLS proxy pair,
  * with no SPIFFE checks, no intentions, no timeouts (allowHalfOpen is set so
- * that the benchmark's request/EOF/answer exchange completes at all). It exists so the cost and
- * gain of mesh-proxy's own relay are visible in bench/relay-throughput.ts.
+ * that the benchmark's request/EOF/answer exchange completes at all). It exists
+ * so the cost and gain of mesh-proxy's own code are visible next to it.
  *
- *   node dist/bench/naive-proxy.js in  <listenPort> <appPort>  <cert> <key> <ca>
- *   node dist/bench/naive-proxy.js out <listenPort> <upstreamPort> <cert> <key> <ca>
+ * Two variants are floors, i.e. what Node itself reaches with the least code
+ * (bench/RESULTS.md, "Node's floor"):
+ * - `--resume`: one secure context for all connections (the naive version
+ *   builds one per connect from the PEM options), and the outbound keeps the
+ *   last TLS session it was given and offers it on the next connect: the least
+ *   code that resumes (churn and memory).
+ * - `--plain`: no TLS on either side, a plain TCP relay pair (the cost of
+ *   Node's per-chunk stream path alone; rr and bulk). Not a mesh proxy: a
+ *   bound on what any Node relay can reach once TLS is added.
+ *
+ *   node dist/bench/naive-proxy.js in  <listenPort> <appPort>      <cert> <key> <ca> [--resume|--plain]
+ *   node dist/bench/naive-proxy.js out <listenPort> <upstreamPort> <cert> <key> <ca> [--resume|--plain]
  */
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
 
-const [mode, listenPort, targetPort, certFile, keyFile, caFile] = process.argv.slice(2)
+const [mode, listenPort, targetPort, certFile, keyFile, caFile, variant] = process.argv.slice(2)
 const opts = { cert: readFileSync(certFile!), key: readFileSync(keyFile!), ca: readFileSync(caFile!) }
+const plain = variant === '--plain'
 const onErr = (): void => {}
+let session: Buffer | undefined
 
+const context = variant === '--resume' ? { secureContext: tls.createSecureContext(opts) } : opts
+const upstream = (): net.Socket => {
+  const port = Number(targetPort)
+  if (plain) return net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  const up = tls.connect({ ...context, port, host: '127.0.0.1', servername: 'db', session })
+  if (variant === '--resume') up.on('session', s => { session = s })
+  return up
+}
+
+const done = (): void => { process.stdout.write('ready\n') }
 if (mode === 'in') {
-  tls.createServer({ ...opts, requestCert: true, rejectUnauthorized: true, allowHalfOpen: true }, s => {
+  const onConn = (s: net.Socket): void => {
     const app = net.connect({ port: Number(targetPort), host: '127.0.0.1', allowHalfOpen: true })
     s.pipe(app).pipe(s)
     s.on('error', onErr); app.on('error', onErr)
-  }).listen(Number(listenPort), '127.0.0.1', () => process.stdout.write('ready\n'))
+  }
+  const server = plain ? net.createServer({ allowHalfOpen: true }, onConn) : tls.createServer({ ...opts, requestCert: true, rejectUnauthorized: true, allowHalfOpen: true }, onConn)
+  server.listen(Number(listenPort), '127.0.0.1', done)
 } else {
   net.createServer({ allowHalfOpen: true }, c => {
-    const up = tls.connect({ ...opts, port: Number(targetPort), host: '127.0.0.1', servername: 'db' })
+    const up = upstream()
     c.pipe(up).pipe(c)
     c.on('error', onErr); up.on('error', onErr)
-  }).listen(Number(listenPort), '127.0.0.1', () => process.stdout.write('ready\n'))
+  }).listen(Number(listenPort), '127.0.0.1', done)
 }

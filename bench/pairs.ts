@@ -26,6 +26,9 @@ const NAIVE = join(here, 'naive-proxy.js')
 export const arg = (name: string, dflt: string): string => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1]! : dflt }
 export const median = (a: number[]): number => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]! }
 export const machine = (): string => `node ${process.version}, OpenSSL ${process.versions.openssl}, ${cpus().length} x ${cpus()[0]?.model ?? '?'}`
+/** Reference rows: what Node itself reaches with the least code (bench/naive-proxy.ts); never a ratio's denominator. */
+export const FLOOR_PLAIN = 'Node floor: plain TCP relay pair, no TLS'
+export const FLOOR_RESUME = 'Node floor: naive pair + session resumption'
 export const isCPeer = (name: string): boolean => /stunnel|haproxy|nginx/.test(name)
 
 export async function freePort (): Promise<number> {
@@ -38,10 +41,16 @@ export async function freePort (): Promise<number> {
   return p
 }
 
+/** User and system CPU seconds of a process, from /proc. */
+export function cpuTimes (pid: number): { user: number, sys: number } {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 } // utime, stime in clock ticks (USER_HZ = 100)
+}
+
 /** user+sys CPU seconds of a process, from /proc. */
 export function cpuSeconds (pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(f[11]) + Number(f[12])) / 100 // utime + stime, clock ticks (USER_HZ = 100)
+  const t = cpuTimes(pid)
+  return t.user + t.sys
 }
 
 /** Resident set size of a process in bytes, from /proc. */
@@ -106,16 +115,32 @@ export async function listening (port: number, child?: ChildProcess, pollMs = 25
   throw new Error(`nothing listens on ${port}`)
 }
 
+/** nginx as the HTTP backend: `keepAlive` on one port, every connection closed after its response on the other. */
+export async function startBackend (nginx: string): Promise<{ keepAlive: number, closing: number, stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-backend-'))
+  const [keepAlive, closing] = [await freePort(), await freePort()]
+  const conf = join(dir, 'nginx.conf')
+  writeFileSync(conf, `worker_processes 1;\ndaemon off;\nmaster_process off;\npid ${join(dir, 'pid')};\nerror_log ${join(dir, 'err')};\nevents { worker_connections 20000; }\nhttp {\n  access_log off;\n  keepalive_requests 10000000;\n  server { listen 127.0.0.1:${keepAlive}; location / { return 200 "ok\\n"; } }\n  server { listen 127.0.0.1:${closing}; keepalive_timeout 0; location / { return 200 "ok\\n"; } }\n}\n`)
+  const p = spawn(nginx, ['-p', dir, '-c', conf], { stdio: 'ignore' })
+  await Promise.all([listening(keepAlive, p), listening(closing, p)])
+  return { keepAlive, closing, stop: async () => { const gone = once(p, 'exit'); p.kill(); await gone } }
+}
+
 /** A running pair: clients connect to `port`; `pids` are both proxies. */
 export interface Pair { readonly port: number, readonly pids: number[], stop (): Promise<void> }
 
 /** One kind of proxy pair; `start` relays to `target` (a port on 127.0.0.1). */
 export interface PairKind {
   readonly name: string
+  /** Only in these figures (bulk, rr, churn, memory, startup); all when absent. */
+  readonly figures?: readonly string[] | undefined
   start (target: number): Promise<Pair>
   /** One inbound proxy process alone: resolves when it can serve (for start-up time). */
   startOne (target: number): Promise<{ ready: Promise<void>, stop: () => Promise<void> }>
 }
+
+/** The pairs that take part in one figure ('bulk', 'rr', 'churn', 'memory', 'startup'). */
+export const forFigure = (kinds: PairKind[], figure: string): PairKind[] => kinds.filter(k => k.figures === undefined || k.figures.includes(figure))
 
 /** A process and its children (mesh-proxy --workers: the primary and its workers), for CPU and RSS figures. */
 export function processTree (pid: number): number[] {
@@ -139,19 +164,20 @@ async function stopAll (procs: ChildProcess[], graceful = false): Promise<void> 
 export function pairKinds (layout: MeshLayout): PairKind[] {
   const mesh = layout.root
   const files = (s: string): string[] => [layout.certFor(s), layout.keyFor(s), layout.bundle]
-  const naive: PairKind = {
-    name: 'naive Node pipe() pair',
+  const naive = (name: string, variant: string[], figures?: readonly string[]): PairKind => ({
+    name,
+    figures,
     start: async target => {
       const [inPort, outPort] = [await freePort(), await freePort()]
-      const a = await startNode([NAIVE, 'in', String(inPort), String(target), ...files('db')], l => l === 'ready')
-      const b = await startNode([NAIVE, 'out', String(outPort), String(inPort), ...files('web')], l => l === 'ready')
+      const a = await startNode([NAIVE, 'in', String(inPort), String(target), ...files('db'), ...variant], l => l === 'ready')
+      const b = await startNode([NAIVE, 'out', String(outPort), String(inPort), ...files('web'), ...variant], l => l === 'ready')
       return { port: outPort, pids: [a.pid!, b.pid!], stop: () => stopAll([a, b]) }
     },
     startOne: async target => {
-      const { child, ready } = spawnUntilLine(process.execPath, [NAIVE, 'in', String(await freePort()), String(target), ...files('db')], l => l === 'ready')
+      const { child, ready } = spawnUntilLine(process.execPath, [NAIVE, 'in', String(await freePort()), String(target), ...files('db'), ...variant], l => l === 'ready')
       return { ready, stop: () => stopAll([child]) }
     }
-  }
+  })
   const extra = (process.env.MESH_BENCH_ARGS ?? '').split(' ').filter(x => x !== '')
   const meshProxy = (workers: number): PairKind => {
     const w = workers === 1 ? [] : ['--workers', String(workers)]
@@ -180,7 +206,12 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
       }
     }
   }
-  const kinds = [naive, meshProxy(1), meshProxy(2)]
+  const kinds = [
+    naive('naive Node pipe() pair', []),
+    naive(FLOOR_PLAIN, ['--plain'], ['bulk', 'rr']),
+    naive(FLOOR_RESUME, ['--resume'], ['churn', 'memory']),
+    meshProxy(1), meshProxy(2)
+  ]
   for (const peer of cPeers(layout)) {
     const bin = ensure(peer.bin, peer.pkg)
     if (bin === null) continue
