@@ -13,7 +13,7 @@ import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { seedMeshDir } from '../src/meshdir/seed.js'
-import { arg, cpuSeconds, ensure, forFigure, freePort, isCPeer, machine, median, pairKinds, runTool, spawnUntilLine } from './pairs.js'
+import { arg, cpuSeconds, ensure, forFigure, freePort, iperf, isCPeer, machine, median, pairKinds, spawnUntilLine } from './pairs.js'
 
 const SIZE = Math.round(Number(arg('size-gb', '3')) * 1024 * 1024 * 1024)
 const RUNS = Number(arg('runs', '3'))
@@ -58,24 +58,6 @@ async function push (port: number, bytes: number): Promise<number> {
   const secs = (performance.now() - t0) / 1000
   c.destroy()
   return bytes / 1e6 / secs
-}
-
-/**
- * One iperf3 transfer of `bytes` through `port` to an iperf3 server: MB/s at
- * the receiver. iperf3 serves one test at a time and may still be finishing
- * the previous one ("the server is busy"): such a run is retried.
- */
-async function iperf (iperf3: string, port: number, bytes: number): Promise<number> {
-  for (let attempt = 1; ; attempt++) {
-    const out = await runTool(iperf3, ['-c', '127.0.0.1', '-p', String(port), '-n', String(bytes), '-J'], { allowFail: true })
-    let j: { error?: string, end?: { sum_received?: { bits_per_second: number } } } = {}
-    try { j = JSON.parse(out.slice(out.indexOf('{'))) as typeof j } catch { j = { error: out.slice(0, 300) } }
-    const bps = j.end?.sum_received?.bits_per_second
-    if (j.error === undefined && bps !== undefined) return bps / 8 / 1e6
-    if (attempt === 3) throw new Error(`iperf3 through port ${port} failed 3 times: ${j.error ?? 'no result'}`)
-    process.stderr.write(`iperf3 attempt ${attempt} failed (${j.error ?? 'no result'}); retrying\n`)
-    await new Promise(resolve => setTimeout(resolve, 500))
-  }
 }
 
 /**

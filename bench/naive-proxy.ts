@@ -24,15 +24,16 @@ import tls from 'node:tls'
 const [mode, listenPort, targetPort, certFile, keyFile, caFile, variant] = process.argv.slice(2)
 const opts = { cert: readFileSync(certFile!), key: readFileSync(keyFile!), ca: readFileSync(caFile!) }
 const plain = variant === '--plain'
+const resume = variant === '--resume'
 const onErr = (): void => {}
 let session: Buffer | undefined
 
-const context = variant === '--resume' ? { secureContext: tls.createSecureContext(opts) } : opts
+const context = resume ? { secureContext: tls.createSecureContext(opts) } : opts
 const upstream = (): net.Socket => {
   const port = Number(targetPort)
   if (plain) return net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   const up = tls.connect({ ...context, port, host: '127.0.0.1', servername: 'db', session })
-  if (variant === '--resume') up.on('session', s => { session = s })
+  if (resume) up.on('session', s => { session = s })
   return up
 }
 

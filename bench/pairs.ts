@@ -104,6 +104,24 @@ export async function runTool (bin: string, args: string[], opts: { allowFail?: 
   return out
 }
 
+/**
+ * One iperf3 transfer of `bytes` through `port` to an iperf3 server: MB/s at
+ * the receiver. iperf3 serves one test at a time and may still be finishing
+ * the previous one ("the server is busy"): such a run is retried.
+ */
+export async function iperf (iperf3: string, port: number, bytes: number): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const out = await runTool(iperf3, ['-c', '127.0.0.1', '-p', String(port), '-n', String(bytes), '-J'], { allowFail: true })
+    let j: { error?: string, end?: { sum_received?: { bits_per_second: number } } } = {}
+    try { j = JSON.parse(out.slice(out.indexOf('{'))) as typeof j } catch { j = { error: out.slice(0, 300) } }
+    const bps = j.end?.sum_received?.bits_per_second
+    if (j.error === undefined && bps !== undefined) return bps / 8 / 1e6
+    if (attempt === 3) throw new Error(`iperf3 through port ${port} failed 3 times: ${j.error ?? 'no result'}`)
+    process.stderr.write(`iperf3 attempt ${attempt} failed (${j.error ?? 'no result'}); retrying\n`)
+    await new Promise(resolve => setTimeout(resolve, 500))
+  }
+}
+
 /** Resolves once something accepts TCP on `port` (C proxies print no readiness line we can rely on). */
 export async function listening (port: number, child?: ChildProcess, pollMs = 25): Promise<void> {
   for (let i = 0; i < 10_000 / pollMs; i++) {
@@ -150,7 +168,7 @@ export function processTree (pid: number): number[] {
 }
 
 /** Stop and reap; `graceful` sends SIGTERM (mesh-proxy's primary then stops its workers), else SIGKILL (with the children). */
-async function stopAll (procs: ChildProcess[], graceful = false): Promise<void> {
+export async function stopAll (procs: ChildProcess[], graceful = false): Promise<void> {
   await Promise.all(procs.map(async p => {
     if (p.exitCode !== null || p.signalCode !== null) return
     const tree = processTree(p.pid!)
@@ -158,6 +176,12 @@ async function stopAll (procs: ChildProcess[], graceful = false): Promise<void> 
     if (graceful) p.kill('SIGTERM'); else for (const pid of tree) { try { process.kill(pid, 'SIGKILL') } catch {} }
     await gone
   }))
+}
+
+/** `mesh-proxy run` arguments of a pair's two sidecars: db's inbound on `inPort` to `target`, web's outbound to db on `outPort`. */
+export const sidecarArgs = {
+  inbound: (mesh: string, inPort: number, target: number): string[] => ['run', '--service', 'db', '--listen', `127.0.0.1:${inPort}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh],
+  outbound: async (mesh: string, outPort: number): Promise<string[]> => ['run', '--service', 'web', '--listen', `127.0.0.1:${await freePort()}`, '--to', '127.0.0.1:1', '--upstream', `db:${outPort}`, '--mesh-dir', mesh]
 }
 
 /** Every pair this machine can run, naive and mesh-proxy first. */
@@ -186,14 +210,14 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
       name: workers === 1 ? 'mesh-proxy pair' : `mesh-proxy pair, --workers ${workers}`,
       start: async target => {
         const [inPort, outPort] = [await freePort(), await freePort()]
-        const a = await startNode([BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${inPort}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh, '--admin', 'off', ...w, ...extra], started)
-        const b = await startNode([BIN, 'run', '--service', 'web', '--listen', `127.0.0.1:${await freePort()}`, '--to', '127.0.0.1:1', '--upstream', `db:${outPort}`, '--mesh-dir', mesh, '--admin', 'off', ...w, ...extra], started)
+        const a = await startNode([BIN, ...sidecarArgs.inbound(mesh, inPort, target), '--admin', 'off', ...w, ...extra], started)
+        const b = await startNode([BIN, ...await sidecarArgs.outbound(mesh, outPort), '--admin', 'off', ...w, ...extra], started)
         return { port: outPort, pids: [...processTree(a.pid!), ...processTree(b.pid!)], stop: () => stopAll([a, b]) }
       },
       startOne: async target => {
         // Ready = the admin server's /ready answers 200 (what a kubelet waits for).
         const admin = await freePort()
-        const p = spawn(process.execPath, [BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${await freePort()}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', mesh, '--admin', `127.0.0.1:${admin}`, '--log-level', 'warn', ...w, ...extra], { stdio: 'ignore' })
+        const p = spawn(process.execPath, [BIN, ...sidecarArgs.inbound(mesh, await freePort(), target), '--admin', `127.0.0.1:${admin}`, '--log-level', 'warn', ...w, ...extra], { stdio: 'ignore' })
         const ready = (async () => {
           for (;;) {
             if (p.exitCode !== null) throw new Error(`mesh-proxy exited with ${p.exitCode}`)

@@ -22,22 +22,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
-import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { seedMeshDir } from '../src/meshdir/seed.js'
 import { summarize, summaryTable, type CpuProfile } from './flame.js'
-import { BIN, arg, ensure, freePort, listening, machine, runTool, spawnUntilLine, startBackend } from './pairs.js'
+import { BIN, arg, ensure, freePort, iperf, listening, machine, runTool, sidecarArgs, spawnUntilLine, startBackend, stopAll } from './pairs.js'
 
 const LOAD = arg('load', 'rr')
 const DURATION = Number(arg('duration', '10'))
-
-async function stop (p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null) return
-  const gone = once(p, 'exit')
-  p.kill('SIGTERM')
-  await gone
-}
 
 async function main (): Promise<void> {
   const wrk = LOAD === 'bulk' ? null : ensure('wrk', 'wrk')
@@ -53,22 +45,29 @@ async function main (): Promise<void> {
   const target = backend === null ? await freePort() : LOAD === 'churn' ? backend.closing : backend.keepAlive
   const [inPort, outPort] = [await freePort(), await freePort()]
   // Ready when both ports accept (stdout is not read: the profiled processes must not block on a pipe).
-  const inbound = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', join(dir, 'inbound'), BIN, 'run', '--service', 'db', '--listen', `127.0.0.1:${inPort}`, '--to', `127.0.0.1:${target}`, '--mesh-dir', layout.root, '--admin', 'off'], { stdio: ['ignore', 'ignore', 'inherit'] })
-  const outbound = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', join(dir, 'outbound'), BIN, 'run', '--service', 'web', '--listen', `127.0.0.1:${await freePort()}`, '--to', '127.0.0.1:1', '--upstream', `db:${outPort}`, '--mesh-dir', layout.root, '--admin', 'off'], { stdio: ['ignore', 'ignore', 'inherit'] })
-  await Promise.all([listening(inPort, inbound), listening(outPort, outbound)])
+  const profiled = (side: string, args: string[]): ChildProcess => spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', join(dir, side), BIN, ...args, '--admin', 'off'], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const inbound = profiled('inbound', sidecarArgs.inbound(layout.root, inPort, target))
+  const outbound = profiled('outbound', await sidecarArgs.outbound(layout.root, outPort))
   let what: string
-  if (LOAD === 'bulk') {
-    const srv = spawnUntilLine(iperf3!, ['-s', '-p', String(target), '-B', '127.0.0.1', '--forceflush'], l => l.includes('Server listening'))
-    await srv.ready
-    await runTool(iperf3!, ['-c', '127.0.0.1', '-p', String(outPort), '-n', String(2 * 1024 ** 3)])
-    what = 'bulk: one iperf3 stream of 2 GiB'
-    const gone = once(srv.child, 'exit'); srv.child.kill(); await gone
-  } else {
-    await runTool(wrk!, ['-t2', '-c32', `-d${DURATION}s`, `http://127.0.0.1:${outPort}/`])
-    what = `${LOAD}: wrk -t2 -c32 -d${DURATION}s${LOAD === 'churn' ? ', a new connection per request' : ', keep-alive'}`
+  try {
+    await Promise.all([listening(inPort, inbound), listening(outPort, outbound)])
+    if (LOAD === 'bulk') {
+      const srv = spawnUntilLine(iperf3!, ['-s', '-p', String(target), '-B', '127.0.0.1', '--forceflush'], l => l.includes('Server listening'))
+      await srv.ready
+      try {
+        await iperf(iperf3!, outPort, 2 * 1024 ** 3)
+      } finally {
+        await stopAll([srv.child], true)
+      }
+      what = 'bulk: one iperf3 stream of 2 GiB'
+    } else {
+      await runTool(wrk!, ['-t2', '-c32', `-d${DURATION}s`, `http://127.0.0.1:${outPort}/`])
+      what = `${LOAD}: wrk -t2 -c32 -d${DURATION}s${LOAD === 'churn' ? ', a new connection per request' : ', keep-alive'}`
+    }
+  } finally {
+    await stopAll([inbound, outbound], true) // SIGTERM: a graceful exit writes the profiles
+    await backend?.stop()
   }
-  await Promise.all([stop(inbound), stop(outbound)])
-  await backend?.stop()
   const out = [`### --cpu-prof flame summary, ${what}; ${machine()}`, '']
   for (const side of ['outbound', 'inbound']) {
     const files = readdirSync(join(dir, side)).filter(f => f.endsWith('.cpuprofile'))
