@@ -140,12 +140,16 @@ export class CertManager {
         : renewAt(leaf.notBefore, leaf.notAfter) - Date.now()
       this.#timer('renew', Math.max(0, delay), () => { void this.#renew(rootChanged ? 'root changed' : 'renewal due') })
     }
-    const untilExpiry = leaf.notAfter.getTime() - Date.now()
-    this.#timer('expiry', Math.max(0, untilExpiry), () => {
+    // The timer runs on the event loop's clock, which can be a little behind Date.now():
+    // an alarm that fires while the leaf is still valid (notAfter is inclusive) waits out the rest.
+    const onExpiry = (): void => {
       if (this.#closed) return
+      const left = leaf.notAfter.getTime() - Date.now()
+      if (left >= 0) { this.#timer('expiry', left + 1, onExpiry); return }
       this.#o.logger.error({ spiffeId: m.svid.id.uri, serial: leaf.serial, notAfter: leaf.notAfter.toISOString(), canRenew },
         canRenew ? 'certificate expired before it could be renewed' : 'certificate expired and nothing can renew it; peers will refuse our handshakes until new files are written')
-    })
+    }
+    this.#timer('expiry', Math.max(0, leaf.notAfter.getTime() - Date.now()), onExpiry)
   }
 
   async #renew (why: string): Promise<void> {
