@@ -5,7 +5,7 @@
  * the upstream's SPIFFE ID in our trust domain, and relay.
  */
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net'
-import { connect as tlsConnect, type TLSSocket, type PeerCertificate } from 'node:tls'
+import { connect as tlsConnect, TLSSocket, type PeerCertificate } from 'node:tls'
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../config/types.js'
 import type { Instance, Resolver } from '../catalog/types.js'
@@ -37,6 +37,10 @@ export interface OutboundOptions {
 }
 
 let nextConnId = 0
+
+/** TLSSocket#setSession: what tls.connect() itself calls, not in @types/node. */
+type SettableSession = TLSSocket & { setSession: (session: Buffer) => void }
+const hasSetSession = typeof (TLSSocket.prototype as Partial<SettableSession>).setSession === 'function'
 
 /** Accepts plaintext from the app and relays it over mTLS to the upstream. */
 export class UpstreamListener {
@@ -152,27 +156,35 @@ export class UpstreamListener {
     const offered = this.#sessions.get(state, key, Date.now())
     let verified: { peerId: string, expiresAt: number } | undefined
     let identityError: PeerIdentityError | undefined
-    const open = (to: HostPort): TLSSocket => tlsConnect({
-      host: to.host,
-      port: to.port,
-      // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
-      secureContext: state.clientContext,
-      servername: this.#servername(state),
-      ...(offered === undefined ? {} : { session: offered.session }),
-      // Runs inside a full handshake, before 'secureConnect': a wrong server fails closed.
-      // (Not called for a resumed one: the ticket carries the identity checked here.)
-      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-        try {
-          const peer = state.verifier.verify(cert)
-          if (peer.id.uri !== expected) throw new PeerIdentityError('wrong_server_identity', `server presented ${peer.id.uri}, expected ${expected}`)
-          verified = { peerId: peer.id.uri, expiresAt: Math.min(Date.now() + SESSION_LIFETIME_MS, peer.notAfter.getTime(), state.svid.chain[0]!.notAfter.getTime()) }
-          return undefined
-        } catch (err) {
-          identityError = err instanceof PeerIdentityError ? err : new PeerIdentityError('bad_certificate', toError(err).message)
-          return identityError
+    const open = (to: HostPort): TLSSocket => {
+      const tls = tlsConnect({
+        host: to.host,
+        port: to.port,
+        // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
+        secureContext: state.clientContext,
+        servername: this.#servername(state),
+        // The ticket is set once below, before TCP is up and the ClientHello is
+        // written: given as `session` here, Node 20 decodes it twice (in
+        // TLSSocket's _init and again in connect()), ~15 % of the outbound's CPU
+        // under churn (bench/RESULTS.md). Only if Node lost that method, as an option.
+        ...(offered === undefined || hasSetSession ? {} : { session: offered.session }),
+        // Runs inside a full handshake, before 'secureConnect': a wrong server fails closed.
+        // (Not called for a resumed one: the ticket carries the identity checked here.)
+        checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+          try {
+            const peer = state.verifier.verify(cert)
+            if (peer.id.uri !== expected) throw new PeerIdentityError('wrong_server_identity', `server presented ${peer.id.uri}, expected ${expected}`)
+            verified = { peerId: peer.id.uri, expiresAt: Math.min(Date.now() + SESSION_LIFETIME_MS, peer.notAfter.getTime(), state.svid.chain[0]!.notAfter.getTime()) }
+            return undefined
+          } catch (err) {
+            identityError = err instanceof PeerIdentityError ? err : new PeerIdentityError('bad_certificate', toError(err).message)
+            return identityError
+          }
         }
-      }
-    }).setNoDelay(true)
+      }).setNoDelay(true)
+      if (offered !== undefined && hasSetSession) (tls as SettableSession).setSession(offered.session)
+      return tls
+    }
     // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified.
     // (Made here, not inside the handshake's promise: it stays registered for the
     // connection's life and must not keep the handshake's closures alive with it.)
