@@ -9,7 +9,9 @@
  * - `--resume`: one secure context for all connections (the naive version
  *   builds one per connect from the PEM options), and the outbound keeps the
  *   last TLS session it was given and offers it on the next connect: the least
- *   code that resumes (churn and memory).
+ *   code that resumes (churn and memory). The session is set with setSession(),
+ *   as mesh-proxy does, not with connect()'s `session` option, which Node 20
+ *   decodes twice.
  * - `--plain`: no TLS on either side, a plain TCP relay pair (the cost of
  *   Node's per-chunk stream path alone; rr and bulk). Not a mesh proxy: a
  *   bound on what any Node relay can reach once TLS is added.
@@ -32,8 +34,11 @@ const context = resume ? { secureContext: tls.createSecureContext(opts) } : opts
 const upstream = (): net.Socket => {
   const port = Number(targetPort)
   if (plain) return net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
-  const up = tls.connect({ ...context, port, host: '127.0.0.1', servername: 'db', session })
-  if (resume) up.on('session', s => { session = s })
+  if (!resume) return tls.connect({ ...context, port, host: '127.0.0.1', servername: 'db' })
+  const up = tls.connect({ ...context, port, host: '127.0.0.1', servername: 'db' })
+  // Not the `session` option: Node 20 decodes that twice (see src/proxy/outbound.ts).
+  if (session !== undefined) (up as tls.TLSSocket & { setSession: (s: Buffer) => void }).setSession(session)
+  up.on('session', s => { session = s })
   return up
 }
 
