@@ -66,9 +66,25 @@ export const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300,
 
 type Labels = Readonly<Record<string, string>>
 
-function labelText (labels: Labels): string {
+function renderLabels (labels: Labels): string {
   const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
   return parts.length === 0 ? '' : `{${parts.join(',')}}`
+}
+
+/** Rendered label sets, so that the few per-connection events do not escape and join the same labels again. */
+const labelTexts = new Map<string, string>()
+const MAX_LABEL_TEXTS = 10_000
+
+/** `{k="v",…}` for `labels`, escaped per the exposition format; '' for none. */
+function labelText (labels: Labels): string {
+  let key = ''
+  for (const k in labels) key += `${k}\u0000${labels[k]!}\u0000`
+  let text = labelTexts.get(key)
+  if (text === undefined) {
+    text = renderLabels(labels)
+    if (labelTexts.size < MAX_LABEL_TEXTS) labelTexts.set(key, text)
+  }
+  return text
 }
 
 /** An in-memory registry; one per sidecar (no globals, so tests run in parallel). */
