@@ -51,7 +51,8 @@ export class UpstreamListener {
   readonly #sessions = new SessionCache()
   #server: Server | undefined
   #rr = 0
-  #sni: { td: string, name: string } | undefined
+  /** SNI and the server's SPIFFE ID for the current trust domain (built once per trust domain, not per connection). */
+  #names: { td: string, sni: string, expected: string } | undefined
   #closing: Promise<void> | undefined
 
   constructor (opts: OutboundOptions) {
@@ -72,16 +73,18 @@ export class UpstreamListener {
     return { host: a.address, port: a.port }
   }
 
-  /** SNI for the upstream (one string per trust domain, not one per connection: Node keeps it on each socket). */
-  #servername (state: TlsState): string {
+  #namesFor (state: TlsState): { sni: string, expected: string } {
     const td = state.svid.id.trustDomain
-    if (this.#sni?.td !== td) this.#sni = { td, name: `${this.#opts.upstream}.${this.#opts.namespace}.${this.#opts.datacenter}.internal.${td}` }
-    return this.#sni.name
+    if (this.#names?.td !== td) {
+      const { upstream, namespace, datacenter } = this.#opts
+      this.#names = { td, sni: `${upstream}.${namespace}.${datacenter}.internal.${td}`, expected: consulServiceId({ trustDomain: td, namespace, datacenter, service: upstream }).uri }
+    }
+    return this.#names
   }
 
   /** The SPIFFE ID the upstream's server certificate must carry. */
   expectedId (state: TlsState): string {
-    return consulServiceId({ trustDomain: state.svid.id.trustDomain, namespace: this.#opts.namespace, datacenter: this.#opts.datacenter, service: this.#opts.upstream }).uri
+    return this.#namesFor(state).expected
   }
 
   #onApp (app: Socket): void {
@@ -162,7 +165,7 @@ export class UpstreamListener {
         port: to.port,
         // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
         secureContext: state.clientContext,
-        servername: this.#servername(state),
+        servername: this.#namesFor(state).sni,
         // The ticket is set once below, before TCP is up and the ClientHello is
         // written: given as `session` here, Node 20 decodes it twice (in
         // TLSSocket's _init and again in connect()), ~15 % of the outbound's CPU
