@@ -169,15 +169,15 @@ export class InboundListener {
       return
     }
     const decision = this.#opts.authorize()(source)
-    const fields = { ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed: sock.isSessionReused() }
+    const resumed = sock.isSessionReused()
     if (!decision.allowed) {
       this.#metrics.connection('inbound', 'denied_intention')
-      log.info(fields, 'conn denied')
+      log.info({ ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed }, 'conn denied')
       sock.destroy()
       return
     }
     // The access log: who, to what, by which rule, on every later line of this connection.
-    const access = { ...id, peer: fields.peer, source: fields.source, destination: fields.destination, intention: fields.intention, app: this.#appAddr, resumed: fields.resumed }
+    const access = { ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), app: this.#appAddr, resumed }
     if (decision.audit === true) {
       this.#metrics.auditDenial()
       log.warn({ ...access, precedence: decision.precedence, reason: decision.reason, audit: true }, 'conn opened')
