@@ -66,7 +66,15 @@ export function rssBytes (pid: number): number {
 export function spawnUntilLine (bin: string, args: string[], isReady: (line: string) => boolean): { child: ChildProcess, ready: Promise<void> } {
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const ready = new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', l => { if (isReady(l)) resolve() })
+    const lines = createInterface({ input: child.stdout! })
+    lines.on('line', l => {
+      if (!isReady(l)) return
+      resolve()
+      // From here on the output is drained in chunks without splitting lines:
+      // the harness shares the cores with the proxies it measures.
+      lines.close()
+      child.stdout!.resume()
+    })
     child.once('exit', code => reject(new Error(`${bin} ${args.join(' ')} exited ${String(code)}`)))
   })
   return { child, ready }
