@@ -22,9 +22,9 @@ export interface LoggerOptions {
  * gathered into writes of at least MIN_WRITE bytes, and whatever is waiting goes
  * out every FLUSH_MS (Envoy buffers its access log likewise, flushing every
  * second), and at exit. A write per line cost ~145 us of CPU per line under
- * connection churn (bench/RESULTS.md). A write never exceeds MAX_WRITE (PIPE_BUF),
- * so it holds whole lines and is atomic on a pipe: the lines of --workers
- * processes sharing stdout never interleave.
+ * connection churn (bench/RESULTS.md). A write holds whole lines and, unless one
+ * line alone is longer, at most MAX_WRITE (PIPE_BUF) bytes, so it is atomic on a
+ * pipe: the lines of --workers processes sharing stdout do not interleave.
  */
 export const LOG_WRITE = { MIN_WRITE: 2048, MAX_WRITE: 4096, FLUSH_MS: 200 } as const
 
