@@ -156,7 +156,10 @@ export class UpstreamListener {
     const state = this.#opts.tls()
     const expected = this.expectedId(state)
     const key = `${instance.host}:${instance.port}`
-    const offered = this.#sessions.get(state, key, Date.now())
+    // Dropped once the handshake is over: this scope lives as long as the connection
+    // (the socket keeps checkServerIdentity, and onTicket stays registered), and a
+    // held connection must not keep the ticket it was offered (~1.5 KB).
+    let offered = this.#sessions.get(state, key, Date.now())
     let verified: { peerId: string, expiresAt: number } | undefined
     let identityError: PeerIdentityError | undefined
     const open = (to: HostPort): TLSSocket => {
@@ -200,6 +203,7 @@ export class UpstreamListener {
       const onError = (err: Error): void => {
         cancel()
         if (offered !== undefined) this.#sessions.delete(key)
+        offered = undefined
         this.#metrics.handshakeFailure(identityError?.reason ?? 'tls_error')
         tls.destroy()
         reject(identityError ?? new PeerIdentityError('tls_error', `TLS with ${key} failed: ${err.message}`))
@@ -209,11 +213,13 @@ export class UpstreamListener {
         cancel()
         tls.off('error', onError)
         const resumed = tls.isSessionReused()
-        if (resumed) verified = offered // checkServerIdentity did not run: the identity is the ticket's
+        // checkServerIdentity did not run: the identity is the ticket's (copied: not the ticket itself).
+        if (resumed && offered !== undefined) verified = { peerId: offered.peerId, expiresAt: offered.expiresAt }
         if (verified === undefined) { // cannot happen: a full handshake ran checkServerIdentity, a resumed one had a ticket
           onError(new Error('server identity was not verified'))
           return
         }
+        offered = undefined
         tls.allowHalfOpen = true // independent half-close from here on (see relay.ts)
         resolve({ tls, peerId: verified.peerId, resumed })
       })
