@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { seedMeshDir } from '../src/meshdir/seed.js'
 import type { MeshLayout } from '../src/meshdir/layout.js'
-import { arg, cpuTimes, ensure, freePort, listening, machine, median, pairKinds, runTool, sidecarArgs, startBackend, stopAll, type Pair } from './pairs.js'
+import { arg, cpuSeconds, ensure, freePort, listening, machine, median, pairKinds, parseWrk, runTool, sidecarArgs, startBackend, stopAll, type Pair } from './pairs.js'
 
 /** One side of the comparison. */
 export interface Variant {
@@ -109,13 +109,11 @@ async function main (): Promise<void> {
           }
           const url = `http://127.0.0.1:${s.port}/`
           await runTool(wrk, ['-t2', '-c32', '-d2s', url]) // warm-up
-          const cpu = (pid: number): number => { const t = cpuTimes(pid); return t.user + t.sys }
-          const before = [cpu(s.inPid), cpu(s.outPid)]
-          const out = await runTool(wrk, ['-t2', '-c32', `-d${duration}s`, url])
-          const n = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN)
+          const before = [cpuSeconds(s.inPid), cpuSeconds(s.outPid)]
+          const n = parseWrk(await runTool(wrk, ['-t2', '-c32', `-d${duration}s`, url])).requests
           row.rps.push(n / duration)
-          row.inUs.push((cpu(s.inPid) - before[0]!) / n * 1e6)
-          row.outUs.push((cpu(s.outPid) - before[1]!) / n * 1e6)
+          row.inUs.push((cpuSeconds(s.inPid) - before[0]!) / n * 1e6)
+          row.outUs.push((cpuSeconds(s.outPid) - before[1]!) / n * 1e6)
           process.stderr.write(`round ${r + 1} ${row.v.label}: ${(n / duration).toFixed(0)}/s\n`)
         } finally {
           await s.stop()

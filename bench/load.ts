@@ -24,7 +24,7 @@ import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { seedMeshDir } from '../src/meshdir/seed.js'
-import { arg, cpuTimes, ensure, forFigure, isCPeer, machine, median, pairKinds, rssBytes, runTool, startBackend, type PairKind } from './pairs.js'
+import { arg, cpuTimes, ensure, forFigure, isCPeer, machine, median, pairKinds, parseWrk, rssBytes, runTool, startBackend, type PairKind } from './pairs.js'
 
 const RUNS = Number(arg('runs', '3'))
 const DURATION = Number(arg('duration', '10'))
@@ -34,20 +34,6 @@ const ONLY = arg('only', 'rr,churn,memory,startup').split(',')
 const PAIRS = arg('pairs', '').split(',').filter(x => x !== '')
 
 const range = (xs: number[], digits = 0): string => `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`
-
-interface WrkResult { rps: number, requests: number, p50: number, p99: number, errors: number }
-
-/** Parse wrk's --latency report; latencies in ms. */
-export function parseWrk (out: string): WrkResult {
-  const ms = (v: string, unit: string): number => Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? NaN)
-  const pct = (p: string): number => { const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out); return m === null ? NaN : ms(m[1]!, m[2]!) }
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN)
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN)
-  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
-  const errors = (se === null ? 0 : se.slice(1).reduce((a, x) => a + Number(x), 0)) + non2xx
-  return { rps, requests, p50: pct('50'), p99: pct('99'), errors }
-}
 
 /** cpuUs: both proxies' CPU (user+sys) per request in µs; user: the user-space share of it. */
 interface RrRow { name: string, rps: number[], p50: number[], p99: number[], errors: number[], cpuUs: number[], user: number[] }

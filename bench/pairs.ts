@@ -112,6 +112,21 @@ export async function runTool (bin: string, args: string[], opts: { allowFail?: 
   return out
 }
 
+/** What one wrk run reports: requests/s, requests in all, latency percentiles (ms) and errors. */
+export interface WrkResult { rps: number, requests: number, p50: number, p99: number, errors: number }
+
+/** Parse wrk's --latency report; latencies in ms. */
+export function parseWrk (out: string): WrkResult {
+  const ms = (v: string, unit: string): number => Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? NaN)
+  const pct = (p: string): number => { const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out); return m === null ? NaN : ms(m[1]!, m[2]!) }
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN)
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN)
+  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
+  const errors = (se === null ? 0 : se.slice(1).reduce((a, x) => a + Number(x), 0)) + non2xx
+  return { rps, requests, p50: pct('50'), p99: pct('99'), errors }
+}
+
 /**
  * One iperf3 transfer of `bytes` through `port` to an iperf3 server: MB/s at
  * the receiver. iperf3 serves one test at a time and may still be finishing
