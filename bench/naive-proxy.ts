@@ -34,8 +34,8 @@ const context = resume ? { secureContext: tls.createSecureContext(opts) } : opts
 const upstream = (): net.Socket => {
   const port = Number(targetPort)
   if (plain) return net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
-  if (!resume) return tls.connect({ ...context, port, host: '127.0.0.1', servername: 'db' })
   const up = tls.connect({ ...context, port, host: '127.0.0.1', servername: 'db' })
+  if (!resume) return up
   // Not the `session` option: Node 20 decodes that twice (see src/proxy/outbound.ts).
   if (session !== undefined) (up as tls.TLSSocket & { setSession: (s: Buffer) => void }).setSession(session)
   up.on('session', s => { session = s })
