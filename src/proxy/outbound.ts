@@ -154,7 +154,7 @@ export class UpstreamListener {
    */
   #attempt (instance: Instance): { open: Opener<TLSSocket>, handshake: (tls: TLSSocket) => Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> } {
     const state = this.#opts.tls()
-    const expected = this.expectedId(state)
+    const { sni, expected } = this.#namesFor(state)
     const key = `${instance.host}:${instance.port}`
     // Dropped once the handshake is over: this scope lives as long as the connection
     // (the socket keeps checkServerIdentity, and onTicket stays registered), and a
@@ -168,7 +168,7 @@ export class UpstreamListener {
         port: to.port,
         // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
         secureContext: state.clientContext,
-        servername: this.#namesFor(state).sni,
+        servername: sni,
         // The ticket is set once below, before TCP is up and the ClientHello is
         // written: given as `session` here, Node 20 decodes it twice (in
         // TLSSocket's _init and again in connect()), ~15 % of the outbound's CPU
