@@ -20,6 +20,7 @@ import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
 import { SessionCache, SESSION_LIFETIME_MS } from './session-cache.js'
+import { withoutPeerCertificate } from './ticket-der.js'
 
 /** What an upstream listener needs. */
 export interface OutboundOptions {
@@ -191,11 +192,12 @@ export class UpstreamListener {
       if (offered !== undefined && hasSetSession) (tls as SettableSession).setSession(offered.session)
       return tls
     }
-    // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified.
+    // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified,
+    // and without the server's certificate in it (decoded on every resumed connect, never used: ticket-der.ts).
     // (Made here, not inside the handshake's promise: it stays registered for the
     // connection's life and must not keep the handshake's closures alive with it.)
     const onTicket = (session: Buffer): void => {
-      if (verified !== undefined) this.#sessions.set(state, key, { session, peerId: verified.peerId, expiresAt: verified.expiresAt })
+      if (verified !== undefined) this.#sessions.set(state, key, { session: withoutPeerCertificate(session), peerId: verified.peerId, expiresAt: verified.expiresAt })
     }
     const handshake = (tls: TLSSocket): Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> => new Promise((resolve, reject) => {
       tls.on('session', onTicket)

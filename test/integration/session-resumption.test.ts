@@ -59,7 +59,7 @@ t.test('second connection resumes, keeps identity and intentions; rotation ends 
   t.equal(await roundTrip(web, 'five'), 'five')
   t.match(await closedOut(5), { resumed: true }, 'and the new ticket resumes again')
   t.equal(await roundTrip(web, 'five and a half'), 'five and a half')
-  t.match(await closedOut(6), { resumed: true }, 'a ticket received on a resumed connection resumes too')
+  t.match(await closedOut(6), { resumed: true }, 'and keeps resuming (Node\'s server sends no new ticket on a resumed connection: the same one is offered)')
 
   // web gets a new leaf: its tickets belong to the old generation and are dropped.
   await newLeaf('web', web)
