@@ -13,7 +13,7 @@ import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { ConnRegistry, type TrackedConn } from './conn-registry.js'
 import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
 import { dial } from './dial.js'
-import { handshakeDeadline } from './handshake.js'
+import { PendingHandshakes } from './handshake.js'
 import { relay } from './relay.js'
 import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
@@ -52,8 +52,8 @@ export class InboundListener {
   readonly #opts: InboundOptions
   readonly #metrics: Metrics
   readonly #registry = new ConnRegistry<InboundConn>()
-  /** Sockets still in the TLS handshake, by remote address: their deadline's cancel and the socket itself. */
-  readonly #handshakes = new Map<string, { raw: Socket, cancel: () => void, onClose: () => void }>()
+  /** TCP sockets still in the TLS handshake, under their deadline. */
+  readonly #handshakes: PendingHandshakes
   #server: Server | undefined
   #closing: Promise<void> | undefined
   readonly #rate: SourceRateLimiter | null
@@ -65,6 +65,7 @@ export class InboundListener {
     this.#opts = opts
     this.#metrics = opts.metrics ?? noopMetrics
     this.#rate = opts.sourceRateLimit == null ? null : new SourceRateLimiter(opts.sourceRateLimit)
+    this.#handshakes = new PendingHandshakes(opts.timeouts.handshakeTimeoutMs)
     this.#destination = formatServiceRef(opts.service)
     this.#appAddr = `${opts.app.host}:${opts.app.port}`
   }
@@ -117,11 +118,8 @@ export class InboundListener {
       raw.destroy()
       return
     }
-    const key = `${raw.remoteAddress}|${raw.remotePort}`
     raw.setNoDelay(true)
-    const onClose = (): void => { if (this.#handshakes.get(key)?.raw === raw) this.#handshakes.delete(key) }
-    this.#handshakes.set(key, { raw, cancel: handshakeDeadline(raw, this.#opts.timeouts.handshakeTimeoutMs, `${raw.remoteAddress}:${raw.remotePort}`), onClose })
-    raw.on('close', onClose)
+    this.#handshakes.add(raw)
   }
 
   #onTlsError (err: Error, sock: TLSSocket): void {
@@ -137,13 +135,7 @@ export class InboundListener {
   }
 
   #onSecure (sock: TLSSocket): void {
-    const key = `${sock.remoteAddress}|${sock.remotePort}`
-    const pending = this.#handshakes.get(key)
-    if (pending !== undefined) {
-      pending.cancel()
-      pending.raw.off('close', pending.onClose) // not needed for the connection's life
-      this.#handshakes.delete(key)
-    }
+    this.#handshakes.settle(sock)
     // Until the relay owns the socket, a peer reset must not become an uncaught 'error'.
     sock.on('error', ignoreError)
     sock.allowHalfOpen = true
@@ -237,7 +229,7 @@ export class InboundListener {
       const server = this.#server
       const stopped = server === undefined ? Promise.resolve() : new Promise<void>(resolve => server.close(() => resolve()))
       // Peers still in the handshake were never admitted: nothing to drain.
-      for (const { raw } of this.#handshakes.values()) raw.destroy()
+      this.#handshakes.destroyAll()
       await this.#registry.drain(this.#opts.timeouts.drainTimeoutMs)
       await stopped
     })()
