@@ -44,7 +44,8 @@ export class MeshCatalog implements Resolver {
   readonly #heartbeatMs: number
   readonly #staleMs: number
   readonly #cacheMs: number
-  readonly #cache = new Map<string, { at: number, instances: readonly Instance[] }>()
+  /** The latest read per service: settled or still in flight (one read at a time, however many connections ask). */
+  readonly #cache = new Map<string, { at: number, instances: Promise<readonly Instance[]> }>()
 
   constructor (catalogDir: string, opts: MeshCatalogOptions = {}) {
     this.#dir = catalogDir
@@ -75,12 +76,17 @@ export class MeshCatalog implements Resolver {
     }
   }
 
-  /** Live instances of `service`, cached for a short while. */
-  async instances (service: string): Promise<readonly Instance[]> {
+  /**
+   * Live instances of `service`, cached for a short while. Connections that
+   * arrive while the directory is being read share that read: under load an
+   * expired entry meant one directory read per new connection until the
+   * first one finished.
+   */
+  instances (service: string): Promise<readonly Instance[]> {
     const hit = this.#cache.get(service)
     const now = Date.now()
     if (hit !== undefined && now - hit.at < this.#cacheMs) return hit.instances
-    const instances = (await this.entries(service)).map(e => ({ host: e.host, port: e.port }))
+    const instances = this.entries(service).then(es => es.map(e => ({ host: e.host, port: e.port })))
     this.#cache.set(service, { at: now, instances })
     return instances
   }
