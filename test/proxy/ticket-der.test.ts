@@ -58,17 +58,18 @@ t.test('a real TLS 1.3 session, cut, still resumes; the server still sees the cl
   await once(srv, 'listening')
   t.teardown(() => srv.close())
   const port = (srv.address() as { port: number }).port
-  const open = async (session: Buffer | undefined, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3'): Promise<{ sessions: Buffer[], resumed: boolean }> => {
+  const open = async (session: Buffer | undefined, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3'): Promise<{ sessions: Buffer[], resumed: boolean, protocol: string | null }> => {
     const c: TLSSocket = connect({ port, host: '127.0.0.1', cert: client.certPem, key: client.keyPem, ca: mesh.ca.certPem, maxVersion, checkServerIdentity: () => undefined, ...(session === undefined ? {} : { session }) })
     const sessions: Buffer[] = []
     c.on('session', (s: Buffer) => sessions.push(s))
     await once(c, 'secureConnect')
     const resumed = c.isSessionReused()
+    const protocol = c.getProtocol()
     c.resume()
     await once(c, 'end')
     c.end()
     await once(c, 'close')
-    return { sessions, resumed }
+    return { sessions, resumed, protocol }
   }
   const first = await open(undefined)
   const full = first.sessions.at(-1)!
@@ -86,6 +87,8 @@ t.test('a real TLS 1.3 session, cut, still resumes; the server still sees the cl
   t.same(seen, [{ resumed: false, clientCert: true }, { resumed: true, clientCert: true }, { resumed: true, clientCert: true }], 'the server identifies the client every time')
 
   const tls12 = await open(undefined, 'TLSv1.2')
+  t.equal(tls12.protocol, 'TLSv1.2')
+  t.equal(first.protocol, 'TLSv1.3')
   const s12 = tls12.sessions.at(-1)!
   t.equal(withoutPeerCertificate(s12), s12, 'a TLS 1.2 session is left as it is')
 })
