@@ -19,6 +19,8 @@ import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
 import { SESSION_LIFETIME_MS } from './session-cache.js'
+import { exportPsk, type ServerPsk } from './psk.js'
+import type { PeerIdentity } from './peer.js'
 
 /** What an inbound listener needs. */
 export interface InboundOptions {
@@ -60,6 +62,8 @@ export class InboundListener {
   /** Log strings shared by every connection's access fields (not rebuilt per connection). */
   readonly #destination: string
   readonly #appAddr: string
+  /** The PSK each socket's handshake was offered and we knew, until its 'secureConnection' (psk.ts). */
+  readonly #pskOffered = new WeakMap<TLSSocket, ServerPsk>()
 
   constructor (opts: InboundOptions) {
     this.#opts = opts
@@ -88,7 +92,10 @@ export class InboundListener {
       // Resumption tickets (session-cache.ts): valid this long, and only under
       // the TLS generation that issued them: each has its own ticket keys
       // (tls-context.ts), so a new leaf (setTls) invalidates every ticket.
-      sessionTimeout: SESSION_LIFETIME_MS / 1000
+      sessionTimeout: SESSION_LIFETIME_MS / 1000,
+      // A PSK made with a client of ours on an earlier, fully verified handshake (psk.ts);
+      // an identity we do not know means a full certificate handshake.
+      pskCallback: (sock: TLSSocket, identity: string) => this.#onPsk(sock, identity)
     })
     server.on('connection', (raw: Socket) => this.#onTcp(raw))
     server.on('secureConnection', (sock: TLSSocket) => { this.#onSecure(sock) })
@@ -134,6 +141,13 @@ export class InboundListener {
     this.#opts.logger[level]({ listener: 'inbound', reason, err: err.message }, 'conn rejected')
   }
 
+  #onPsk (sock: TLSSocket, identity: string): Buffer | null {
+    const known = this.#opts.tls().psks.get(identity, Date.now())
+    if (known === undefined) return null
+    this.#pskOffered.set(sock, known)
+    return known.psk
+  }
+
   #onSecure (sock: TLSSocket): void {
     this.#handshakes.settle(sock)
     // Until the relay owns the socket, a peer reset must not become an uncaught 'error'.
@@ -144,10 +158,14 @@ export class InboundListener {
     // heap for as long as the connection lives (bench/RESULTS.md, memory).
     const log = this.#opts.logger
     const id = { conn: `in-${++nextConnId}`, listener: 'inbound' }
+    const resumed = sock.isSessionReused()
+    // Resumed with one of our PSKs: the peer is the one verified when it was made.
+    const psk = resumed ? this.#pskOffered.get(sock) : undefined
     let source: ServiceRef
     let peerId: string
+    let peer: PeerIdentity
     try {
-      const peer = state.verifier.verifySocket(sock)
+      peer = psk?.peer ?? state.verifier.verifySocket(sock)
       peerId = peer.id.uri
       if (peer.service === null) throw new PeerIdentityError('not_a_service', `${peer.id.uri} is not a Consul service identity (spiffe://<td>/ns/<ns>/dc/<dc>/svc/<name>)`)
       if (peer.id.trustDomain !== state.svid.id.trustDomain) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain}`)
@@ -160,16 +178,17 @@ export class InboundListener {
       sock.destroy()
       return
     }
+    if (!resumed) this.#rememberPsk(sock, state, peer)
     const decision = this.#opts.authorize()(source)
-    const resumed = sock.isSessionReused()
+    const viaPsk = psk !== undefined
     if (!decision.allowed) {
       this.#metrics.connection('inbound', 'denied_intention')
-      log.info({ ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed }, 'conn denied')
+      log.info({ ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed, psk: viaPsk }, 'conn denied')
       sock.destroy()
       return
     }
     // The access log: who, to what, by which rule, on every later line of this connection.
-    const access = { ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), app: this.#appAddr, resumed }
+    const access = { ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), app: this.#appAddr, resumed, psk: viaPsk }
     if (decision.audit === true) {
       this.#metrics.auditDenial()
       log.warn({ ...access, precedence: decision.precedence, reason: decision.reason, audit: true }, 'conn opened')
@@ -177,6 +196,14 @@ export class InboundListener {
       log.debug({ ...access, precedence: decision.precedence, decision: decision.reason }, 'conn opened')
     }
     this.#serve(sock, access, source)
+  }
+
+  /** After a full handshake whose peer passed every check: keep the connection's PSK with that peer. */
+  #rememberPsk (sock: TLSSocket, state: TlsState, peer: PeerIdentity): void {
+    const made = exportPsk(sock)
+    if (made === undefined) return
+    const expiresAt = Math.min(Date.now() + SESSION_LIFETIME_MS, peer.notAfter.getTime(), state.svid.chain[0]!.notAfter.getTime())
+    state.psks.set(made.identity, { psk: made.psk, peer, expiresAt })
   }
 
   #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {

@@ -21,6 +21,7 @@ import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
 import { SessionCache, SESSION_LIFETIME_MS } from './session-cache.js'
 import { withoutPeerCertificate } from './ticket-der.js'
+import { exportPsk, type Psk } from './psk.js'
 
 /** What an upstream listener needs. */
 export interface OutboundOptions {
@@ -48,8 +49,12 @@ export class UpstreamListener {
   readonly #opts: OutboundOptions
   readonly #metrics: Metrics
   readonly #registry = new ConnRegistry()
-  /** Tickets per upstream instance, for resumed handshakes (session-cache.ts). */
+  /** Tickets and PSKs per upstream instance, for resumed handshakes (session-cache.ts). */
   readonly #sessions = new SessionCache()
+  /** Instances that declined our PSK twice in a row (not mesh-proxy, or several --workers): tickets only. */
+  readonly #noPsk = new Set<string>()
+  /** Instances whose last PSK offer was declined. */
+  readonly #declinedOnce = new Set<string>()
   #server: Server | undefined
   #rr = 0
   /** SNI and the server's SPIFFE ID for the current trust domain (built once per trust domain, not per connection). */
@@ -108,7 +113,7 @@ export class UpstreamListener {
     // one (and its promises) would be held for the connection's whole life.
     this.#connectUpstream(id).then(up => {
       if (app.destroyed) { up.tls.destroy(); finish(); return }
-      const access = { ...id, peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, resumed: up.resumed }
+      const access = { ...id, peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, resumed: up.resumed, psk: up.psk }
       if (log.isLevelEnabled('debug')) log.debug({ ...access, protocol: up.tls.getProtocol() }, 'conn opened')
       const r = relay(app, up.tls, this.#opts.timeouts, result => {
         logClosed(log, result, this.#metrics, 'outbound', 'app', access)
@@ -125,7 +130,7 @@ export class UpstreamListener {
     }).catch(connBug(log, id, () => { abort(); finish() }))
   }
 
-  async #connectUpstream (id: Record<string, unknown>): Promise<{ tls: TLSSocket, instance: Instance, peerId: string, resumed: boolean }> {
+  async #connectUpstream (id: Record<string, unknown>): Promise<{ tls: TLSSocket, instance: Instance, peerId: string, resumed: boolean, psk: boolean }> {
     const instances = await this.#opts.resolver.instances(this.#opts.upstream)
     if (instances.length === 0) throw new Error(`no instances of ${this.#opts.upstream} are known (is its sidecar running and registered in the mesh dir catalog?)`)
     const start = this.#rr++
@@ -153,7 +158,7 @@ export class UpstreamListener {
    * One attempt at `instance`: `open` starts TCP and TLS (with the server
    * identity check), `handshake` awaits the TLS result once TCP is up.
    */
-  #attempt (instance: Instance): { open: Opener<TLSSocket>, handshake: (tls: TLSSocket) => Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> } {
+  #attempt (instance: Instance): { open: Opener<TLSSocket>, handshake: (tls: TLSSocket) => Promise<{ tls: TLSSocket, peerId: string, resumed: boolean, psk: boolean }> } {
     const state = this.#opts.tls()
     const { sni, expected } = this.#namesFor(state)
     const key = `${instance.host}:${instance.port}`
@@ -161,6 +166,11 @@ export class UpstreamListener {
     // (the socket keeps checkServerIdentity, and onTicket stays registered), and a
     // held connection must not keep the ticket it was offered (~1.5 KB).
     let offered = this.#sessions.get(state, key, Date.now())
+    // A PSK to an instance that takes ours (mesh-proxy, psk.ts), else the ticket.
+    let psk = offered?.psk !== undefined && !this.#noPsk.has(key) ? offered.psk : undefined
+    const ticket = psk === undefined ? offered?.session : undefined
+    /** The PSK of this connection's full handshake, kept with its ticket. */
+    let fresh: Psk | undefined
     let verified: { peerId: string, expiresAt: number } | undefined
     let identityError: PeerIdentityError | undefined
     const open = (to: HostPort): TLSSocket => {
@@ -168,13 +178,14 @@ export class UpstreamListener {
         host: to.host,
         port: to.port,
         // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
-        secureContext: state.clientContext,
+        secureContext: psk === undefined ? state.clientContext : state.pskClientContext,
         servername: sni,
         // The ticket is set once below, before TCP is up and the ClientHello is
         // written: given as `session` here, Node 20 decodes it twice (in
         // TLSSocket's _init and again in connect()), ~15 % of the outbound's CPU
         // under churn (bench/RESULTS.md). Only if Node lost that method, as an option.
-        ...(offered === undefined || hasSetSession ? {} : { session: offered.session }),
+        ...(ticket === undefined || hasSetSession ? {} : { session: ticket }),
+        ...(psk === undefined ? {} : { pskCallback: () => psk ?? null }),
         // Runs inside a full handshake, before 'secureConnect': a wrong server fails closed.
         // (Not called for a resumed one: the ticket carries the identity checked here.)
         checkServerIdentity: (_host: string, cert: PeerCertificate) => {
@@ -189,7 +200,7 @@ export class UpstreamListener {
           }
         }
       }).setNoDelay(true)
-      if (offered !== undefined && hasSetSession) (tls as SettableSession).setSession(offered.session)
+      if (ticket !== undefined && hasSetSession) (tls as SettableSession).setSession(ticket)
       return tls
     }
     // TLS 1.3 tickets arrive after the handshake; keep the newest, with what we verified,
@@ -197,9 +208,9 @@ export class UpstreamListener {
     // (Made here, not inside the handshake's promise: it stays registered for the
     // connection's life and must not keep the handshake's closures alive with it.)
     const onTicket = (session: Buffer): void => {
-      if (verified !== undefined) this.#sessions.set(state, key, { session: withoutPeerCertificate(session), peerId: verified.peerId, expiresAt: verified.expiresAt })
+      if (verified !== undefined) this.#sessions.set(state, key, { session: withoutPeerCertificate(session), ...(fresh === undefined ? {} : { psk: fresh }), peerId: verified.peerId, expiresAt: verified.expiresAt })
     }
-    const handshake = (tls: TLSSocket): Promise<{ tls: TLSSocket, peerId: string, resumed: boolean }> => new Promise((resolve, reject) => {
+    const handshake = (tls: TLSSocket): Promise<{ tls: TLSSocket, peerId: string, resumed: boolean, psk: boolean }> => new Promise((resolve, reject) => {
       tls.on('session', onTicket)
       const cancel = handshakeDeadline(tls, this.#opts.timeouts.handshakeTimeoutMs, key)
       const onError = (err: Error): void => {
@@ -215,18 +226,47 @@ export class UpstreamListener {
         cancel()
         tls.off('error', onError)
         const resumed = tls.isSessionReused()
-        // checkServerIdentity did not run: the identity is the ticket's (copied: not the ticket itself).
+        // checkServerIdentity did not run: the identity is the ticket's or the PSK's (copied: not the entry itself).
         if (resumed && offered !== undefined) verified = { peerId: offered.peerId, expiresAt: offered.expiresAt }
-        if (verified === undefined) { // cannot happen: a full handshake ran checkServerIdentity, a resumed one had a ticket
+        if (verified === undefined) { // cannot happen: a full handshake ran checkServerIdentity, a resumed one had a ticket or PSK
           onError(new Error('server identity was not verified'))
           return
         }
+        const viaPsk = resumed && psk !== undefined
+        if (psk !== undefined) this.#pskOutcome(key, viaPsk)
+        if (!resumed) {
+          // Both ends take the same PSK from this verified handshake; a mesh-proxy server keeps it too.
+          fresh = exportPsk(tls)
+          if (fresh !== undefined) this.#sessions.set(state, key, { psk: fresh, peerId: verified.peerId, expiresAt: verified.expiresAt })
+        } else if (viaPsk) {
+          fresh = psk // kept with a ticket, should this server send one
+        }
         offered = undefined
+        psk = undefined
         tls.allowHalfOpen = true // independent half-close from here on (see relay.ts)
-        resolve({ tls, peerId: verified.peerId, resumed })
+        resolve({ tls, peerId: verified.peerId, resumed, psk: viaPsk })
       })
     })
     return { open, handshake }
+  }
+
+  /**
+   * A PSK offer to `key` was taken or declined. Declined twice in a row (an
+   * upstream that is not mesh-proxy, or one with several --workers, each with
+   * its own PSKs): tickets only for that instance from then on. Declined once
+   * (it restarted or rotated): the PSK of the full handshake that followed is
+   * offered next.
+   */
+  #pskOutcome (key: string, taken: boolean): void {
+    if (taken) { this.#declinedOnce.delete(key); return }
+    if (!this.#declinedOnce.has(key)) {
+      if (this.#declinedOnce.size >= 1024) this.#declinedOnce.clear()
+      this.#declinedOnce.add(key)
+      return
+    }
+    this.#declinedOnce.delete(key)
+    if (this.#noPsk.size >= 1024) this.#noPsk.clear()
+    this.#noPsk.add(key)
   }
 
   /** Stop accepting, drain up to drainTimeoutMs, then close what is left. Idempotent. */

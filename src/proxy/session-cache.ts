@@ -16,6 +16,7 @@
  *
  * Pure bookkeeping: no I/O, time is passed in.
  */
+import type { Psk } from './psk.js'
 
 /** How long a ticket may be used after the full handshake that verified the server: Node's server sessionTimeout default (300 s). */
 export const SESSION_LIFETIME_MS = 300_000
@@ -24,7 +25,10 @@ const MAX_INSTANCES = 1024
 
 /** What a resumption needs, and what it must carry over. */
 export interface CachedSession {
-  readonly session: Buffer
+  /** A TLS session (ticket), for any server. */
+  readonly session?: Buffer
+  /** A PSK made with a mesh-proxy server (psk.ts). */
+  readonly psk?: Psk
   /** The server's SPIFFE ID, checked on the full handshake. */
   readonly peerId: string
   readonly expiresAt: number

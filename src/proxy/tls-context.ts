@@ -3,11 +3,12 @@
  * generation (never per connection); live connections keep the context they
  * were made with, new ones get the current one.
  */
-import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls'
+import { createSecureContext, DEFAULT_CIPHERS, type SecureContext, type SecureContextOptions } from 'node:tls'
 import { randomBytes } from 'node:crypto'
 import type { OwnSvid } from '../identity/svid.js'
 import type { TrustBundle } from '../identity/bundle.js'
 import { PeerVerifier } from './peer.js'
+import { PskTable } from './psk.js'
 
 /** TLS 1.2 minimum, 1.3 preferred (OpenSSL negotiates the highest both sides allow). */
 export const MIN_TLS_VERSION = 'TLSv1.2'
@@ -20,8 +21,16 @@ export interface TlsState {
   readonly serverOptions: SecureContextOptions
   /** Client-side context for outbound connections. */
   readonly clientContext: SecureContext
+  /** Client-side context for a connection that offers a PSK: a SHA-256 suite first (psk.ts). */
+  readonly pskClientContext: SecureContext
   readonly verifier: PeerVerifier
+  /** The inbound's PSKs made under this generation (psk.ts). */
+  readonly psks: PskTable
 }
+
+/** OpenSSL's TLS 1.3 suites, the SHA-256 ones first (a PSK from Node's callbacks needs one), then Node's defaults. */
+export const PSK_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_256_GCM_SHA384',
+  ...DEFAULT_CIPHERS.split(':').filter(c => !c.startsWith('TLS_'))].join(':')
 
 /** Build a TLS state from an SVID and bundle. */
 export function buildTlsState (svid: OwnSvid, bundle: TrustBundle): TlsState {
@@ -33,13 +42,18 @@ export function buildTlsState (svid: OwnSvid, bundle: TrustBundle): TlsState {
     // Session-ticket keys of this generation only (session-cache.ts): a new leaf or
     // bundle refuses every ticket issued before it. Explicit rather than relying on
     // Node giving each new secure context fresh keys.
-    ticketKeys: randomBytes(48)
+    ticketKeys: randomBytes(48),
+    // The client's order picks the suite: full handshakes keep the default
+    // (AES-256-GCM first), a PSK offer asks for a SHA-256 suite (psk.ts).
+    honorCipherOrder: false
   }
   return {
     svid,
     bundle,
     serverOptions,
     clientContext: createSecureContext(serverOptions),
-    verifier: new PeerVerifier(bundle)
+    pskClientContext: createSecureContext({ ...serverOptions, ciphers: PSK_CIPHERS }),
+    verifier: new PeerVerifier(bundle),
+    psks: new PskTable()
   }
 }

@@ -1,7 +1,8 @@
-// Why: outbound sidecars resume TLS sessions (no certificates, no signatures
-// on the second handshake to the same instance), and a resumed connection must
-// still be identified and still pass the intention check; a new leaf on either
-// side must end resumption (new ticket keys / dropped tickets), never a connection.
+// Why: outbound sidecars resume (no certificates, no signatures on the second
+// handshake to the same instance: a PSK between two mesh-proxy sidecars, a ticket
+// with other servers), and a resumed connection must still be identified and
+// still pass the intention check; a new leaf on either side must end resumption
+// (new ticket keys and PSK table / dropped tickets and PSKs), never a connection.
 import t from 'tap'
 import { connect } from 'node:net'
 import { once } from 'node:events'
@@ -29,19 +30,19 @@ t.test('second connection resumes, keeps identity and intentions; rotation ends 
   const closedIn = (n: number) => db.sink.waitFor(l => l.msg === 'conn closed' && db.sink.msgs('conn closed').indexOf(l) === n - 1)
 
   t.equal(await roundTrip(web, 'one'), 'one')
-  t.match(await closedOut(1), { resumed: false, peer: /\/svc\/db$/ }, 'first connection: full handshake')
+  t.match(await closedOut(1), { resumed: false, psk: false, peer: /\/svc\/db$/ }, 'first connection: full handshake')
   t.match(await closedIn(1), { resumed: false, source: 'web' })
 
   t.equal(await roundTrip(web, 'two'), 'two')
-  t.match(await closedOut(2), { resumed: true, peer: /\/svc\/db$/ }, 'second connection: resumed, server identity carried by the ticket')
-  t.match(await closedIn(2), { resumed: true, source: 'web', intention: 'web => db' }, 'the inbound side still names the source and the intention')
+  t.match(await closedOut(2), { resumed: true, psk: true, peer: /\/svc\/db$/ }, 'second connection: resumed with the PSK of the first, server identity carried with it')
+  t.match(await closedIn(2), { resumed: true, psk: true, source: 'web', intention: 'web => db' }, 'the inbound side still names the source and the intention')
 
   // A resumed connection is still subject to the intention check.
   const reloaded = db.sink.waitFor(l => l.msg === 'intentions reloaded' && l.version === 2)
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'deny' }], 'deny', 2)
   await reloaded
   t.equal(await roundTrip(web, 'three'), '', 'denied although resumed')
-  t.match(await db.sink.waitFor(l => l.msg === 'conn denied'), { resumed: true, source: 'web', intention: 'web => db' })
+  t.match(await db.sink.waitFor(l => l.msg === 'conn denied'), { resumed: true, psk: true, source: 'web', intention: 'web => db' }, 'a PSK connection is checked against the intentions too')
   t.equal(app.accepted(), 2, 'the app never saw the denied connection')
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }], 'deny', 3)
   await db.sink.waitFor(l => l.msg === 'intentions reloaded' && l.version === 3)
@@ -69,4 +70,30 @@ t.test('second connection resumes, keeps identity and intentions; rotation ends 
 
   await web.stop()
   await db.stop()
+})
+
+t.test('an upstream that is not mesh-proxy declines the PSK: after two declines, tickets', async t => {
+  const mesh = await makeMesh(t)
+  const { createServer } = await import('node:tls')
+  const leaf = await mesh.leaf('db')
+  // A plain TLS server with db's SVID (as an Envoy sidecar would be): it knows no PSK of ours.
+  const plain = createServer({ cert: leaf.certPem, key: leaf.keyPem, ca: mesh.ca.certPem, requestCert: true, rejectUnauthorized: true }, s => { s.pipe(s) })
+  plain.listen(0, '127.0.0.1')
+  await once(plain, 'listening')
+  t.teardown(() => plain.close())
+  const port = (plain.address() as { port: number }).port
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${port}`], meshDir: mesh.dir })
+  const got: Array<{ resumed: unknown, psk: unknown }> = []
+  for (let i = 1; i <= 4; i++) {
+    t.equal(await roundTrip(web, `m${i}`), `m${i}`)
+    const line = await web.sink.waitFor(l => l.msg === 'conn closed' && web.sink.msgs('conn closed').indexOf(l) === i - 1)
+    got.push({ resumed: line.resumed, psk: line.psk })
+  }
+  t.same(got, [
+    { resumed: false, psk: false }, // full handshake: a PSK and a ticket kept
+    { resumed: false, psk: false }, // PSK offered, declined once: full handshake (it may have restarted)
+    { resumed: false, psk: false }, // declined again: tickets only from now on
+    { resumed: true, psk: false } // the ticket resumes
+  ])
+  await web.stop()
 })

@@ -43,6 +43,6 @@ t.test('bounded: the oldest instance goes first; a refreshed one moves to the ba
   c.set(genA, 'h:new', ticket(9))
   t.equal(c.size, 1024)
   t.equal(c.get(genA, 'h:1', 0), undefined, 'h:1 was the oldest')
-  t.equal(c.get(genA, 'h:0', 0)?.session.toString(), 'ticket-0')
-  t.equal(c.get(genA, 'h:new', 0)?.session.toString(), 'ticket-9')
+  t.equal(c.get(genA, 'h:0', 0)?.session?.toString(), 'ticket-0')
+  t.equal(c.get(genA, 'h:new', 0)?.session?.toString(), 'ticket-9')
 })

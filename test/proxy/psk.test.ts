@@ -1,0 +1,71 @@
+// Why: a PSK stands in for a full handshake's certificates, so it must be the
+// same secret on both ends of the handshake that verified them and on no other
+// connection, must not outlive its expiry, and the server's table is bounded.
+// And a PSK connection must need a SHA-256 suite first in the client's order
+// (Node's callbacks bind the PSK to SHA-256): otherwise the server ignores it.
+import t from 'tap'
+import { createServer, connect, createSecureContext, type TLSSocket } from 'node:tls'
+import { once } from 'node:events'
+import { makeMesh, TD } from '../helpers/mesh.js'
+import { exportPsk, PskTable, type ServerPsk } from '../../src/proxy/psk.js'
+import { PSK_CIPHERS } from '../../src/proxy/tls-context.js'
+import { parseSpiffeId } from '../../src/identity/spiffe-id.js'
+
+const peer = { id: parseSpiffeId(`spiffe://${TD}/ns/default/dc/dc1/svc/web`), service: null, serial: '01', notAfter: new Date(0) }
+const entry = (expiresAt: number, fill = 1): ServerPsk => ({ psk: Buffer.alloc(32, fill), peer, expiresAt })
+
+const cases: Array<{ name: string, run: (p: PskTable) => unknown, want: number | undefined }> = [
+  { name: 'unknown identity: nothing', run: p => p.get('ab', 0), want: undefined },
+  { name: 'known, before expiry: its key', run: p => { p.set('ab', entry(1000, 7)); return p.get('ab', 999) }, want: 7 },
+  { name: 'at expiry: dropped', run: p => { p.set('ab', entry(1000, 7)); p.get('ab', 1000); return p.get('ab', 0) }, want: undefined },
+  { name: 'another identity: nothing', run: p => { p.set('ab', entry(1000, 7)); return p.get('cd', 0) }, want: undefined }
+]
+for (const k of cases) {
+  t.test(k.name, async t => {
+    const got = k.run(new PskTable()) as ServerPsk | undefined
+    t.equal(got?.psk[0], k.want)
+  })
+}
+
+t.test('the table keeps at most 10 000 PSKs, dropping the oldest', async t => {
+  const p = new PskTable()
+  for (let i = 0; i < 10_001; i++) p.set(`id-${i}`, entry(1000))
+  t.equal(p.size, 10_000)
+  t.equal(p.get('id-0', 0), undefined)
+  t.ok(p.get('id-10000', 0))
+})
+
+t.test('both ends export the same PSK; another connection gets another; it resumes only with a SHA-256 suite first', async t => {
+  const mesh = await makeMesh(t)
+  const [server, client] = [await mesh.leaf('db'), await mesh.leaf('web')]
+  const serverSide: Array<ReturnType<typeof exportPsk>> = []
+  let known: { identity: string, psk: Buffer } | undefined
+  const srv = createServer({ cert: server.certPem, key: server.keyPem, ca: mesh.ca.certPem, requestCert: true, rejectUnauthorized: true, honorCipherOrder: false, pskCallback: (_s: TLSSocket, id: string) => id === known?.identity ? known.psk : null }, s => {
+    serverSide.push(s.isSessionReused() ? undefined : exportPsk(s))
+    s.end('x')
+  })
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  t.teardown(() => srv.close())
+  const port = (srv.address() as { port: number }).port
+  const open = async (ciphers?: string): Promise<{ psk: ReturnType<typeof exportPsk>, resumed: boolean }> => {
+    const secureContext = createSecureContext({ cert: client.certPem, key: client.keyPem, ca: mesh.ca.certPem, ...(ciphers === undefined ? {} : { ciphers }) })
+    const c = connect({ port, host: '127.0.0.1', secureContext, checkServerIdentity: () => undefined, ...(known === undefined ? {} : { pskCallback: () => known ?? null }) })
+    await once(c, 'secureConnect')
+    const out = { psk: exportPsk(c), resumed: c.isSessionReused() }
+    c.resume()
+    await once(c, 'end')
+    c.end()
+    await once(c, 'close')
+    return out
+  }
+  const a = await open()
+  const b = await open()
+  t.same(a.psk, serverSide[0], 'client and server hold the same PSK and identity')
+  t.notSame(a.psk, b.psk, 'each handshake has its own')
+  t.equal(a.psk!.psk.length, 32)
+  t.match(a.psk!.identity, /^[0-9a-f]{32}$/)
+  known = a.psk
+  t.equal((await open()).resumed, false, 'with the default order (AES-256-GCM-SHA384 first) the PSK is not taken')
+  t.equal((await open(PSK_CIPHERS)).resumed, true, 'with a SHA-256 suite first it is')
+})
