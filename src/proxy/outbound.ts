@@ -211,7 +211,11 @@ export class UpstreamListener {
       if (verified !== undefined) this.#sessions.set(state, key, { session: withoutPeerCertificate(session), ...(fresh === undefined ? {} : { psk: fresh }), peerId: verified.peerId, expiresAt: verified.expiresAt })
     }
     const handshake = (tls: TLSSocket): Promise<{ tls: TLSSocket, peerId: string, resumed: boolean, psk: boolean }> => new Promise((resolve, reject) => {
-      tls.on('session', onTicket)
+      // Not when offering a PSK: a mesh-proxy server sends a ticket after every PSK
+      // handshake, and Node turns each into DER and an event only if someone listens.
+      // (Declined: the full handshake's PSK is kept, and after a second decline the
+      // next connection is a full handshake that keeps its ticket.)
+      if (psk === undefined) tls.on('session', onTicket)
       const cancel = handshakeDeadline(tls, this.#opts.timeouts.handshakeTimeoutMs, key)
       const onError = (err: Error): void => {
         cancel()

@@ -84,15 +84,16 @@ t.test('an upstream that is not mesh-proxy declines the PSK: after two declines,
   const port = (plain.address() as { port: number }).port
   const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${port}`], meshDir: mesh.dir })
   const got: Array<{ resumed: unknown, psk: unknown }> = []
-  for (let i = 1; i <= 4; i++) {
+  for (let i = 1; i <= 5; i++) {
     t.equal(await roundTrip(web, `m${i}`), `m${i}`)
     const line = await web.sink.waitFor(l => l.msg === 'conn closed' && web.sink.msgs('conn closed').indexOf(l) === i - 1)
     got.push({ resumed: line.resumed, psk: line.psk })
   }
   t.same(got, [
-    { resumed: false, psk: false }, // full handshake: a PSK and a ticket kept
-    { resumed: false, psk: false }, // PSK offered, declined once: full handshake (it may have restarted)
-    { resumed: false, psk: false }, // declined again: tickets only from now on
+    { resumed: false, psk: false }, // full handshake: its PSK kept
+    { resumed: false, psk: false }, // PSK offered, declined once: full handshake (it may have restarted), its PSK kept
+    { resumed: false, psk: false }, // declined again: tickets only from now on (a PSK offer takes no ticket)
+    { resumed: false, psk: false }, // full handshake, its ticket kept
     { resumed: true, psk: false } // the ticket resumes
   ])
   await web.stop()
