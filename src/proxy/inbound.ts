@@ -161,6 +161,7 @@ export class InboundListener {
     const resumed = sock.isSessionReused()
     // Resumed with one of our PSKs: the peer is the one verified when it was made.
     const psk = resumed ? this.#pskOffered.get(sock) : undefined
+    this.#pskOffered.delete(sock) // not kept for the connection's life
     let source: ServiceRef
     let peerId: string
     let peer: PeerIdentity

@@ -169,7 +169,7 @@ export class UpstreamListener {
     // A PSK to an instance that takes ours (mesh-proxy, psk.ts), else the ticket.
     let psk = offered?.psk !== undefined && !this.#noPsk.has(key) ? offered.psk : undefined
     const ticket = psk === undefined ? offered?.session : undefined
-    /** The PSK of this connection's full handshake, kept with its ticket. */
+    /** The PSK of this connection's full handshake, kept with the tickets that follow it. */
     let fresh: Psk | undefined
     let verified: { peerId: string, expiresAt: number } | undefined
     let identityError: PeerIdentityError | undefined
@@ -242,8 +242,6 @@ export class UpstreamListener {
           // Both ends take the same PSK from this verified handshake; a mesh-proxy server keeps it too.
           fresh = exportPsk(tls)
           if (fresh !== undefined) this.#sessions.set(state, key, { psk: fresh, peerId: verified.peerId, expiresAt: verified.expiresAt })
-        } else if (viaPsk) {
-          fresh = psk // kept with a ticket, should this server send one
         }
         offered = undefined
         psk = undefined
