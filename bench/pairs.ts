@@ -288,6 +288,15 @@ interface CPeer {
   outbound (bin: string, port: number, inPort: number): Promise<ChildProcess>
 }
 
+/**
+ * `--suite TLS_AES_128_GCM_SHA256`: the C peers offer and accept that TLS 1.3 suite
+ * only (both sides), for a like-for-like look at mesh-proxy, whose resumed
+ * connections run TLS_AES_128_GCM_SHA256 (a PSK from Node's callbacks needs a
+ * SHA-256 suite: src/proxy/psk.ts). Default: each peer's own order (AES-256-GCM first).
+ */
+export const SUITE = arg('suite', '')
+if (SUITE !== '' && !/^TLS_[A-Z0-9_]+$/.test(SUITE)) throw new Error(`--suite ${SUITE}: give one TLS 1.3 suite name, e.g. TLS_AES_128_GCM_SHA256`)
+
 /** stunnel, haproxy and nginx (stream) with the same certificates, mTLS both ways, one worker each. */
 function cPeers (layout: MeshLayout): CPeer[] {
   const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-c-'))
@@ -298,23 +307,25 @@ function cPeers (layout: MeshLayout): CPeer[] {
   let n = 0
   const file = (name: string, text: string): string => { const f = join(dir, `${++n}-${name}`); writeFileSync(f, text); return f }
   const run = async (bin: string, args: string[]): Promise<ChildProcess> => spawn(bin, args, { stdio: 'ignore' })
+  const stunnelSuite = SUITE === '' ? '' : `ciphersuites = ${SUITE}\n`
+  const haproxySuite = SUITE === '' ? '' : ` ciphersuites ${SUITE}`
   const haproxyHead = 'global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n'
   const nginxHead = (tag: string): string => `load_module /usr/lib/nginx/modules/ngx_stream_module.so;\nworker_processes 1;\nworker_rlimit_nofile 20000;\ndaemon off;\nmaster_process off;\npid ${join(dir, tag + '.pid')};\nerror_log ${join(dir, tag + '.err')};\nevents { worker_connections 20000; }\n`
   return [
     {
       name: 'stunnel pair', bin: 'stunnel4', pkg: 'stunnel4',
-      inbound: async (bin, port, target) => await run(bin, [file('in.conf', `foreground = yes\npid =\n[in]\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:${target}\ncert = ${c('db')}\nkey = ${k('db')}\nCAfile = ${ca}\nverifyChain = yes\nrequireCert = yes\n`)]),
-      outbound: async (bin, port, inPort) => await run(bin, [file('out.conf', `foreground = yes\npid =\n[out]\nclient = yes\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:${inPort}\ncert = ${c('web')}\nkey = ${k('web')}\nCAfile = ${ca}\nverifyChain = yes\ncheckHost = db\nsni = db\n`)])
+      inbound: async (bin, port, target) => await run(bin, [file('in.conf', `foreground = yes\npid =\n[in]\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:${target}\ncert = ${c('db')}\nkey = ${k('db')}\nCAfile = ${ca}\nverifyChain = yes\nrequireCert = yes\n${stunnelSuite}`)]),
+      outbound: async (bin, port, inPort) => await run(bin, [file('out.conf', `foreground = yes\npid =\n[out]\nclient = yes\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:${inPort}\ncert = ${c('web')}\nkey = ${k('web')}\nCAfile = ${ca}\nverifyChain = yes\ncheckHost = db\nsni = db\n${stunnelSuite}`)])
     },
     {
       name: 'haproxy pair', bin: 'haproxy', pkg: 'haproxy',
-      inbound: async (bin, port, target) => await run(bin, ['-db', '-f', file('in.cfg', `${haproxyHead}frontend f\n  bind 127.0.0.1:${port} ssl crt ${join(dir, 'db.combined.pem')} ca-file ${ca} verify required\n  default_backend b\nbackend b\n  server s 127.0.0.1:${target}\n`)]),
-      outbound: async (bin, port, inPort) => await run(bin, ['-db', '-f', file('out.cfg', `${haproxyHead}frontend f\n  bind 127.0.0.1:${port}\n  default_backend b\nbackend b\n  server s 127.0.0.1:${inPort} ssl crt ${join(dir, 'web.combined.pem')} ca-file ${ca} verify required sni str(db)\n`)])
+      inbound: async (bin, port, target) => await run(bin, ['-db', '-f', file('in.cfg', `${haproxyHead}frontend f\n  bind 127.0.0.1:${port} ssl crt ${join(dir, 'db.combined.pem')} ca-file ${ca} verify required${haproxySuite}\n  default_backend b\nbackend b\n  server s 127.0.0.1:${target}\n`)]),
+      outbound: async (bin, port, inPort) => await run(bin, ['-db', '-f', file('out.cfg', `${haproxyHead}frontend f\n  bind 127.0.0.1:${port}\n  default_backend b\nbackend b\n  server s 127.0.0.1:${inPort} ssl crt ${join(dir, 'web.combined.pem')} ca-file ${ca} verify required sni str(db)${haproxySuite}\n`)])
     },
     {
       name: 'nginx stream pair', bin: 'nginx', pkg: 'nginx libnginx-mod-stream',
-      inbound: async (bin, port, target) => { const t = `in${++n}`; return await run(bin, ['-p', dir, '-c', file('in.nginx', `${nginxHead(t)}stream { server { listen 127.0.0.1:${port} ssl; ssl_certificate ${c('db')}; ssl_certificate_key ${k('db')}; ssl_client_certificate ${ca}; ssl_verify_client on; proxy_pass 127.0.0.1:${target}; } }\n`)]) },
-      outbound: async (bin, port, inPort) => { const t = `out${++n}`; return await run(bin, ['-p', dir, '-c', file('out.nginx', `${nginxHead(t)}stream { server { listen 127.0.0.1:${port}; proxy_pass 127.0.0.1:${inPort}; proxy_ssl on; proxy_ssl_certificate ${c('web')}; proxy_ssl_certificate_key ${k('web')}; proxy_ssl_trusted_certificate ${ca}; proxy_ssl_verify on; proxy_ssl_name db; proxy_ssl_server_name on; } }\n`)]) }
+      inbound: async (bin, port, target) => { const t = `in${++n}`; return await run(bin, ['-p', dir, '-c', file('in.nginx', `${nginxHead(t)}stream { server { listen 127.0.0.1:${port} ssl; ssl_certificate ${c('db')}; ssl_certificate_key ${k('db')}; ssl_client_certificate ${ca}; ssl_verify_client on; ${SUITE === '' ? '' : `ssl_conf_command Ciphersuites ${SUITE}; `}proxy_pass 127.0.0.1:${target}; } }\n`)]) },
+      outbound: async (bin, port, inPort) => { const t = `out${++n}`; return await run(bin, ['-p', dir, '-c', file('out.nginx', `${nginxHead(t)}stream { server { listen 127.0.0.1:${port}; proxy_pass 127.0.0.1:${inPort}; proxy_ssl on; proxy_ssl_certificate ${c('web')}; proxy_ssl_certificate_key ${k('web')}; proxy_ssl_trusted_certificate ${ca}; proxy_ssl_verify on; proxy_ssl_name db; proxy_ssl_server_name on; ${SUITE === '' ? '' : `proxy_ssl_conf_command Ciphersuites ${SUITE}; `}} }\n`)]) }
     }
   ]
 }
