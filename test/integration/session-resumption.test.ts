@@ -56,9 +56,9 @@ t.test('second connection resumes, keeps identity and intentions; rotation ends 
   }
   await newLeaf('db', db)
   t.equal(await roundTrip(web, 'four'), 'four')
-  t.match(await closedOut(4), { resumed: false }, 'after db rotated: full handshake, connection fine')
+  t.match(await closedOut(4), { resumed: false, psk: false }, 'after db rotated: its PSKs are gone, so a full handshake, connection fine')
   t.equal(await roundTrip(web, 'five'), 'five')
-  t.match(await closedOut(5), { resumed: true }, 'and the new ticket resumes again')
+  t.match(await closedOut(5), { resumed: true, psk: true }, 'declined once, then the PSK of that full handshake resumes again')
   t.equal(await roundTrip(web, 'five and a half'), 'five and a half')
   t.match(await closedOut(6), { resumed: true }, 'and keeps resuming (Node\'s server sends no new ticket on a resumed connection: the same one is offered)')
 
