@@ -178,7 +178,7 @@ export class UpstreamListener {
         host: to.host,
         port: to.port,
         // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
-        secureContext: psk === undefined ? state.clientContext : state.pskClientContext,
+        secureContext: state.clientContext,
         servername: sni,
         // The ticket is set once below, before TCP is up and the ClientHello is
         // written: given as `session` here, Node 20 decodes it twice (in

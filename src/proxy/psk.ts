@@ -19,8 +19,8 @@
  * is offered tickets instead (outbound.ts).
  *
  * Node's PSK callbacks are OpenSSL's legacy ones, whose TLS 1.3 PSK is bound
- * to SHA-256: a PSK connection runs TLS_AES_128_GCM_SHA256 (what Envoy and Go
- * prefer anyway); the server lets the client's order decide (tls-context.ts).
+ * to SHA-256: a server that picks AES-256-GCM-SHA384 ignores it. Our contexts
+ * list TLS_AES_128_GCM_SHA256 first (tls-context.ts), as Envoy and Go do.
  */
 import type { TLSSocket } from 'node:tls'
 import type { PeerIdentity } from './peer.js'

@@ -21,15 +21,18 @@ export interface TlsState {
   readonly serverOptions: SecureContextOptions
   /** Client-side context for outbound connections. */
   readonly clientContext: SecureContext
-  /** Client-side context for a connection that offers a PSK: a SHA-256 suite first (psk.ts). */
-  readonly pskClientContext: SecureContext
   readonly verifier: PeerVerifier
   /** The inbound's PSKs made under this generation (psk.ts). */
   readonly psks: PskTable
 }
 
-/** OpenSSL's TLS 1.3 suites, the SHA-256 ones first (a PSK from Node's callbacks needs one), then Node's defaults. */
-export const PSK_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_256_GCM_SHA384',
+/**
+ * Node's default suites with the TLS 1.3 SHA-256 ones first: a PSK from Node's
+ * callbacks is bound to SHA-256 (psk.ts), and the server's order decides. So
+ * connections between sidecars run TLS_AES_128_GCM_SHA256, the suite Envoy
+ * (BoringSSL) and Go prefer too. TLS 1.2 keeps Node's list and order.
+ */
+export const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_256_GCM_SHA384',
   ...DEFAULT_CIPHERS.split(':').filter(c => !c.startsWith('TLS_'))].join(':')
 
 /** Build a TLS state from an SVID and bundle. */
@@ -43,16 +46,13 @@ export function buildTlsState (svid: OwnSvid, bundle: TrustBundle): TlsState {
     // bundle refuses every ticket issued before it. Explicit rather than relying on
     // Node giving each new secure context fresh keys.
     ticketKeys: randomBytes(48),
-    // The client's order picks the suite: full handshakes keep the default
-    // (AES-256-GCM first), a PSK offer asks for a SHA-256 suite (psk.ts).
-    honorCipherOrder: false
+    ciphers: TLS_CIPHERS
   }
   return {
     svid,
     bundle,
     serverOptions,
     clientContext: createSecureContext(serverOptions),
-    pskClientContext: createSecureContext({ ...serverOptions, ciphers: PSK_CIPHERS }),
     verifier: new PeerVerifier(bundle),
     psks: new PskTable()
   }

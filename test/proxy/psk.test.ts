@@ -1,14 +1,14 @@
 // Why: a PSK stands in for a full handshake's certificates, so it must be the
 // same secret on both ends of the handshake that verified them and on no other
 // connection, must not outlive its expiry, and the server's table is bounded.
-// And a PSK connection must need a SHA-256 suite first in the client's order
-// (Node's callbacks bind the PSK to SHA-256): otherwise the server ignores it.
+// And the server must pick a SHA-256 suite (Node's callbacks bind the PSK to
+// SHA-256): with our suite list it does, with Node's default it ignores the PSK.
 import t from 'tap'
 import { createServer, connect, createSecureContext, type TLSSocket } from 'node:tls'
 import { once } from 'node:events'
 import { makeMesh, TD } from '../helpers/mesh.js'
 import { exportPsk, PskTable, type ServerPsk } from '../../src/proxy/psk.js'
-import { PSK_CIPHERS } from '../../src/proxy/tls-context.js'
+import { TLS_CIPHERS } from '../../src/proxy/tls-context.js'
 import { parseSpiffeId } from '../../src/identity/spiffe-id.js'
 
 const peer = { id: parseSpiffeId(`spiffe://${TD}/ns/default/dc/dc1/svc/web`), service: null, serial: '01', notAfter: new Date(0) }
@@ -35,37 +35,43 @@ t.test('the table keeps at most 10 000 PSKs, dropping the oldest', async t => {
   t.ok(p.get('id-10000', 0))
 })
 
-t.test('both ends export the same PSK; another connection gets another; it resumes only with a SHA-256 suite first', async t => {
+t.test('both ends export the same PSK; another connection gets another; our suite list lets it resume', async t => {
   const mesh = await makeMesh(t)
   const [server, client] = [await mesh.leaf('db'), await mesh.leaf('web')]
   const serverSide: Array<ReturnType<typeof exportPsk>> = []
   let known: { identity: string, psk: Buffer } | undefined
-  const srv = createServer({ cert: server.certPem, key: server.keyPem, ca: mesh.ca.certPem, requestCert: true, rejectUnauthorized: true, honorCipherOrder: false, pskCallback: (_s: TLSSocket, id: string) => id === known?.identity ? known.psk : null }, s => {
-    serverSide.push(s.isSessionReused() ? undefined : exportPsk(s))
-    s.end('x')
-  })
-  srv.listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  t.teardown(() => srv.close())
-  const port = (srv.address() as { port: number }).port
-  const open = async (ciphers?: string): Promise<{ psk: ReturnType<typeof exportPsk>, resumed: boolean }> => {
-    const secureContext = createSecureContext({ cert: client.certPem, key: client.keyPem, ca: mesh.ca.certPem, ...(ciphers === undefined ? {} : { ciphers }) })
+  /** A server with `ciphers` (Node's default when undefined) that knows the PSK in `known`. */
+  const serve = async (ciphers?: string): Promise<number> => {
+    const srv = createServer({ cert: server.certPem, key: server.keyPem, ca: mesh.ca.certPem, requestCert: true, rejectUnauthorized: true, ...(ciphers === undefined ? {} : { ciphers }), pskCallback: (_s: TLSSocket, id: string) => id === known?.identity ? known.psk : null }, s => {
+      serverSide.push(s.isSessionReused() ? undefined : exportPsk(s))
+      s.end('x')
+    })
+    srv.listen(0, '127.0.0.1')
+    await once(srv, 'listening')
+    t.teardown(() => srv.close())
+    return (srv.address() as { port: number }).port
+  }
+  const open = async (port: number): Promise<{ psk: ReturnType<typeof exportPsk>, resumed: boolean, cipher: string }> => {
+    const secureContext = createSecureContext({ cert: client.certPem, key: client.keyPem, ca: mesh.ca.certPem })
     const c = connect({ port, host: '127.0.0.1', secureContext, checkServerIdentity: () => undefined, ...(known === undefined ? {} : { pskCallback: () => known ?? null }) })
     await once(c, 'secureConnect')
-    const out = { psk: exportPsk(c), resumed: c.isSessionReused() }
+    const out = { psk: exportPsk(c), resumed: c.isSessionReused(), cipher: c.getCipher().name }
     c.resume()
     await once(c, 'end')
     c.end()
     await once(c, 'close')
     return out
   }
-  const a = await open()
-  const b = await open()
+  const ours = await serve(TLS_CIPHERS)
+  const nodeDefault = await serve()
+  const a = await open(ours)
+  const b = await open(ours)
   t.same(a.psk, serverSide[0], 'client and server hold the same PSK and identity')
   t.notSame(a.psk, b.psk, 'each handshake has its own')
   t.equal(a.psk!.psk.length, 32)
   t.match(a.psk!.identity, /^[0-9a-f]{32}$/)
+  t.equal(a.cipher, 'TLS_AES_128_GCM_SHA256', 'our suite list: AES-128-GCM on a full handshake too')
   known = a.psk
-  t.equal((await open()).resumed, false, 'with the default order (AES-256-GCM-SHA384 first) the PSK is not taken')
-  t.equal((await open(PSK_CIPHERS)).resumed, true, 'with a SHA-256 suite first it is')
+  t.match(await open(ours), { resumed: true, cipher: 'TLS_AES_128_GCM_SHA256' }, 'a client with Node\'s default order resumes with the PSK')
+  t.equal((await open(nodeDefault)).resumed, false, 'a server with Node\'s default order (AES-256-GCM-SHA384 first) ignores it')
 })
