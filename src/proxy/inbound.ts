@@ -18,7 +18,7 @@ import { relay } from './relay.js'
 import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
-import { SESSION_LIFETIME_MS } from './session-cache.js'
+import { SESSION_LIFETIME_MS, resumableUntil } from './session-cache.js'
 import { exportPsk, type ServerPsk } from './psk.js'
 import type { PeerIdentity } from './peer.js'
 
@@ -203,8 +203,7 @@ export class InboundListener {
   #rememberPsk (sock: TLSSocket, state: TlsState, peer: PeerIdentity): void {
     const made = exportPsk(sock)
     if (made === undefined) return
-    const expiresAt = Math.min(Date.now() + SESSION_LIFETIME_MS, peer.notAfter.getTime(), state.svid.chain[0]!.notAfter.getTime())
-    state.psks.set(made.identity, { psk: made.psk, peer, expiresAt })
+    state.psks.set(made.identity, { psk: made.psk, peer, expiresAt: resumableUntil(Date.now(), peer.notAfter, state.svid.chain[0]!.notAfter) })
   }
 
   #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {

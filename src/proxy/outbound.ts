@@ -19,7 +19,7 @@ import { relay } from './relay.js'
 import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
-import { SessionCache, SESSION_LIFETIME_MS } from './session-cache.js'
+import { SessionCache, resumableUntil } from './session-cache.js'
 import { withoutPeerCertificate } from './ticket-der.js'
 import { exportPsk, type Psk } from './psk.js'
 
@@ -192,7 +192,7 @@ export class UpstreamListener {
           try {
             const peer = state.verifier.verify(cert)
             if (peer.id.uri !== expected) throw new PeerIdentityError('wrong_server_identity', `server presented ${peer.id.uri}, expected ${expected}`)
-            verified = { peerId: peer.id.uri, expiresAt: Math.min(Date.now() + SESSION_LIFETIME_MS, peer.notAfter.getTime(), state.svid.chain[0]!.notAfter.getTime()) }
+            verified = { peerId: peer.id.uri, expiresAt: resumableUntil(Date.now(), peer.notAfter, state.svid.chain[0]!.notAfter) }
             return undefined
           } catch (err) {
             identityError = err instanceof PeerIdentityError ? err : new PeerIdentityError('bad_certificate', toError(err).message)

@@ -20,6 +20,11 @@ import type { Psk } from './psk.js'
 
 /** How long a ticket may be used after the full handshake that verified the server: Node's server sessionTimeout default (300 s). */
 export const SESSION_LIFETIME_MS = 300_000
+
+/** Until when a ticket or PSK made `now` may be used: SESSION_LIFETIME_MS, and never past the peer's or our own leaf. */
+export function resumableUntil (now: number, peerNotAfter: Date, ownNotAfter: Date): number {
+  return Math.min(now + SESSION_LIFETIME_MS, peerNotAfter.getTime(), ownNotAfter.getTime())
+}
 /** Instances remembered at most; the oldest is dropped first. */
 const MAX_INSTANCES = 1024
 

@@ -3,7 +3,7 @@
 // generation of ours, before its expiry. These rules are the whole security
 // argument for resumption, so each one is pinned here.
 import t from 'tap'
-import { SessionCache } from '../../src/proxy/session-cache.js'
+import { SessionCache, SESSION_LIFETIME_MS, resumableUntil } from '../../src/proxy/session-cache.js'
 
 const genA = {}
 const genB = {}
@@ -45,4 +45,12 @@ t.test('bounded: the oldest instance goes first; a refreshed one moves to the ba
   t.equal(c.get(genA, 'h:1', 0), undefined, 'h:1 was the oldest')
   t.equal(c.get(genA, 'h:0', 0)?.session?.toString(), 'ticket-0')
   t.equal(c.get(genA, 'h:new', 0)?.session?.toString(), 'ticket-9')
+})
+
+t.test('resumableUntil: the lifetime, capped by either leaf', async t => {
+  const now = 1_000_000
+  const later = new Date(now + 10 * SESSION_LIFETIME_MS)
+  t.equal(resumableUntil(now, later, later), now + SESSION_LIFETIME_MS, 'both leaves outlive it: the lifetime')
+  t.equal(resumableUntil(now, new Date(now + 1000), later), now + 1000, "the peer's leaf ends first")
+  t.equal(resumableUntil(now, later, new Date(now + 2000)), now + 2000, 'our leaf ends first')
 })
