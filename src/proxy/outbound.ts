@@ -44,6 +44,11 @@ let nextConnId = 0
 type SettableSession = TLSSocket & { setSession: (session: Buffer) => void }
 const hasSetSession = typeof (TLSSocket.prototype as Partial<SettableSession>).setSession === 'function'
 
+/** Declined PSK offers in a row after which an instance is offered tickets only. */
+const PSK_DECLINES_FOR_TICKETS = 2
+/** Instances whose declines are remembered at most (forgotten all at once beyond). */
+const MAX_INSTANCES_DECLINING = 1024
+
 /** Accepts plaintext from the app and relays it over mTLS to the upstream. */
 export class UpstreamListener {
   readonly #opts: OutboundOptions
@@ -51,10 +56,8 @@ export class UpstreamListener {
   readonly #registry = new ConnRegistry()
   /** Tickets and PSKs per upstream instance, for resumed handshakes (session-cache.ts). */
   readonly #sessions = new SessionCache()
-  /** Instances that declined our PSK twice in a row (not mesh-proxy, or several --workers): tickets only. */
-  readonly #noPsk = new Set<string>()
-  /** Instances whose last PSK offer was declined. */
-  readonly #declinedOnce = new Set<string>()
+  /** PSK offers declined in a row, per instance; at PSK_DECLINES_FOR_TICKETS, tickets only (#pskOutcome). */
+  readonly #pskDeclines = new Map<string, number>()
   #server: Server | undefined
   #rr = 0
   /** SNI and the server's SPIFFE ID for the current trust domain (built once per trust domain, not per connection). */
@@ -167,7 +170,7 @@ export class UpstreamListener {
     // held connection must not keep the ticket it was offered (~1.5 KB).
     let offered = this.#sessions.get(state, key, Date.now())
     // A PSK to an instance that takes ours (mesh-proxy, psk.ts), else the ticket.
-    let psk = offered?.psk !== undefined && !this.#noPsk.has(key) ? offered.psk : undefined
+    let psk = offered?.psk !== undefined && (this.#pskDeclines.get(key) ?? 0) < PSK_DECLINES_FOR_TICKETS ? offered.psk : undefined
     const ticket = psk === undefined ? offered?.session : undefined
     /** The PSK of this connection's full handshake, kept with the tickets that follow it. */
     let fresh: Psk | undefined
@@ -260,15 +263,10 @@ export class UpstreamListener {
    * offered next.
    */
   #pskOutcome (key: string, taken: boolean): void {
-    if (taken) { this.#declinedOnce.delete(key); return }
-    if (!this.#declinedOnce.has(key)) {
-      if (this.#declinedOnce.size >= 1024) this.#declinedOnce.clear()
-      this.#declinedOnce.add(key)
-      return
-    }
-    this.#declinedOnce.delete(key)
-    if (this.#noPsk.size >= 1024) this.#noPsk.clear()
-    this.#noPsk.add(key)
+    if (taken) { this.#pskDeclines.delete(key); return }
+    const declines = this.#pskDeclines.get(key) ?? 0
+    if (declines === 0 && this.#pskDeclines.size >= MAX_INSTANCES_DECLINING) this.#pskDeclines.clear()
+    this.#pskDeclines.set(key, declines + 1)
   }
 
   /** Stop accepting, drain up to drainTimeoutMs, then close what is left. Idempotent. */
