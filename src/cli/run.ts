@@ -11,7 +11,8 @@ import { createLogger } from '../log.js'
 import { Sidecar } from '../proxy/sidecar.js'
 import { MetricsRegistry } from '../metrics/metrics.js'
 import { AdminServer, sidecarView } from '../admin/server.js'
-import { runPrimary, workerChannel, workerSlot } from './workers.js'
+import { runPrimary, workerChannel, workerSlot, type WorkerChannel } from './workers.js'
+import type { SharedPsk } from '../proxy/psk.js'
 import type { Config } from '../config/types.js'
 
 /** Read and parse --config; errors name the file. */
@@ -51,10 +52,17 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
   if (slot === null && config.workers > 1) return await runPrimary(config, baseLogger, hooks.signals ?? process)
   const logger = slot === null ? baseLogger : baseLogger.child({ worker: slot })
   const metrics = new MetricsRegistry()
-  // As a worker, only worker 0 renews our leaf and registers us (workers.ts).
-  const sidecar = new Sidecar({ config, logger, metrics, leader: slot === null || slot === 0 })
+  // As a worker, only worker 0 renews our leaf and registers us, and PSKs are shared (workers.ts).
+  let channel: WorkerChannel | null = null
+  const sidecar = new Sidecar({ config, logger, metrics, leader: slot === null || slot === 0, sharePsk: slot === null ? undefined : (m: SharedPsk) => channel?.sharePsk(m) })
   const view = sidecarView(sidecar, metrics)
-  const channel = slot === null ? null : workerChannel(() => view)
+  if (slot !== null) {
+    channel = workerChannel(() => view, m => {
+      const result = sidecar.adoptPsk(m)
+      // Once per full handshake of a sibling (a PSK lives minutes), not per connection.
+      logger.debug({ result }, 'sibling psk')
+    })
+  }
   // Admin first, so that /ready answers 503 "starting" while the rest comes up. Workers have none: the primary serves it.
   const admin = config.admin === null || channel !== null ? null : new AdminServer({ view, logger })
   try {

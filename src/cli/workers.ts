@@ -16,7 +16,9 @@
  *   now) and SIGHUP into a reload of every worker; workers ignore the terminal's
  *   signals and take theirs from the primary only;
  * - restarts a worker that dies after it was ready (backoff 0.5 s doubling to
- *   30 s); a worker that fails to start stops everything with its error.
+ *   30 s); a worker that fails to start stops everything with its error;
+ * - passes each TLS 1.3 PSK a worker's inbound makes on to the other workers
+ *   (psk.ts): a client that resumes lands on any of them.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
@@ -27,6 +29,7 @@ import { mergeMetrics } from '../metrics/merge.js'
 import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
 import { loadFromMeshDir } from '../proxy/material.js'
 import { toError } from '../errors.js'
+import type { SharedPsk } from '../proxy/psk.js'
 
 const SLOT_ENV = 'MESH_PROXY_WORKER_SLOT'
 /** How long the primary waits for a worker's answer to an admin question. */
@@ -40,6 +43,8 @@ interface Ask { kind: 'mesh-proxy/ask', id: number, what: Question }
 interface Answer { kind: 'mesh-proxy/answer', id: number, value?: unknown, error?: string }
 interface SignalMsg { kind: 'mesh-proxy/signal', signal: 'SIGTERM' | 'SIGHUP' }
 interface ReadyMsg { kind: 'mesh-proxy/started' }
+/** A worker's new PSK, to the primary and from it to every other worker. */
+interface PskMsg { kind: 'mesh-proxy/psk', psk: SharedPsk }
 
 /** This process's worker slot (0..N-1), or null when it is not a mesh-proxy worker. */
 export function workerSlot (): number | null {
@@ -47,16 +52,28 @@ export function workerSlot (): number | null {
   return cluster.isWorker && v !== undefined ? Number(v) : null
 }
 
+/** What a worker does with the channel to its primary. */
+export interface WorkerChannel {
+  /** SIGTERM and SIGHUP as the primary decides them. */
+  readonly signals: EventEmitter
+  /** Say "started": from now on the primary asks this worker. */
+  started (): void
+  /** Hand a PSK our inbound made to the other workers. */
+  sharePsk (psk: SharedPsk): void
+  close (): void
+}
+
 /**
  * Worker side: the primary's signals as an emitter (for runSidecar), answers
- * to its admin questions from `view`, and a way to say "started". The
- * terminal's SIGINT/SIGHUP (sent to the whole process group) are ignored here:
- * the primary forwards what it decides.
+ * to its admin questions from `view`, the siblings' PSKs to `adoptPsk`, and a
+ * way to say "started". The terminal's SIGINT/SIGHUP (sent to the whole
+ * process group) are ignored here: the primary forwards what it decides.
  */
-export function workerChannel (view: () => AdminView | undefined): { signals: EventEmitter, started: () => void, close: () => void } {
+export function workerChannel (view: () => AdminView | undefined, adoptPsk: (psk: SharedPsk) => void): WorkerChannel {
   const signals = new EventEmitter()
   const onMessage = (m: unknown): void => {
-    const msg = m as { kind?: string, signal?: SignalMsg['signal'], id?: number, what?: Question }
+    const msg = m as { kind?: string, signal?: SignalMsg['signal'], id?: number, what?: Question, psk?: SharedPsk }
+    if (msg.kind === 'mesh-proxy/psk' && msg.psk !== undefined) adoptPsk(msg.psk)
     if (msg.kind === 'mesh-proxy/signal' && msg.signal !== undefined) signals.emit(msg.signal)
     if (msg.kind === 'mesh-proxy/ask' && msg.id !== undefined && msg.what !== undefined) {
       const v = view()
@@ -76,6 +93,7 @@ export function workerChannel (view: () => AdminView | undefined): { signals: Ev
   return {
     signals,
     started: () => { process.send?.({ kind: 'mesh-proxy/started' } satisfies ReadyMsg) },
+    sharePsk: (psk: SharedPsk) => { if (process.connected) process.send?.({ kind: 'mesh-proxy/psk', psk } satisfies PskMsg) },
     close: () => {
       process.off('message', onMessage)
       process.off('SIGTERM', onTerm)
@@ -169,7 +187,11 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
       const w = cluster.fork({ [SLOT_ENV]: String(s.n) })
       s.worker = w
       s.started = false
-      w.on('message', (m: Partial<ReadyMsg>) => {
+      w.on('message', (m: Partial<ReadyMsg> | Partial<PskMsg>) => {
+        if (m.kind === 'mesh-proxy/psk') {
+          for (const x of slots) if (x !== s && x.started && x.worker?.isConnected() === true) x.worker.send(m)
+          return
+        }
         if (m.kind !== 'mesh-proxy/started') return
         s.started = true
         // A stop that came while it was starting could not reach it (nothing listened yet): say it now.

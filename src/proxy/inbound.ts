@@ -19,7 +19,7 @@ import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
 import { SESSION_LIFETIME_MS, resumableUntil } from './session-cache.js'
-import { exportPsk, type ServerPsk } from './psk.js'
+import { exportPsk, sharedPsk, type ServerPsk, type SharedPsk } from './psk.js'
 import type { PeerIdentity } from './peer.js'
 
 /** What an inbound listener needs. */
@@ -39,6 +39,8 @@ export interface InboundOptions {
   readonly authorize: () => Authorizer
   readonly logger: Logger
   readonly metrics?: Metrics
+  /** Hands each PSK made here to sibling --workers processes (psk.ts); absent for one process. */
+  readonly sharePsk?: (m: SharedPsk) => void
 }
 
 let nextConnId = 0
@@ -203,7 +205,9 @@ export class InboundListener {
   #rememberPsk (sock: TLSSocket, state: TlsState, peer: PeerIdentity): void {
     const made = exportPsk(sock)
     if (made === undefined) return
-    state.psks.set(made.identity, { psk: made.psk, peer, expiresAt: resumableUntil(Date.now(), peer.notAfter, state.svid.chain[0]!.notAfter) })
+    const e = { psk: made.psk, peer, expiresAt: resumableUntil(Date.now(), peer.notAfter, state.svid.chain[0]!.notAfter) }
+    state.psks.set(made.identity, e)
+    this.#opts.sharePsk?.(sharedPsk(state.generation, made.identity, e))
   }
 
   #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {

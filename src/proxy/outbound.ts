@@ -44,9 +44,11 @@ let nextConnId = 0
 type SettableSession = TLSSocket & { setSession: (session: Buffer) => void }
 const hasSetSession = typeof (TLSSocket.prototype as Partial<SettableSession>).setSession === 'function'
 
-/** Declined PSK offers in a row after which an instance is offered tickets only. */
+/** Declined PSK offers in a row after which an instance that never took one is offered tickets only. */
 const PSK_DECLINES_FOR_TICKETS = 2
-/** Instances whose declines are remembered at most (forgotten all at once beyond). */
+/** In #pskDeclines: the instance has taken a PSK of ours, so it is offered PSKs whatever it declines. */
+const TAKES_PSKS = -1
+/** Instances whose PSK outcomes are remembered at most (forgotten all at once beyond). */
 const MAX_INSTANCES_DECLINING = 1024
 
 /** Accepts plaintext from the app and relays it over mTLS to the upstream. */
@@ -56,7 +58,7 @@ export class UpstreamListener {
   readonly #registry = new ConnRegistry()
   /** Tickets and PSKs per upstream instance, for resumed handshakes (session-cache.ts). */
   readonly #sessions = new SessionCache()
-  /** PSK offers declined in a row, per instance; at PSK_DECLINES_FOR_TICKETS, tickets only (#pskOutcome). */
+  /** PSK offers declined in a row per instance, or TAKES_PSKS; at PSK_DECLINES_FOR_TICKETS, tickets only (#pskOutcome). */
   readonly #pskDeclines = new Map<string, number>()
   #server: Server | undefined
   #rr = 0
@@ -256,17 +258,18 @@ export class UpstreamListener {
   }
 
   /**
-   * A PSK offer to `key` was taken or declined. Declined twice in a row (an
-   * upstream that is not mesh-proxy, or one with several --workers, each with
-   * its own PSKs): tickets only for that instance from then on. Declined once
-   * (it restarted or rotated): the PSK of the full handshake that followed is
-   * offered next.
+   * A PSK offer to `key` was taken or declined. Declined twice in a row by an
+   * instance that never took one (an upstream that is not mesh-proxy): tickets
+   * only for that instance from then on. An instance that took one is
+   * mesh-proxy, and its declines are a restart, a rotation, or a --workers
+   * sibling the PSK had not reached yet: the PSK of the full handshake that
+   * followed is offered next, always.
    */
   #pskOutcome (key: string, taken: boolean): void {
-    if (taken) { this.#pskDeclines.delete(key); return }
-    const declines = this.#pskDeclines.get(key) ?? 0
-    if (declines === 0 && this.#pskDeclines.size >= MAX_INSTANCES_DECLINING) this.#pskDeclines.clear()
-    this.#pskDeclines.set(key, declines + 1)
+    const before = this.#pskDeclines.get(key)
+    if (before === TAKES_PSKS) return
+    if (before === undefined && this.#pskDeclines.size >= MAX_INSTANCES_DECLINING) this.#pskDeclines.clear()
+    this.#pskDeclines.set(key, taken ? TAKES_PSKS : (before ?? 0) + 1)
   }
 
   /** Stop accepting, drain up to drainTimeoutMs, then close what is left. Idempotent. */

@@ -26,6 +26,7 @@ import { InboundListener } from './inbound.js'
 import { UpstreamListener } from './outbound.js'
 import { CertManager } from './cert-manager.js'
 import type { TlsState } from './tls-context.js'
+import { adoptPsk, type Adopted, type SharedPsk } from './psk.js'
 
 /** What a sidecar needs besides its config. */
 export interface SidecarOptions {
@@ -42,6 +43,8 @@ export interface SidecarOptions {
    * leader writes (default true).
    */
   readonly leader?: boolean
+  /** --workers: hands the PSKs our inbound makes to the sibling processes (psk.ts, workers.ts). */
+  readonly sharePsk?: (m: SharedPsk) => void
 }
 
 /** What a control plane hands the listeners. */
@@ -89,6 +92,7 @@ export class Sidecar {
   readonly #rootChangeJitterMs: number | undefined
   readonly #consulBackoffMs: number | undefined
   readonly #leader: boolean
+  readonly #sharePsk: ((m: SharedPsk) => void) | undefined
   #consul: ConsulControlPlane | undefined
 
   constructor (opts: SidecarOptions) {
@@ -98,6 +102,17 @@ export class Sidecar {
     this.#rootChangeJitterMs = opts.rootChangeJitterMs
     this.#consulBackoffMs = opts.consulBackoffMs
     this.#leader = opts.leader ?? true
+    this.#sharePsk = opts.sharePsk
+  }
+
+  /**
+   * A PSK a sibling --workers process made (psk.ts): kept when it belongs to our
+   * current TLS generation, so that its client resumes here too. Returns what was done.
+   */
+  adoptPsk (m: SharedPsk): Adopted {
+    const state = this.#tls
+    if (state === undefined) return 'other_generation'
+    return adoptPsk(state.psks, state.generation, m, Date.now())
   }
 
   /** The current TLS generation (after start). */
@@ -166,7 +181,7 @@ export class Sidecar {
     if (cfg.listen !== null && cfg.to !== null) {
       const me = { namespace: cfg.namespace, name: cfg.service }
       const authorize = await plane.authorizer(me)
-      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: getTls, authorize, logger: this.#log, metrics: this.#metrics })
+      this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: getTls, authorize, logger: this.#log, metrics: this.#metrics, sharePsk: this.#sharePsk })
       inbound = await this.#inbound.start()
       if (plane.register !== undefined) {
         const host = inbound.host === '0.0.0.0' || inbound.host === '::' ? '127.0.0.1' : inbound.host

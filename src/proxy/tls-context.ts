@@ -4,7 +4,7 @@
  * were made with, new ones get the current one.
  */
 import { createSecureContext, DEFAULT_CIPHERS, type SecureContext, type SecureContextOptions } from 'node:tls'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { OwnSvid } from '../identity/svid.js'
 import type { TrustBundle } from '../identity/bundle.js'
 import { PeerVerifier } from './peer.js'
@@ -24,6 +24,11 @@ export interface TlsState {
   readonly verifier: PeerVerifier
   /** The inbound's PSKs made under this generation (psk.ts). */
   readonly psks: PskTable
+  /**
+   * Names this generation's material (leaf and bundle) across processes: --workers
+   * siblings on the same files have the same one, so they may share PSKs (psk.ts).
+   */
+  readonly generation: string
 }
 
 /**
@@ -54,6 +59,7 @@ export function buildTlsState (svid: OwnSvid, bundle: TrustBundle): TlsState {
     serverOptions,
     clientContext: createSecureContext(serverOptions),
     verifier: new PeerVerifier(bundle),
-    psks: new PskTable()
+    psks: new PskTable(),
+    generation: createHash('sha256').update(svid.certPem).update('\n').update(bundle.pem).digest('hex')
   }
 }

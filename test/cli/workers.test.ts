@@ -4,7 +4,7 @@
 // SIGTERM that drains everything and exits 0; a worker that dies is replaced,
 // and a worker that cannot start stops the whole thing with exit 1.
 import t from 'tap'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { once } from 'node:events'
 import { readdir } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
@@ -12,6 +12,17 @@ import { join } from 'node:path'
 import { spawnCli } from '../helpers/cli.js'
 import { makeMesh, startApp, startSidecar, mtlsTry, echo } from '../helpers/mesh.js'
 
+
+/** One app connection to `port`: send, read the echo, close. Resolves with what came back. */
+async function roundTrip (port: number, msg: string): Promise<string> {
+  const s = connect(port, '127.0.0.1')
+  s.on('error', () => {})
+  let got = ''
+  s.on('data', (d: Buffer) => { got += d.toString(); if (got === msg) s.end() })
+  s.write(msg)
+  await once(s, 'close')
+  return got
+}
 
 const alive = (pid: number): boolean => {
   try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z' } catch { return false }
@@ -122,20 +133,40 @@ t.test('connections to a multi-worker sidecar are served whichever worker made t
   await sink.waitFor(l => l.msg === 'workers ready')
   const web = await startSidecar(t, { service: 'web', upstream: ['db:0'], meshDir: mesh.dir })
   const port = web.addrs.upstreams.get('db')!.port
-  const { connect } = await import('node:net')
-  for (let i = 0; i < 12; i++) {
-    const s = connect(port, '127.0.0.1')
-    s.on('error', () => {})
-    let got = ''
-    s.on('data', (d: Buffer) => { got += d.toString(); if (got === `m${i}`) s.end() })
-    s.write(`m${i}`)
-    await once(s, 'close')
-    t.equal(got, `m${i}`, `connection ${i} served`)
-  }
+  for (let i = 0; i < 12; i++) t.equal(await roundTrip(port, `m${i}`), `m${i}`, `connection ${i} served`)
   await sink.waitFor(() => sink.msgs('conn closed').length === 12)
   t.equal(sink.lines.filter(l => l.msg === 'conn rejected').length, 0, 'no refusals')
   t.ok(sink.msgs('conn closed').every(l => l.source === 'web' && l.reason === 'eof'), 'every connection identified as web and relayed to its end')
   t.ok(sink.msgs('conn closed').some(l => l.resumed === true), 'workers issue tickets: later connections resume')
+  await web.stop()
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  t.equal((await exited as [number])[0], 0)
+})
+
+t.test('a PSK one worker made resumes on the other: the workers pass it on', async t => {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  // debug: the 'sibling psk' line says when the other worker has it.
+  const { child, sink } = spawnCli(t, ['run', '--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir, '--admin', 'off', '--workers', '2', '--log-level', 'debug'])
+  await sink.waitFor(l => l.msg === 'workers ready')
+  const web = await startSidecar(t, { service: 'web', upstream: ['db:0'], meshDir: mesh.dir })
+  const port = web.addrs.upstreams.get('db')!.port
+  const closed = (n: number) => sink.waitFor(l => l.msg === 'conn closed' && sink.msgs('conn closed').indexOf(l) === n)
+  t.equal(await roundTrip(port, 'm0'), 'm0')
+  const first = await closed(0)
+  t.match(first, { resumed: false, psk: false }, 'the first connection is a full handshake')
+  const other = first.worker === 0 ? 1 : 0
+  await sink.waitFor(l => l.msg === 'sibling psk' && l.worker === other && l.result === 'adopted')
+  // The kernel picks the worker of each connection: go on until one lands on the other.
+  let line = first
+  for (let i = 1; i <= 50 && line.worker !== other; i++) {
+    t.equal(await roundTrip(port, `m${i}`), `m${i}`)
+    line = await closed(i)
+  }
+  t.match(line, { worker: other, resumed: true, psk: true, source: 'web' }, 'the other worker resumed a PSK it did not make')
+  t.equal(sink.msgs('conn closed').filter(l => l.resumed !== true).length, 1, 'one full handshake for every connection')
   await web.stop()
   const exited = once(child, 'exit')
   child.kill('SIGTERM')

@@ -7,7 +7,7 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
-import { makeMesh, startApp, startSidecar, echo, type TestSidecar } from '../helpers/mesh.js'
+import { makeMesh, startApp, startSidecar, echo, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
 
 /** One app connection through web's upstream port: send, read the echo, close. Resolves with what came back. */
 async function roundTrip (web: TestSidecar, msg: string): Promise<string> {
@@ -18,6 +18,14 @@ async function roundTrip (web: TestSidecar, msg: string): Promise<string> {
   s.write(msg)
   await once(s, 'close')
   return got
+}
+
+/** `service` gets a new leaf in the mesh dir, and its sidecar takes it up. */
+async function rotate (mesh: TestMesh, service: string, sidecar: TestSidecar): Promise<void> {
+  const leaf = await mesh.leaf(service)
+  await writeFile(mesh.layout.keyFor(service), leaf.keyPem, { mode: 0o600 })
+  await writeFile(mesh.layout.certFor(service), leaf.certPem)
+  await sidecar.sidecar.reload()
 }
 
 t.test('second connection resumes, keeps identity and intentions; rotation ends resumption', async t => {
@@ -48,12 +56,7 @@ t.test('second connection resumes, keeps identity and intentions; rotation ends 
   await db.sink.waitFor(l => l.msg === 'intentions reloaded' && l.version === 3)
 
   // db gets a new leaf: its new secure context has new ticket keys, web's ticket is refused, a full handshake follows.
-  const newLeaf = async (service: string, sidecar: TestSidecar): Promise<void> => {
-    const leaf = await mesh.leaf(service)
-    await writeFile(mesh.layout.keyFor(service), leaf.keyPem, { mode: 0o600 })
-    await writeFile(mesh.layout.certFor(service), leaf.certPem)
-    await sidecar.sidecar.reload()
-  }
+  const newLeaf = (service: string, sidecar: TestSidecar): Promise<void> => rotate(mesh, service, sidecar)
   await newLeaf('db', db)
   t.equal(await roundTrip(web, 'four'), 'four')
   t.match(await closedOut(4), { resumed: false, psk: false }, 'after db rotated: its PSKs are gone, so a full handshake, connection fine')
@@ -97,4 +100,36 @@ t.test('an upstream that is not mesh-proxy declines the PSK: after two declines,
     { resumed: true, psk: false } // the ticket resumes
   ])
   await web.stop()
+})
+
+t.test('an upstream that took our PSK is offered PSKs again after declining twice in a row', async t => {
+  // A mesh-proxy upstream declines only what it cannot know yet: it rotated or
+  // restarted, or (--workers) the sibling that made the PSK has not passed it on.
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir })
+  const web = await startSidecar(t, { service: 'web', upstream: ['db:0'], meshDir: mesh.dir })
+  const got: Array<{ resumed: unknown, psk: unknown }> = []
+  const step = async (i: number): Promise<void> => {
+    t.equal(await roundTrip(web, `m${i}`), `m${i}`)
+    const line = await web.sink.waitFor(l => l.msg === 'conn closed' && web.sink.msgs('conn closed').indexOf(l) === i - 1)
+    got.push({ resumed: line.resumed, psk: line.psk })
+  }
+  await step(1)
+  await step(2)
+  await rotate(mesh, 'db', db)
+  await step(3)
+  await rotate(mesh, 'db', db)
+  await step(4)
+  await step(5)
+  t.same(got, [
+    { resumed: false, psk: false }, // full handshake: its PSK kept
+    { resumed: true, psk: true }, // taken: db is mesh-proxy
+    { resumed: false, psk: false }, // db rotated: declined once, full handshake, its PSK kept
+    { resumed: false, psk: false }, // db rotated again: declined twice in a row
+    { resumed: true, psk: true } // still a PSK, not a ticket
+  ])
+  await web.stop()
+  await db.stop()
 })

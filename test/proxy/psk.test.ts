@@ -7,7 +7,7 @@ import t from 'tap'
 import { createServer, connect, createSecureContext, type TLSSocket } from 'node:tls'
 import { once } from 'node:events'
 import { makeMesh, TD } from '../helpers/mesh.js'
-import { exportPsk, PskTable, type ServerPsk } from '../../src/proxy/psk.js'
+import { adoptPsk, exportPsk, PskTable, sharedPsk, type SharedPsk, type ServerPsk } from '../../src/proxy/psk.js'
 import { TLS_CIPHERS } from '../../src/proxy/tls-context.js'
 import { parseSpiffeId } from '../../src/identity/spiffe-id.js'
 
@@ -26,6 +26,42 @@ for (const k of cases) {
     t.equal(got?.psk[0], k.want)
   })
 }
+
+// --workers: a sibling's PSK is taken only under the same TLS generation, unexpired, and well formed.
+const ID = '0123456789abcdef0123456789abcdef'
+const made = (over: Partial<SharedPsk> = {}, peerOver: Partial<SharedPsk['peer']> = {}): SharedPsk => {
+  const m = sharedPsk('gen-1', ID, { psk: Buffer.alloc(32, 9), peer: { ...peer, notAfter: new Date(5000) }, expiresAt: 4000 })
+  return { ...m, ...over, peer: { ...m.peer, ...peerOver } }
+}
+const adoptCases: Array<{ name: string, m: SharedPsk, now?: number, want: string, kept: boolean }> = [
+  { name: 'same generation, unexpired: adopted', m: made(), want: 'adopted', kept: true },
+  { name: 'another generation (a sibling on another leaf or bundle)', m: made({ generation: 'gen-2' }), want: 'other_generation', kept: false },
+  { name: 'at its expiry', m: made(), now: 4000, want: 'expired', kept: false },
+  { name: 'the peer\'s leaf expired', m: made({ expiresAt: 9000 }), now: 5000, want: 'expired', kept: false },
+  { name: 'a key of another length', m: made({ psk: Buffer.alloc(16).toString('base64') }), want: 'malformed', kept: false },
+  { name: 'an identity of another form', m: made({ identity: 'zz' }), want: 'malformed', kept: false },
+  { name: 'no peer', m: { ...made(), peer: undefined } as unknown as SharedPsk, want: 'malformed', kept: false },
+  { name: 'a peer that is not a SPIFFE ID', m: made({}, { uri: 'https://web' }), want: 'malformed', kept: false },
+  { name: 'not an object', m: null as unknown as SharedPsk, want: 'malformed', kept: false }
+]
+for (const k of adoptCases) {
+  t.test(`adoptPsk: ${k.name}`, async t => {
+    const table = new PskTable()
+    t.equal(adoptPsk(table, 'gen-1', k.m, k.now ?? 1000), k.want)
+    t.equal(table.size, k.kept ? 1 : 0)
+  })
+}
+
+t.test('a shared PSK comes back as the entry it was made from', async t => {
+  const table = new PskTable()
+  const e: ServerPsk = { psk: Buffer.alloc(32, 3), peer: { ...peer, notAfter: new Date(5000) }, expiresAt: 4000 }
+  // Through JSON, as the cluster IPC channel carries it.
+  t.equal(adoptPsk(table, 'gen-1', JSON.parse(JSON.stringify(sharedPsk('gen-1', ID, e))) as SharedPsk, 1000), 'adopted')
+  const back = table.get(ID, 1000)!
+  t.same(back.psk, e.psk)
+  t.same(back.peer, { ...e.peer, service: { trustDomain: TD, namespace: 'default', datacenter: 'dc1', service: 'web', uri: peer.id.uri } }, 'the same peer, with its Consul service form')
+  t.equal(back.expiresAt, 4000)
+})
 
 t.test('the table keeps at most 10 000 PSKs, dropping the oldest', async t => {
   const p = new PskTable()
