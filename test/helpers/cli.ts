@@ -23,12 +23,25 @@ export async function runCli (args: string[]): Promise<{ code: number, out: stri
 }
 
 /**
+ * Children still running when this test file is ended without its teardowns:
+ * killed then, so that no sidecar outlives the run (a --workers primary's
+ * workers follow it). A file that times out gets SIGALRM from tap, which then
+ * ends it; the children's pipes would keep it alive until tap's SIGKILL, when
+ * no 'exit' listener runs.
+ */
+const live = new Set<ChildProcess>()
+const killLive = (): void => { for (const c of live) c.kill('SIGKILL') }
+process.once('exit', killLive)
+process.on('SIGALRM', killLive)
+
+/**
  * The real launcher in its own process (`node bin/mesh-proxy.js ...args`): its
  * JSON log parsed as it comes, its stderr kept; killed at teardown.
  */
 export function spawnCli (t: Test, args: string[]): { child: ChildProcess, sink: LogSink, stderr: () => string } {
   const child = spawn(process.execPath, [join(ROOT, 'bin', 'mesh-proxy.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { child.kill('SIGKILL') })
+  live.add(child)
+  t.teardown(() => { child.kill('SIGKILL'); live.delete(child) })
   const sink = new LogSink()
   child.stdout!.pipe(sink)
   let err = ''
