@@ -4,25 +4,14 @@
 // SIGTERM that drains everything and exits 0; a worker that dies is replaced,
 // and a worker that cannot start stops the whole thing with exit 1.
 import t from 'tap'
-import { connect, createServer } from 'node:net'
+import { createServer } from 'node:net'
 import { once } from 'node:events'
 import { readdir } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnCli } from '../helpers/cli.js'
-import { makeMesh, startApp, startSidecar, mtlsTry, echo } from '../helpers/mesh.js'
+import { makeMesh, startApp, startSidecar, mtlsTry, echo, echoRoundTrip as roundTrip } from '../helpers/mesh.js'
 
-
-/** One app connection to `port`: send, read the echo, close. Resolves with what came back. */
-async function roundTrip (port: number, msg: string): Promise<string> {
-  const s = connect(port, '127.0.0.1')
-  s.on('error', () => {})
-  let got = ''
-  s.on('data', (d: Buffer) => { got += d.toString(); if (got === msg) s.end() })
-  s.write(msg)
-  await once(s, 'close')
-  return got
-}
 
 const alive = (pid: number): boolean => {
   try { return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z' } catch { return false }

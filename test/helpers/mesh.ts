@@ -2,7 +2,8 @@
 // sidecars with captured logs, and plain TCP apps. Nothing is committed.
 import type { Test } from 'tap'
 import { Writable } from 'node:stream'
-import { createServer, type Server, type Socket, type AddressInfo } from 'node:net'
+import { connect, createServer, type Server, type Socket, type AddressInfo } from 'node:net'
+import { once } from 'node:events'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -141,6 +142,17 @@ export async function startApp (t: T, onConn: (s: Socket) => void): Promise<{ se
 
 /** An app that echoes bytes back and ends when the client ends. */
 export function echo (s: Socket): void { s.pipe(s) }
+
+/** One plaintext connection to `port` (an upstream port, before an echo app): send, read the echo, close. Resolves with what came back. */
+export async function echoRoundTrip (port: number, msg: string): Promise<string> {
+  const s = connect(port, '127.0.0.1')
+  s.on('error', () => {})
+  let got = ''
+  s.on('data', (d: Buffer) => { got += d.toString(); if (got === msg) s.end() })
+  s.write(msg)
+  await once(s, 'close')
+  return got
+}
 
 /** Connect with mTLS as a raw client (verifying the server against `caPem`); resolves when the socket closes. */
 export async function mtlsTry (port: number, client: { certPem: string, keyPem: string } | null, caPem: string, send = 'hello'): Promise<{ secure: boolean, received: string, error?: string }> {

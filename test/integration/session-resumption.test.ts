@@ -4,21 +4,12 @@
 // still pass the intention check; a new leaf on either side must end resumption
 // (new ticket keys and PSK table / dropped tickets and PSKs), never a connection.
 import t from 'tap'
-import { connect } from 'node:net'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
-import { makeMesh, startApp, startSidecar, echo, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
+import { makeMesh, startApp, startSidecar, echo, echoRoundTrip, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
 
 /** One app connection through web's upstream port: send, read the echo, close. Resolves with what came back. */
-async function roundTrip (web: TestSidecar, msg: string): Promise<string> {
-  const s = connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1')
-  s.on('error', () => {})
-  let got = ''
-  s.on('data', (d: Buffer) => { got += d.toString(); if (got === msg) s.end() })
-  s.write(msg)
-  await once(s, 'close')
-  return got
-}
+const roundTrip = (web: TestSidecar, msg: string): Promise<string> => echoRoundTrip(web.addrs.upstreams.get('db')!.port, msg)
 
 /** `service` gets a new leaf in the mesh dir, and its sidecar takes it up. */
 async function rotate (mesh: TestMesh, service: string, sidecar: TestSidecar): Promise<void> {
