@@ -41,7 +41,8 @@ const KEY_LABEL = 'EXPORTER-mesh-proxy-psk'
 const NO_CONTEXT = Buffer.alloc(0)
 const IDENTITY_BYTES = 16
 const PSK_BYTES = 32
-const IDENTITY_FORM = /^[0-9a-f]{32}$/
+/** An identity as exportPsk writes it: IDENTITY_BYTES in lower-case hex. */
+const IDENTITY_FORM = new RegExp(`^[0-9a-f]{${IDENTITY_BYTES * 2}}$`)
 
 /** A PSK as Node's client pskCallback returns it. */
 export interface Psk {
