@@ -109,7 +109,7 @@ export function sharedPsk (generation: string, identity: string, e: ServerPsk): 
 }
 
 /** What adoptPsk did with a shared PSK. */
-export type Adopted = 'adopted' | 'other_generation' | 'expired' | 'malformed'
+export type Adopted = 'adopted' | 'other_generation' | 'expired' | 'malformed' | 'not_started'
 
 /**
  * Take a sibling's PSK into `table` when it was made under `generation` (ours)

@@ -111,7 +111,7 @@ export class Sidecar {
    */
   adoptPsk (m: SharedPsk): Adopted {
     const state = this.#tls
-    if (state === undefined) return 'other_generation'
+    if (state === undefined) return 'not_started'
     return adoptPsk(state.psks, state.generation, m, Date.now())
   }
 
