@@ -2,7 +2,8 @@
 // outside it must look like one: one listening port, one /ready that is 200
 // only when every worker is, one valid /metrics, one catalog entry, one
 // SIGTERM that drains everything and exits 0; a worker that dies is replaced,
-// and a worker that cannot start stops the whole thing with exit 1.
+// and a worker that cannot start stops the whole thing with exit 1. And a
+// client resumes whichever worker it reaches: one resumption, one sidecar.
 import t from 'tap'
 import { createServer } from 'node:net'
 import { once } from 'node:events'
