@@ -47,8 +47,7 @@ t.test('second connection resumes, keeps identity and intentions; rotation ends 
   await db.sink.waitFor(l => l.msg === 'intentions reloaded' && l.version === 3)
 
   // db gets a new leaf: its new secure context has new ticket keys, web's ticket is refused, a full handshake follows.
-  const newLeaf = (service: string, sidecar: TestSidecar): Promise<void> => rotate(mesh, service, sidecar)
-  await newLeaf('db', db)
+  await rotate(mesh, 'db', db)
   t.equal(await roundTrip(web, 'four'), 'four')
   t.match(await closedOut(4), { resumed: false, psk: false }, 'after db rotated: its PSKs are gone, so a full handshake, connection fine')
   t.equal(await roundTrip(web, 'five'), 'five')
@@ -57,7 +56,7 @@ t.test('second connection resumes, keeps identity and intentions; rotation ends 
   t.match(await closedOut(6), { resumed: true }, 'and keeps resuming (Node\'s server sends no new ticket on a resumed connection: the same one is offered)')
 
   // web gets a new leaf: its tickets belong to the old generation and are dropped.
-  await newLeaf('web', web)
+  await rotate(mesh, 'web', web)
   t.equal(await roundTrip(web, 'six'), 'six')
   t.match(await closedOut(7), { resumed: false }, 'after web rotated: no ticket offered')
   t.match(await closedIn(6), { resumed: false, peer: /\/svc\/web$/ })
