@@ -19,6 +19,11 @@
  *   SSL_SESSION_ASN1 ::= SEQUENCE { version INTEGER, ssl_version INTEGER,
  *     cipher, session_id, master_key, ..., peer [3] EXPLICIT Certificate OPTIONAL, ... }
  *
+ * Node 22 and 24 (seen on 22.23 and 24.22; Node 20 does not) hand the DER inside an envelope of their own,
+ * `\0nodejs:tls:session:1\0`, a 16-bit big-endian length and the server name,
+ * then the DER (node's SSLSession serialisation); the envelope is kept as it
+ * is around the cut DER. Without this the cut was silently off on those Nodes.
+ *
  * Pure: no I/O. Runs once per received ticket, never per relayed chunk.
  */
 
@@ -62,8 +67,28 @@ function writeLength (out: Buffer, at: number, n: number): number {
   return at + size
 }
 
+/** The envelope Node 22/24 put around the DER: magic, u16 name length, name. */
+const ENVELOPE = Buffer.from('\0nodejs:tls:session:1\0', 'latin1')
+
+/** Where the DER starts in `session`: 0 for bare DER, after the envelope, or -1 for a malformed envelope. */
+function derStart (session: Buffer): number {
+  if (session.length < ENVELOPE.length + 2 || session.compare(ENVELOPE, 0, ENVELOPE.length, 0, ENVELOPE.length) !== 0) return 0
+  const at = ENVELOPE.length + 2 + session.readUInt16BE(ENVELOPE.length)
+  return at < session.length ? at : -1
+}
+
 /** `session` without its peer certificate when it is a TLS 1.3 session holding one; otherwise `session` itself. */
 export function withoutPeerCertificate (session: Buffer): Buffer {
+  const start = derStart(session)
+  if (start < 0) return session
+  if (start === 0) return cutDer(session, Buffer.alloc(0))
+  const der = session.subarray(start)
+  const out = cutDer(der, session.subarray(0, start))
+  return out === der ? session : out
+}
+
+/** `der` cut (see above) behind `prefix`, or `der` itself when there is nothing to cut. */
+function cutDer (session: Buffer, prefix: Buffer): Buffer {
   const outer = tlvAt(session, 0, session.length)
   if (outer === undefined || outer.tag !== SEQUENCE || outer.end !== session.length) return session
   const version = tlvAt(session, outer.body, outer.end)
@@ -81,9 +106,10 @@ export function withoutPeerCertificate (session: Buffer): Buffer {
   if (peer === undefined) return session
   const bodyLength = outer.end - outer.body - (peer.end - peer.start)
   // Its own memory, not a slice of Node's shared pool: it stays cached for minutes.
-  const out = Buffer.allocUnsafeSlow(1 + lengthSize(bodyLength) + bodyLength)
-  out[0] = SEQUENCE
-  const body = writeLength(out, 1, bodyLength)
+  const out = Buffer.allocUnsafeSlow(prefix.length + 1 + lengthSize(bodyLength) + bodyLength)
+  prefix.copy(out, 0)
+  out[prefix.length] = SEQUENCE
+  const body = writeLength(out, prefix.length + 1, bodyLength)
   const mid = body + session.copy(out, body, outer.body, peer.start)
   session.copy(out, mid, peer.end, outer.end)
   return out

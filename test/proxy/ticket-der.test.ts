@@ -23,6 +23,9 @@ const TLS12 = [0x03, 0x03]
 const head = (proto: number[]): Buffer[] => [int(1), int(...proto), octets(2), octets(32), octets(48), ctx(1, int(0x6b, 0x04)), ctx(2, int(0x1c, 0x20))]
 const tail = (ticket = 100): Buffer[] => [ctx(4, octets(0)), ctx(9, int(0x1c, 0x20)), ctx(10, octets(ticket)), ctx(14, int(0x73)), ctx(19, int(0x1d))]
 
+// Node 22/24's envelope around the DER: magic, u16 length, server name.
+const envelope = (name: string, der: Buffer): Buffer => Buffer.concat([Buffer.from('\0nodejs:tls:session:1\0', 'latin1'), Buffer.from([name.length >> 8, name.length & 0xff]), Buffer.from(name, 'latin1'), der])
+
 const cases: Array<{ name: string, input: Buffer, want: Buffer | 'same' }> = [
   { name: 'TLS 1.3 with a peer certificate: cut, all else byte for byte', input: seq(...head(TLS13), ctx(3, cert(60)), ...tail()), want: seq(...head(TLS13), ...tail()) },
   { name: 'long-form lengths: the outer length shrinks from 2 bytes to 1', input: seq(...head(TLS13), ctx(3, cert(300)), ...tail(20)), want: seq(...head(TLS13), ...tail(20)) },
@@ -35,7 +38,11 @@ const cases: Array<{ name: string, input: Buffer, want: Buffer | 'same' }> = [
   { name: 'indefinite length: left as it is', input: Buffer.from([0x30, 0x80, 0x02, 0x01, 0x01, 0x00, 0x00]), want: 'same' },
   { name: 'not a SEQUENCE: left as it is', input: Buffer.from([0x31, 0x03, 0x02, 0x01, 0x01]), want: 'same' },
   { name: 'version is not an INTEGER: left as it is', input: seq(octets(1), int(...TLS13), ctx(3, cert(10))), want: 'same' },
-  { name: 'empty: left as it is', input: Buffer.alloc(0), want: 'same' }
+  { name: 'empty: left as it is', input: Buffer.alloc(0), want: 'same' },
+  { name: 'in Node 22/24\'s envelope: the DER inside is cut, the envelope kept', input: envelope('127.0.0.1', seq(...head(TLS13), ctx(3, cert(300)), ...tail())), want: envelope('127.0.0.1', seq(...head(TLS13), ...tail())) },
+  { name: 'in the envelope, TLS 1.2: left as it is', input: envelope('db', seq(...head(TLS12), ctx(3, cert(60)), ...tail())), want: 'same' },
+  { name: 'an envelope whose name runs past the end: left as it is', input: envelope('db', Buffer.alloc(0)).subarray(0, 25), want: 'same' },
+  { name: 'an envelope with a bad DER inside: left as it is', input: envelope('db', Buffer.from([0x31, 0x03, 0x02, 0x01, 0x01])), want: 'same' }
 ]
 
 for (const k of cases) {
