@@ -14,7 +14,8 @@ import { ConnRegistry, type TrackedConn } from './conn-registry.js'
 import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
 import { dial } from './dial.js'
 import { PendingHandshakes } from './handshake.js'
-import { relay } from './relay.js'
+import { cut, relay } from './relay.js'
+import { trackTlsEnd } from './tls-end.js'
 import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
@@ -44,6 +45,12 @@ export interface InboundOptions {
 }
 
 let nextConnId = 0
+
+/** `host:port` of the client, also once the TLS socket is gone (from its TCP socket, `_parent`). */
+function remoteOf (sock: TLSSocket): string | undefined {
+  const s = sock.remoteAddress === undefined ? (sock as TLSSocket & { _parent?: { remoteAddress?: string, remotePort?: number } })._parent : sock
+  return s?.remoteAddress === undefined ? undefined : `${s.remoteAddress}:${s.remotePort}`
+}
 
 /** A live inbound connection: who it is from, so a changed table can re-check it. */
 interface InboundConn extends TrackedConn {
@@ -85,7 +92,11 @@ export class InboundListener {
     const server = createServer({
       ...this.#opts.tls().serverOptions,
       requestCert: true,
-      rejectUnauthorized: true,
+      // The chain verdict is read in #onSecure, not enforced by Node: Node 24 reports
+      // UNABLE_TO_GET_ISSUER_CERT for a connection resumed with our PSK (it has no
+      // certificate), and with rejectUnauthorized it dropped every one of them. A
+      // full handshake is still refused unless OpenSSL verified the chain (authorized).
+      rejectUnauthorized: false,
       // Not allowHalfOpen here: during the handshake a peer's EOF must end the
       // attempt at once (with allowHalfOpen Node ignores it until our deadline).
       // Half-close is switched on per socket once the handshake is done.
@@ -140,7 +151,7 @@ export class InboundListener {
     this.#metrics.handshakeFailure(reason)
     this.#metrics.connection('inbound', 'tls_error')
     const level = isRoutineCloseError(err) && authz === undefined && !ownExpired ? 'debug' : 'warn'
-    this.#opts.logger[level]({ listener: 'inbound', reason, err: err.message }, 'conn rejected')
+    this.#opts.logger[level]({ listener: 'inbound', remote: remoteOf(sock), reason, err: err.message }, 'conn rejected')
   }
 
   #onPsk (sock: TLSSocket, identity: string): Buffer | null {
@@ -168,6 +179,11 @@ export class InboundListener {
     let peerId: string
     let peer: PeerIdentity
     try {
+      // Only a PSK of ours stands in for the certificate check (the peer was verified when it was made).
+      if (psk === undefined && !sock.authorized) {
+        const cert = sock.getPeerX509Certificate()
+        throw cert === undefined ? new PeerIdentityError('no_certificate', 'peer presented no certificate') : new PeerIdentityError(sock.authorizationError?.toString() ?? 'unverified', `peer certificate chain was not verified against our trust bundle: ${sock.authorizationError?.toString() ?? 'unknown'}`)
+      }
       peer = psk?.peer ?? state.verifier.verifySocket(sock)
       peerId = peer.id.uri
       if (peer.service === null) throw new PeerIdentityError('not_a_service', `${peer.id.uri} is not a Consul service identity (spiffe://<td>/ns/<ns>/dc/<dc>/svc/<name>)`)
@@ -177,10 +193,11 @@ export class InboundListener {
       const reason = err instanceof PeerIdentityError ? err.reason : 'bad_certificate'
       this.#metrics.handshakeFailure(reason)
       this.#metrics.connection('inbound', 'tls_error')
-      log.warn({ ...id, reason, err: toError(err).message }, 'conn rejected')
+      log.warn({ ...id, remote: remoteOf(sock), reason, err: toError(err).message }, 'conn rejected')
       sock.destroy()
       return
     }
+    trackTlsEnd(sock)
     if (!resumed) this.#rememberPsk(sock, state, peer)
     const decision = this.#opts.authorize()(source)
     const viaPsk = psk !== undefined
@@ -225,7 +242,7 @@ export class InboundListener {
     // its promises) would be held for the connection's whole life.
     const finish = (): void => { undo(); this.#registry.delete(conn) }
     dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs).then(app => {
-      if (sock.destroyed) { app.destroy(); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); finish(); return }
+      if (sock.destroyed) { cut(app); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); finish(); return }
       const r = relay(sock, app, this.#opts.timeouts, result => {
         logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? access : { ...access, intention: decidedBy(revokedBy), decision: revokedBy.reason })
         finish()

@@ -18,7 +18,7 @@ t.test('bad client certificates are refused before the app', async t => {
   const hour = 3_600_000
 
   const cases: Array<[string, { certPem: string, keyPem: string } | null, RegExp]> = [
-    ['no client certificate', null, /PEER_DID_NOT_RETURN_A_CERTIFICATE|ECONNRESET|tls_error/],
+    ['no client certificate', null, /no_certificate/],
     ['client certificate from an unknown CA', await issueCert({ ca: otherCa, uris: [webId] }), /UNABLE_TO_(GET_ISSUER_CERT|VERIFY_LEAF_SIGNATURE)/],
     ['expired client certificate', await mesh.leaf('web', { notBefore: new Date(Date.now() - 3 * hour), notAfter: new Date(Date.now() - hour) }), /CERT_HAS_EXPIRED/],
     ['client certificate of a foreign trust domain', await mesh.leaf('web', { td: 'other.consul' }), /foreign_trust_domain/],
