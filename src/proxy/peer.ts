@@ -11,6 +11,7 @@ import type { TrustBundle } from '../identity/bundle.js'
 import { checkLeaf, checkValidity } from '../identity/svid.js'
 import { toConsulService, type ConsulServiceId, type SpiffeId } from '../identity/spiffe-id.js'
 import { certFacts, type CertFacts } from '../identity/x509.js'
+import { tlsCapabilities } from './tls-probe.js'
 
 /** Who the peer is, once its certificate passed every check. */
 export interface PeerIdentity {
@@ -57,8 +58,19 @@ export class PeerVerifier {
    * was OK), and Node rebuilds the issuer path from our trust store. So the
    * SVID rules and the own-trust-domain root check run on every new leaf, and
    * the ticket keys live and die with this TLS generation.
+   *
+   * On Node 20 and 22, `getPeerX509Certificate()` shortens the issuer chain
+   * that a later `getPeerCertificate(true)` reports to the leaf alone, so a
+   * chain through an intermediate looked as if it did not reach our roots
+   * (`unknown_root`). There (tls-probe.ts finds out) the detailed chain is read
+   * first, on every full handshake; `keepsChain` says which path to take.
    */
-  verifySocket (sock: TLSSocket, now = Date.now()): PeerIdentity {
+  verifySocket (sock: TLSSocket, now = Date.now(), keepsChain = tlsCapabilities().x509KeepsChain): PeerIdentity {
+    if (!keepsChain) {
+      const cert = sock.getPeerCertificate(true)
+      if (cert?.raw === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
+      return this.verify(cert, now)
+    }
     const leaf = sock.getPeerX509Certificate()
     if (leaf === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
     const hit = this.#cache.get(leaf.fingerprint256)

@@ -27,6 +27,7 @@ import { UpstreamListener } from './outbound.js'
 import { CertManager } from './cert-manager.js'
 import type { TlsState } from './tls-context.js'
 import { adoptPsk, type Adopted, type SharedPsk } from './psk.js'
+import { probeTls, tlsProbed } from './tls-probe.js'
 
 /** What a sidecar needs besides its config. */
 export interface SidecarOptions {
@@ -156,6 +157,15 @@ export class Sidecar {
     }
   }
 
+  /** Find out once what this Node's TLS does (tls-probe.ts); the slower paths are said once, at debug. */
+  async #probeTls (): Promise<void> {
+    const first = !tlsProbed()
+    const caps = await probeTls()
+    if (!first) return
+    if (!caps.x509KeepsChain) this.#log.debug({ node: process.version }, 'tls: this Node shortens a peer chain once its leaf is read as X509Certificate; every new peer costs a detailed certificate chain')
+    if (!caps.endTracking) this.#log.debug({ node: process.version }, 'tls: this Node cannot tell close_notify from a bare TCP close; an EOF from a peer is taken as clean (a reset is still an abort)')
+  }
+
   /**
    * SIGHUP: re-read the intentions and the certificates. A file that fails
    * validation keeps the current state and is logged; live connections are
@@ -168,6 +178,7 @@ export class Sidecar {
 
   async #start (): Promise<SidecarAddresses> {
     const cfg = this.#cfg
+    await this.#probeTls()
     const plane = cfg.controlPlane === 'consul' ? await this.#startConsul() : await this.#startMesh()
     const own = toConsulService(plane.tls.svid.id)!
     this.#datacenter = cfg.datacenter ?? own.datacenter ?? DEFAULT_DATACENTER
