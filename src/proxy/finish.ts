@@ -2,7 +2,20 @@
 import type { Logger } from 'pino'
 import { isRoutineCloseError, toError } from '../errors.js'
 import type { Direction, Metrics } from '../metrics/metrics.js'
-import type { RelayResult } from './relay.js'
+import type { CloseReason, RelayResult } from './relay.js'
+
+/** The `result` label of mesh_proxy_connections_total for each way a relay ends. */
+const RESULT_OF: Readonly<Record<CloseReason, string>> = {
+  eof: 'allowed',
+  idle_timeout: 'allowed',
+  close_timeout: 'allowed',
+  max_lifetime: 'allowed',
+  aborted: 'allowed',
+  error: 'relay_error',
+  revoked: 'revoked',
+  peer_aborted: 'peer_aborted',
+  app_aborted: 'app_aborted'
+}
 
 /**
  * Report bytes and the result, and log 'conn closed' once. `aIs` says whether
@@ -14,7 +27,7 @@ export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direct
   const fromApp = aIs === 'peer' ? r.bytesBtoA : r.bytesAtoB
   metrics.bytes(direction, toApp, fromApp)
   metrics.duration(direction, r.durationMs / 1000)
-  metrics.connection(direction, r.reason === 'error' ? 'relay_error' : r.reason === 'revoked' ? 'revoked' : 'allowed')
+  metrics.connection(direction, RESULT_OF[r.reason])
   const fields = {
     ...access,
     bytesToApp: toApp,
@@ -23,7 +36,7 @@ export function logClosed (log: Logger, r: RelayResult, metrics: Metrics, direct
     reason: r.reason,
     ...(r.error === undefined ? {} : { err: r.error.message })
   }
-  if (r.error !== undefined && !isRoutineCloseError(r.error)) log.warn(fields, 'conn closed')
+  if ((r.error !== undefined && !isRoutineCloseError(r.error)) || r.reason === 'peer_aborted') log.warn(fields, 'conn closed')
   else log.info(fields, 'conn closed')
 }
 

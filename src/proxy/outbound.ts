@@ -9,13 +9,14 @@ import { connect as tlsConnect, TLSSocket, type PeerCertificate } from 'node:tls
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../config/types.js'
 import type { Instance, Resolver } from '../catalog/types.js'
-import { PeerIdentityError, ignoreError, toError } from '../errors.js'
+import { PeerIdentityError, errorCode, ignoreError, toError } from '../errors.js'
 import { consulServiceId } from '../identity/spiffe-id.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { ConnRegistry } from './conn-registry.js'
 import { dial, type Opener } from './dial.js'
 import { handshakeDeadline } from './handshake.js'
-import { relay } from './relay.js'
+import { cut, relay } from './relay.js'
+import { trackTlsEnd } from './tls-end.js'
 import { connBug, logClosed } from './finish.js'
 import { listen } from './listen.js'
 import type { TlsState } from './tls-context.js'
@@ -39,6 +40,12 @@ export interface OutboundOptions {
 }
 
 let nextConnId = 0
+
+/** `alert_<name>` when `err` is a TLS alert the peer sent (Node's ERR_SSL_*_ALERT_* codes), else undefined. */
+export function tlsAlertOf (err: Error | undefined): string | undefined {
+  const m = /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_([A-Z0-9_]+)$/.exec(errorCode(err) ?? '')
+  return m === null ? undefined : `alert_${m[1]!.toLowerCase()}`
+}
 
 /** TLSSocket#setSession: what tls.connect() itself calls, not in @types/node. */
 type SettableSession = TLSSocket & { setSession: (session: Buffer) => void }
@@ -103,7 +110,7 @@ export class UpstreamListener {
     if (max > 0 && this.#registry.size >= max) {
       this.#metrics.connection('outbound', 'over_limit')
       this.#opts.logger.warn({ listener: 'outbound', upstream: this.#opts.upstream, reason: 'max_connections', maxConnections: max }, 'conn rejected')
-      app.destroy()
+      cut(app)
       return
     }
     const log = this.#opts.logger
@@ -121,7 +128,16 @@ export class UpstreamListener {
       const access = { ...id, peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, resumed: up.resumed, psk: up.psk }
       if (log.isLevelEnabled('debug')) log.debug({ ...access, protocol: up.tls.getProtocol() }, 'conn opened')
       const r = relay(app, up.tls, this.#opts.timeouts, result => {
-        logClosed(log, result, this.#metrics, 'outbound', 'app', access)
+        const alert = result.bytesBtoA === 0 ? tlsAlertOf(result.error) : undefined
+        if (alert === undefined) logClosed(log, result, this.#metrics, 'outbound', 'app', access)
+        else {
+          // TLS 1.3: the client's handshake is done before the server has checked our
+          // certificate, so its refusal arrives as an alert once bytes flow. Nothing was
+          // answered: a refusal, not a relayed connection (and the app was reset).
+          this.#metrics.handshakeFailure(alert)
+          this.#metrics.connection('outbound', 'tls_error')
+          log.warn({ ...access, reason: alert, err: result.error!.message }, 'conn refused')
+        }
         finish()
       })
       abort = () => r.abort()
@@ -130,7 +146,7 @@ export class UpstreamListener {
       const result = up instanceof PeerIdentityError ? 'tls_error' : 'upstream_error'
       this.#metrics.connection('outbound', result)
       log.warn({ ...id, reason: up instanceof PeerIdentityError ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
-      app.destroy()
+      cut(app)
       finish()
     }).catch(connBug(log, id, () => { abort(); finish() }))
   }
@@ -251,6 +267,7 @@ export class UpstreamListener {
         offered = undefined
         psk = undefined
         tls.allowHalfOpen = true // independent half-close from here on (see relay.ts)
+        trackTlsEnd(tls)
         resolve({ tls, peerId: verified.peerId, resumed, psk: viaPsk })
       })
     })

@@ -16,9 +16,17 @@
  *   closeTimeoutMs and maxConnLifetimeMs are enforced here.
  * - Errors on either side destroy both; the first one is reported. It never
  *   throws and never logs: the caller logs the result once.
+ * - Failure semantics (DESIGN.md): only a clean end on one side becomes a FIN
+ *   on the other. A TLS peer that vanished without close_notify (tls-end.ts)
+ *   or reset, an app that reset, a timeout, an abort: the plaintext side is
+ *   reset (RST), never closed as if the stream had ended, and the TLS side is
+ *   destroyed without close_notify, so the sidecar beyond resets its app too.
  */
 import type { Socket } from 'node:net'
+import { TLSSocket } from 'node:tls'
+import { isRoutineCloseError } from '../errors.js'
 import { idleSweep } from './idle-sweep.js'
+import { endedCleanly } from './tls-end.js'
 
 /** Per-connection limits the relay enforces. 0 disables idle and lifetime. */
 export interface RelayOptions {
@@ -28,7 +36,11 @@ export interface RelayOptions {
 }
 
 /** Why the relay ended. */
-export type CloseReason = 'eof' | 'idle_timeout' | 'close_timeout' | 'max_lifetime' | 'error' | 'aborted' | 'revoked'
+export type CloseReason = 'eof' | 'idle_timeout' | 'close_timeout' | 'max_lifetime' | 'error' | 'aborted' | 'revoked' |
+  /** The TLS peer reset, or its TCP connection closed without close_notify. */
+  'peer_aborted' |
+  /** The plaintext side (the app) reset. */
+  'app_aborted'
 
 /** What happened, for the single 'conn closed' log line and metrics. */
 export interface RelayResult {
@@ -49,6 +61,16 @@ export interface Relay {
   abort (reason?: CloseReason): void
 }
 
+/**
+ * End `s` for a failed relay: a plaintext TCP socket is reset (its app must not
+ * read the cut as an orderly end); a TLS socket is destroyed without close_notify.
+ */
+export function cut (s: Socket): void {
+  if (s.destroyed) return
+  if (s instanceof TLSSocket) { s.destroy(); return }
+  try { s.resetAndDestroy() } catch { s.destroy() } // not a TCP handle (a pipe in tests): as close as it gets
+}
+
 /** Start relaying between `a` and `b`; `onDone` gets the result once both sockets are closed. */
 export function relay (a: Socket, b: Socket, opts: RelayOptions, onDone?: (r: RelayResult) => void): Relay {
   const started = performance.now()
@@ -65,13 +87,14 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions, onDone?: (r: Re
   const teardown = (why: CloseReason, err?: Error): void => {
     reason ??= why
     if (err !== undefined) firstError ??= err
-    a.destroy()
-    b.destroy()
+    cut(a)
+    cut(b)
   }
   const sweep = opts.idleTimeoutMs > 0 ? idleSweep(opts.idleTimeoutMs) : undefined
   const idle = sweep?.add(() => teardown('idle_timeout'))
 
-  const endOf = (to: Socket) => (): void => {
+  const endOf = (from: Socket, to: Socket) => (): void => {
+    if (!endedCleanly(from)) { teardown('peer_aborted'); return }
     to.end()
     ends++
     if (ends === 1 && opts.closeTimeoutMs > 0) {
@@ -89,7 +112,7 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions, onDone?: (r: Re
     if (to.writableNeedDrain) from.pause()
     else from.resume()
   }
-  const onError = (err: Error): void => teardown('error', err)
+  const onError = (s: Socket) => (err: Error): void => teardown(!isRoutineCloseError(err) ? 'error' : s instanceof TLSSocket ? 'peer_aborted' : 'app_aborted', err)
   const onClose = (): void => {
     closes++
     // One side gone before both directions finished (reset, error): the other
@@ -112,10 +135,10 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions, onDone?: (r: Re
   }
 
   // 'end' and 'close' fire at most once: plain listeners, no once() wrappers.
-  if (!a.readableEnded) a.on('end', endOf(b))
-  if (!b.readableEnded) b.on('end', endOf(a))
+  if (!a.readableEnded) a.on('end', endOf(a, b))
+  if (!b.readableEnded) b.on('end', endOf(b, a))
   for (const s of [a, b]) {
-    s.on('error', onError)
+    s.on('error', onError(s))
     s.on('close', onClose)
   }
   forward(a, b)
@@ -127,8 +150,8 @@ export function relay (a: Socket, b: Socket, opts: RelayOptions, onDone?: (r: Re
   // Events that happened before the relay started will not be emitted again:
   // a peer that sent its EOF during the TLS handshake (Node reads ahead to
   // drive the handshake), or a socket that is already closed.
-  if (a.readableEnded) endOf(b)()
-  if (b.readableEnded) endOf(a)()
+  if (a.readableEnded) endOf(a, b)()
+  if (b.readableEnded) endOf(b, a)()
   for (const s of [a, b]) if (s.closed) onClose()
 
   return {

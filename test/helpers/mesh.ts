@@ -3,7 +3,6 @@
 import type { Test } from 'tap'
 import { Writable } from 'node:stream'
 import { connect, createServer, type Server, type Socket, type AddressInfo } from 'node:net'
-import { once } from 'node:events'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -145,13 +144,23 @@ export function echo (s: Socket): void { s.pipe(s) }
 
 /** One plaintext connection to `port` (an upstream port, before an echo app): send, read the echo, close. Resolves with what came back. */
 export async function echoRoundTrip (port: number, msg: string): Promise<string> {
+  return (await appTry(port, msg)).got
+}
+
+/**
+ * As an app would: connect to `port`, send `msg`, end once it has come back.
+ * `reset` says whether the connection ended in a reset (ECONNRESET), which is
+ * how a sidecar tells an app that its peer failed, rather than a clean end.
+ */
+export async function appTry (port: number, msg: string): Promise<{ got: string, reset: boolean }> {
   const s = connect(port, '127.0.0.1')
-  s.on('error', () => {})
+  let reset = false
+  s.on('error', (e: Error & { code?: string }) => { if (e.code === 'ECONNRESET') reset = true })
   let got = ''
   s.on('data', (d: Buffer) => { got += d.toString(); if (got === msg) s.end() })
   s.write(msg)
-  await once(s, 'close')
-  return got
+  await new Promise(resolve => s.once('close', resolve))
+  return { got, reset }
 }
 
 /** Connect with mTLS as a raw client (verifying the server against `caPem`); resolves when the socket closes. */

@@ -1,0 +1,177 @@
+// Why: an app behind a sidecar only has TCP to learn from. When the sidecar on
+// the other side dies mid-stream (kill -9: its kernel closes the TCP connection
+// with a bare FIN, no TLS close_notify), the app must see a reset, never an
+// orderly end after a shorter body (silent truncation). The same for every other
+// failure it cannot see otherwise: an upstream that cannot be reached, an
+// intention denial, an app the far sidecar cannot connect to. And a clean end
+// must stay a clean end: a full transfer ends in a FIN with every byte intact.
+import t, { type Test } from 'tap'
+import { createHash } from 'node:crypto'
+import { connect, type Socket } from 'node:net'
+import { makeMesh, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
+import { spawnCli } from '../helpers/cli.js'
+import { tlsEndTracking } from '../../src/proxy/tls-end.js'
+
+const MB = 1 << 20
+const CHUNK = Buffer.alloc(64 * 1024)
+for (let k = 0; k < CHUNK.length; k++) CHUNK[k] = (k * 7 + 3) & 0xff
+
+/** Write `total` bytes of CHUNK's pattern to `s` with backpressure; end after it when `end`. */
+function stream (s: Socket, total: number, end: boolean): void {
+  let sent = 0
+  const more = (): void => {
+    while (sent < total) {
+      const n = Math.min(CHUNK.length, total - sent)
+      sent += n
+      if (!s.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) { s.once('drain', more); return }
+    }
+    if (end) s.end()
+  }
+  s.on('error', () => {})
+  more()
+}
+
+/** The sha256 of `total` bytes of the pattern. */
+function patternSha (total: number): string {
+  const h = createHash('sha256')
+  for (let sent = 0; sent < total; sent += CHUNK.length) h.update(CHUNK.subarray(0, Math.min(CHUNK.length, total - sent)))
+  return h.digest('hex')
+}
+
+/** How a plaintext connection ended, from the app's side. */
+interface Ending { bytes: number, sha: string, reset: boolean, cleanEnd: boolean }
+
+/** Read everything from `s` (calling `onBytes` as it grows) until it closes. */
+function drain (s: Socket, onBytes: (n: number) => void = () => {}): Promise<Ending> {
+  const h = createHash('sha256')
+  let bytes = 0
+  let reset = false
+  let cleanEnd = false
+  s.on('data', (d: Buffer) => { h.update(d); bytes += d.length; onBytes(bytes) })
+  s.on('end', () => { cleanEnd = true; s.end() })
+  s.on('error', (e: Error & { code?: string }) => { if (e.code === 'ECONNRESET') reset = true })
+  return new Promise(resolve => s.once('close', () => resolve({ bytes, sha: h.digest('hex'), reset, cleanEnd })))
+}
+
+/** A db app that sends `total` bytes to each connection (then ends, when `end`). */
+async function downloadApp (t: Test, total: number, end = true): Promise<number> {
+  return (await startApp(t, s => { s.resume(); stream(s, total, end) })).port
+}
+
+async function meshAllowing (t: Test): Promise<TestMesh> {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  return mesh
+}
+
+/** `mesh-proxy run` as a real process; resolves with its first port ('sidecar started'). */
+async function spawnSidecar (t: Test, args: string[]): Promise<{ kill: () => Promise<void>, inbound: number | undefined, upstream: number | undefined }> {
+  const p = spawnCli(t, ['run', '--admin', '127.0.0.1:0', ...args])
+  const started = await p.sink.waitFor(l => l.msg === 'sidecar started')
+  const port = (s: unknown): number | undefined => typeof s === 'string' ? Number(s.split(' => ')[0]!.split(':').at(-1)) : undefined
+  return {
+    inbound: port(started.inbound),
+    upstream: port((started.upstreams as string[])[0]),
+    kill: async () => { const exited = new Promise(resolve => p.child.once('exit', resolve)); p.child.kill('SIGKILL'); await exited }
+  }
+}
+
+t.test('a clean end stays clean: 24 MiB down through a pair, every byte, then a FIN', async t => {
+  const mesh = await meshAllowing(t)
+  const total = 24 * MB
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${await downloadApp(t, total)}`, meshDir: mesh.dir })
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`], meshDir: mesh.dir })
+  const got = await drain(connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1'))
+  t.same(got, { bytes: total, sha: patternSha(total), reset: false, cleanEnd: true })
+  t.match(await web.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'eof', bytesToApp: total })
+  await web.stop()
+  await db.stop()
+})
+
+t.test('the inbound sidecar is killed (-9) mid-download: the app sees a reset, not an end', async t => {
+  if (!await trackingOrSkip(t, 'a bare TCP close cannot be told from close_notify on this Node')) return
+  const mesh = await meshAllowing(t)
+  const total = 256 * MB // far more than is sent before the kill: the transfer is cut mid-stream
+  const db = await spawnSidecar(t, ['--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${await downloadApp(t, total)}`, '--mesh-dir', mesh.dir])
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.inbound!}`], meshDir: mesh.dir })
+  const app = connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1')
+  let killing: Promise<void> | undefined
+  const got = await drain(app, n => { if (n >= 4 * MB) killing ??= db.kill() })
+  await killing
+  t.ok(got.bytes >= 4 * MB && got.bytes < total, `cut mid-stream (${got.bytes} of ${total} bytes)`)
+  t.equal(got.reset, true, 'the app\'s connection is reset')
+  t.equal(got.cleanEnd, false, 'no orderly end reached the app')
+  t.match(await web.sink.waitFor(l => l.msg === 'conn closed'), { level: 40, reason: 'peer_aborted' }, 'logged as the peer aborting, at warn')
+  t.equal(web.metrics.get('mesh_proxy_connections_total', { direction: 'outbound', result: 'peer_aborted' }), 1, 'counted')
+  await web.stop()
+})
+
+t.test('the outbound sidecar is killed (-9) mid-upload: db\'s app sees a reset, not an end', async t => {
+  if (!await trackingOrSkip(t, 'a bare TCP close cannot be told from close_notify on this Node')) return
+  const mesh = await meshAllowing(t)
+  let upload: Promise<Ending> | undefined
+  let reached!: () => void
+  const fourMb = new Promise<void>(resolve => { reached = resolve })
+  const dbApp = await startApp(t, s => { upload = drain(s, n => { if (n >= 4 * MB) reached() }) })
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${dbApp.port}`, meshDir: mesh.dir })
+  const web = await spawnSidecar(t, ['--service', 'web', '--upstream', `db:0=127.0.0.1:${db.addrs.inbound!.port}`, '--mesh-dir', mesh.dir])
+  const client = connect(web.upstream!, '127.0.0.1')
+  client.on('error', () => {})
+  stream(client, 256 * MB, true)
+  await fourMb
+  await web.kill()
+  const got = await upload!
+  t.ok(got.bytes >= 4 * MB && got.bytes < 256 * MB, `cut mid-stream (${got.bytes} bytes)`)
+  t.equal(got.reset, true, 'db\'s app connection is reset')
+  t.equal(got.cleanEnd, false, 'no orderly end reached db\'s app')
+  t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'peer_aborted' })
+  t.equal(db.metrics.get('mesh_proxy_connections_total', { direction: 'inbound', result: 'peer_aborted' }), 1)
+  client.destroy()
+  await db.stop()
+})
+
+t.test('failures the app cannot otherwise see are resets', async t => {
+  const mesh = await makeMesh(t)
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'deny' }])
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${await downloadApp(t, 1000)}`, meshDir: mesh.dir })
+  // A port nothing listens on: bind one, note it, close it.
+  const gone = await startApp(t, () => {})
+  const deadPort = gone.port
+  await new Promise<void>(resolve => gone.server.close(() => resolve()))
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`, `nowhere:0=127.0.0.1:${deadPort}`], meshDir: mesh.dir })
+
+  const unreachable = await drain(connect(web.addrs.upstreams.get('nowhere')!.port, '127.0.0.1'))
+  t.same(unreachable, { bytes: 0, sha: patternSha(0), reset: true, cleanEnd: false }, 'an upstream that cannot be reached: reset')
+  t.match(await web.sink.waitFor(l => l.msg === 'conn refused'), { reason: 'upstream_unavailable' })
+
+  if (tlsEndTracking()) {
+    const denied = await drain(connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1'))
+    t.same(denied, { bytes: 0, sha: patternSha(0), reset: true, cleanEnd: false }, 'an intention denial at the far side: reset')
+  } else t.comment('skipped the denial case: a bare TCP close cannot be told from close_notify on this Node')
+  await web.stop()
+  await db.stop()
+})
+
+t.test('the far sidecar cannot connect to its app: the calling app is reset', async t => {
+  if (!await trackingOrSkip(t, 'a bare TCP close cannot be told from close_notify on this Node')) return
+  const mesh = await meshAllowing(t)
+  const gone = await startApp(t, () => {})
+  await new Promise<void>(resolve => gone.server.close(() => resolve()))
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${gone.port}`, meshDir: mesh.dir })
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`], meshDir: mesh.dir })
+  const got = await drain(connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1'))
+  t.same(got, { bytes: 0, sha: patternSha(0), reset: true, cleanEnd: false })
+  t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'app_connect_failed' })
+  t.match(await web.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'peer_aborted' })
+  await web.stop()
+  await db.stop()
+})
+
+/** True when this Node tells a bare TCP close from close_notify (known after a sidecar started); else skip `t` with `why`. */
+async function trackingOrSkip (t: Test, why: string): Promise<boolean> {
+  const { probeTls } = await import('../../src/proxy/tls-probe.js')
+  if ((await probeTls()).endTracking) return true
+  t.comment(`skipped: ${why} (${process.version}); tls-end.ts says why`)
+  t.pass(`skipped on ${process.version}`)
+  return false
+}
