@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { makeMesh, startApp, startSidecar, echo, echoRoundTrip, TD, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
 import { consulServiceId } from '../../src/identity/spiffe-id.js'
-import { needPeers } from '../peers/peers.js'
+import { needPeers, keepConnecting } from '../peers/peers.js'
 import { startEnvoy, outboundBootstrap, inboundBootstrap, type EnvoyTls, type RunningEnvoy } from '../peers/envoy.js'
 
 const { env, skip } = needPeers(t, ['ENVOY_BIN'])
@@ -165,25 +165,6 @@ t.test('(e) connections in a row from Envoy: all succeed, Envoy resumes with our
   t.equal(await envoy.stat('cluster.db.ssl.connection_error'), 0, 'no TLS error on Envoy\'s side')
   await db.stop()
 })
-
-/** Round trips one after another until stopped; `after(n)` resolves when n more have finished. */
-function keepConnecting (port: number): { stop: () => Promise<void>, after: (n: number) => Promise<void>, results: boolean[] } {
-  const results: boolean[] = []
-  const waiters: Array<{ at: number, resolve: () => void }> = []
-  let running = true
-  const loop = (async () => {
-    for (let i = 0; running; i++) {
-      const msg = `c${i}`
-      results.push(await echoRoundTrip(port, msg) === msg)
-      for (const w of [...waiters]) if (results.length >= w.at) { waiters.splice(waiters.indexOf(w), 1); w.resolve() }
-    }
-  })()
-  return {
-    results,
-    after: n => new Promise(resolve => waiters.push({ at: results.length + n, resolve })),
-    stop: async () => { running = false; await loop }
-  }
-}
 
 /** `service` gets a new leaf in the mesh dir and its sidecar takes it up (as test/integration/session-resumption.test.ts). */
 async function rotate (mesh: TestMesh, service: string, sidecar: TestSidecar): Promise<string> {

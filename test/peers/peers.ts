@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
+import { echoRoundTrip } from '../helpers/mesh.js'
 
 /** The env file install.sh writes: `${MESH_PROXY_CACHE:-$HOME/.cache/mesh-proxy}/peers/env`. */
 export const PEERS_ENV_FILE = join(process.env.MESH_PROXY_CACHE ?? join(homedir(), '.cache', 'mesh-proxy'), 'peers', 'env')
@@ -93,4 +94,40 @@ export function spawnPeer (t: Test, bin: string, args: string[], opts: { env?: N
       void exited.then(({ code, signal }) => reject(new Error(`${name} exited (${String(code ?? signal)}) before printing ${String(re)}:\n${err.slice(-3000)}`)))
     })
   }
+}
+
+/**
+ * Echo round trips to a plaintext `port`, one after another, until stopped
+ * (results[i]: did the i-th come back whole); `after(n)` resolves once n more have finished.
+ */
+export function keepConnecting (port: number): { stop: () => Promise<void>, after: (n: number) => Promise<void>, results: boolean[] } {
+  const results: boolean[] = []
+  const waiters: Array<{ at: number, resolve: () => void }> = []
+  let running = true
+  const loop = (async () => {
+    for (let i = 0; running; i++) {
+      const msg = `c${i}`
+      results.push(await echoRoundTrip(port, msg) === msg)
+      for (const w of [...waiters]) if (results.length >= w.at) { waiters.splice(waiters.indexOf(w), 1); w.resolve() }
+    }
+  })()
+  return {
+    results,
+    after: n => new Promise(resolve => waiters.push({ at: results.length + n, resolve })),
+    stop: async () => { running = false; await loop }
+  }
+}
+
+/**
+ * A loopback port that was free a moment ago, for the one peer that cannot bind
+ * port 0 itself: spire-server refuses bind_port = 0 ("bind_address and
+ * bind_port must be configured"), and its agents need the port up front.
+ */
+export async function freePort (): Promise<number> {
+  const { createServer } = await import('node:net')
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as { port: number }).port
+  await new Promise<void>(resolve => s.close(() => resolve()))
+  return port
 }

@@ -1,0 +1,134 @@
+// Why: the SPIRE way to hand a workload its identity without the Workload API
+// in the process is spiffe-helper writing svid.pem / svid_key.pem /
+// svid_bundle.pem and rewriting them, one file after the other, at every
+// rotation. A mesh-proxy run with --cert/--key/--ca on those files must take up
+// every new SVID without failing a connection. Real peers: spire-server and
+// spire-agent (join-token node attestation, unix workload attestor, one
+// registration entry per service in Consul's ID form, told apart by hint),
+// two spiffe-helpers; short SVID TTL so rotations happen within the test.
+// They come from test/peers/install.sh; without them the file skips, and
+// fails under CI=true.
+import t, { type Test } from 'tap'
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { startApp, startSidecar, echo, TD } from '../helpers/mesh.js'
+import { consulServiceId } from '../../src/identity/spiffe-id.js'
+import { needPeers, spawnPeer, keepConnecting, freePort } from '../peers/peers.js'
+
+const { env, skip } = needPeers(t, ['SPIRE_SERVER_BIN', 'SPIRE_AGENT_BIN', 'SPIFFE_HELPER_BIN'])
+const idOf = (service: string): string => consulServiceId({ trustDomain: TD, datacenter: 'dc1', service }).uri
+const run = promisify(execFile)
+const SVID_TTL_S = 20 // the agent renews at half-life: a rotation every ~10 s
+
+/** spire-server and spire-agent on loopback, the agent attested by a join token; entries for `services`. */
+async function startSpire (t: Test, services: string[]): Promise<{ dir: string, agentSocket: string }> {
+  // Short: UNIX socket paths are limited to 108 bytes, tap's fixture dirs are longer.
+  const dir = await mkdtemp(join(tmpdir(), 'mp-spire-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const serverSocket = join(dir, 'server.sock')
+  const agentSocket = join(dir, 'agent.sock')
+  const port = await freePort()
+  await writeFile(join(dir, 'server.conf'), `
+server {
+  bind_address = "127.0.0.1"
+  bind_port = "${port}"
+  socket_path = "${serverSocket}"
+  trust_domain = "${TD}"
+  data_dir = "${join(dir, 'server-data')}"
+  log_level = "INFO"
+  ca_key_type = "ec-p256"
+  default_x509_svid_ttl = "${SVID_TTL_S}s"
+}
+plugins {
+  DataStore "sql" { plugin_data { database_type = "sqlite3" connection_string = "${join(dir, 'datastore.sqlite3')}" } }
+  KeyManager "memory" { plugin_data {} }
+  NodeAttestor "join_token" { plugin_data {} }
+}
+`)
+  const server = spawnPeer(t, env.SPIRE_SERVER_BIN!, ['run', '-config', join(dir, 'server.conf')])
+  await server.waitFor(/Starting Server APIs.*network=tcp|network=tcp.*Starting Server APIs/)
+  await server.waitFor(/Starting Server APIs.*network=unix|network=unix.*Starting Server APIs/)
+  const cli = async (...args: string[]): Promise<string> => (await run(env.SPIRE_SERVER_BIN!, [...args, '-socketPath', serverSocket])).stdout
+  await writeFile(join(dir, 'bootstrap-bundle.pem'), await cli('bundle', 'show'))
+  const token = (await cli('token', 'generate', '-spiffeID', `spiffe://${TD}/host/agent`)).match(/Token: (\S+)/)![1]!
+  for (const s of services) {
+    await cli('entry', 'create', '-parentID', `spiffe://${TD}/host/agent`, '-spiffeID', idOf(s), '-selector', `unix:uid:${process.getuid!()}`, '-x509SVIDTTL', String(SVID_TTL_S), '-hint', s)
+  }
+  await writeFile(join(dir, 'agent.conf'), `
+agent {
+  data_dir = "${join(dir, 'agent-data')}"
+  log_level = "INFO"
+  server_address = "127.0.0.1"
+  server_port = "${port}"
+  socket_path = "${agentSocket}"
+  trust_bundle_path = "${join(dir, 'bootstrap-bundle.pem')}"
+  trust_domain = "${TD}"
+}
+plugins {
+  NodeAttestor "join_token" { plugin_data {} }
+  KeyManager "memory" { plugin_data {} }
+  WorkloadAttestor "unix" { plugin_data {} }
+}
+`)
+  const agent = spawnPeer(t, env.SPIRE_AGENT_BIN!, ['run', '-config', join(dir, 'agent.conf'), '-joinToken', token])
+  await agent.waitFor(/Starting Workload and SDS APIs/)
+  return { dir, agentSocket }
+}
+
+/** spiffe-helper in daemon mode for the entry hinted `service`; resolves with the files once first written. */
+async function startHelper (t: Test, spire: { dir: string, agentSocket: string }, service: string): Promise<{ cert: string, key: string, ca: string, updates: () => number }> {
+  const certDir = join(spire.dir, service)
+  const { mkdir } = await import('node:fs/promises')
+  await mkdir(certDir)
+  const conf = join(spire.dir, `helper-${service}.conf`)
+  await writeFile(conf, `
+agent_address = "${spire.agentSocket}"
+cert_dir = "${certDir}"
+svid_file_name = "svid.pem"
+svid_key_file_name = "svid_key.pem"
+svid_bundle_file_name = "svid_bundle.pem"
+hint = "${service}"
+daemon_mode = true
+`)
+  const helper = spawnPeer(t, env.SPIFFE_HELPER_BIN!, ['-config', conf])
+  await helper.waitFor(/X\.509 certificates updated/)
+  return { cert: join(certDir, 'svid.pem'), key: join(certDir, 'svid_key.pem'), ca: join(certDir, 'svid_bundle.pem'), updates: () => (helper.stdout() + helper.stderr()).split('X.509 certificates updated').length - 1 }
+}
+
+t.test('SVIDs from SPIRE through spiffe-helper files rotate under load: no failed connection', { skip, timeout: 120_000 }, async t => {
+  const spire = await startSpire(t, ['db', 'web'])
+  const dbFiles = await startHelper(t, spire, 'db')
+  const webFiles = await startHelper(t, spire, 'web')
+  const intentions = join(spire.dir, 'intentions.json')
+  await writeFile(intentions, JSON.stringify({ intentions: [{ source: 'web', destination: 'db', action: 'allow' }] }))
+  const app = await startApp(t, echo)
+  const { updates: _u1, ...dbTls } = dbFiles
+  const { updates: _u2, ...webTls } = webFiles
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, ...dbTls, intentions })
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`], ...webTls })
+  t.equal(db.sidecar.tls.svid.id.uri, idOf('db'), 'db runs with the SVID SPIRE issued for its entry')
+  t.equal(web.sidecar.tls.svid.id.uri, idOf('web'), 'web too')
+  const firstDb = db.sidecar.tls.svid.chain[0]!.serial
+  const firstWeb = web.sidecar.tls.svid.chain[0]!.serial
+
+  const load = keepConnecting(web.addrs.upstreams.get('db')!.port)
+  await load.after(3)
+  // Two rotations of each: every 'certificates reloaded' came from spiffe-helper rewriting the files.
+  const reloaded = (side: typeof db, n: number): Promise<unknown> => side.sink.waitFor(l => l.msg === 'certificates reloaded' && side.sink.msgs('certificates reloaded').indexOf(l) === n - 1)
+  await Promise.all([reloaded(db, 2), reloaded(web, 2)])
+  await load.after(3) // connections made with the newest SVIDs on both sides
+  await load.stop()
+
+  t.not(db.sidecar.tls.svid.chain[0]!.serial, firstDb, 'db took up a rotated SVID')
+  t.not(web.sidecar.tls.svid.chain[0]!.serial, firstWeb, 'web took up a rotated SVID')
+  t.comment(`spiffe-helper wrote db's files ${dbFiles.updates()} times, web's ${webFiles.updates()} times; ${load.results.length} connections`)
+  t.equal(load.results.filter(ok => !ok).length, 0, `none of ${load.results.length} connections failed across the rotations`)
+  t.equal(db.sink.msgs('conn rejected').length, 0, 'db rejected no handshake')
+  t.equal(web.sink.msgs('conn refused').length, 0, 'web refused no connection')
+  t.same(db.sink.msgs('conn closed').filter(l => l.source !== 'web').map(l => l.source), [], 'every connection was identified as web')
+  await web.stop()
+  await db.stop()
+})
