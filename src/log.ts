@@ -9,16 +9,17 @@ import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 
 export type { Logger }
 
 /** What a censored field shows. */
-export const REDACTED = '[redacted]'
+export { REDACTED } from './config/public.js'
+import { REDACTED } from './config/public.js'
 
 /** Field names that never reach a log line in clear, at the top level and one level down. */
-const SECRET_FIELDS = new Set(['key', 'keyPem', 'privateKey'])
+const SECRET_FIELDS = new Set(['key', 'keyPem', 'privateKey', 'token', 'consulToken'])
 
 /** A field one level down that is censored under this parent only. */
 const SECRET_NESTED: Readonly<Record<string, string>> = { config: 'keyFile' }
 
 /**
- * The log object with key material censored: `key`, `keyPem` and `privateKey`
+ * The log object with secrets censored: `key`, `keyPem`, `privateKey`, `token` and `consulToken`
  * at the top level and in any object one level down, and `config.keyFile`
  * (a child logger's bindings: the top-level names only).
  * Censoring copies (the caller's object is left as it is); when nothing

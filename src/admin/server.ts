@@ -6,6 +6,7 @@ import { createServer, type Server, type IncomingMessage, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { HostPort } from '../config/types.js'
+import { publicConfig } from '../config/public.js'
 import type { MetricsRegistry } from '../metrics/metrics.js'
 import type { Sidecar } from '../proxy/sidecar.js'
 import { listen } from '../proxy/listen.js'
@@ -35,7 +36,7 @@ export function sidecarView (sidecar: Sidecar, metrics: MetricsRegistry): AdminV
   return {
     ready: async () => { const s = sidecar.status(); return { ready: s.ready, body: s } },
     metrics: async () => metrics.render(),
-    config: async () => sidecar.config,
+    config: async () => publicConfig(sidecar.config),
     certs: async () => {
       if (sidecar.status().state === 'starting') return undefined
       const { svid, bundle } = sidecar.tls

@@ -5,7 +5,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { resolveConfig } from '../config/resolve.js'
+import { isLoopback, resolveConfig } from '../config/resolve.js'
+import { publicConfig } from '../config/public.js'
 import { ConfigError, toError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { Sidecar } from '../proxy/sidecar.js'
@@ -44,10 +45,13 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
   const file = await readConfigFile(configPath)
   const config = resolveConfig({ flags, env: process.env, file, ...(configPath === undefined ? {} : { fileName: configPath }) })
   if (flags.dryRun === true) {
-    process.stdout.write(JSON.stringify(config, null, 2) + '\n')
+    process.stdout.write(JSON.stringify(publicConfig(config), null, 2) + '\n')
     return 0
   }
   const baseLogger = hooks.logger ?? createLogger({ level: config.logLevel })
+  if (config.admin !== null && !isLoopback(config.admin.host)) {
+    baseLogger.warn({ admin: `${config.admin.host}:${config.admin.port}` }, 'admin endpoint is not on loopback: anyone who reaches it reads the configuration, certificates and intentions (bind it to 127.0.0.1, or put it behind a firewall)')
+  }
   const slot = workerSlot()
   if (slot === null && config.workers > 1) return await runPrimary(config, baseLogger, hooks.signals ?? process)
   const logger = slot === null ? baseLogger : baseLogger.child({ worker: slot })

@@ -24,6 +24,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Config } from '../config/types.js'
+import { publicConfig } from '../config/public.js'
 import { AdminServer, type AdminView } from '../admin/server.js'
 import { mergeMetrics } from '../metrics/merge.js'
 import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
@@ -160,7 +161,7 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
       return { ready, body: { state: stopping ? 'draining' : ready ? 'ready' : 'starting', ready, workers: states } }
     },
     metrics: async () => mergeMetrics((await Promise.all(live().map(async ({ n, w }) => ({ worker: n, text: await ask(w, 'metrics').catch(() => '') as string })))).filter(x => x.text !== '')),
-    config: async () => config,
+    config: async () => publicConfig(config),
     certs: async () => { const l = live()[0]; return l === undefined ? undefined : await ask(l.w, 'certs') },
     intentions: async () => { const l = live()[0]; return l === undefined ? undefined : await ask(l.w, 'intentions') }
   }

@@ -108,7 +108,8 @@ export function parseUpstream (s: string, field: string): UpstreamConfig {
   return { service, bind, instances }
 }
 
-function isLoopback (host: string): boolean {
+/** A loopback address: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback (host: string): boolean {
   if (host === 'localhost' || host === '::1') return true
   return isIP(host) === 4 && host.startsWith('127.')
 }
