@@ -12,6 +12,12 @@ import { makeMesh } from '../helpers/mesh.js'
 const run = runCli
 
 t.test('bad input: clear one-line errors and exit codes', async t => {
+  // Hermetic: whatever holds the default admin port (a `demo --keep` in another terminal) changes nothing here.
+  const admin = createServer()
+  admin.on('error', () => {}) // already held by something else: the same situation
+  admin.listen(19000, '127.0.0.1')
+  await new Promise(resolve => { admin.once('listening', resolve); admin.once('error', resolve) })
+  t.teardown(() => { admin.close() })
   const mesh = await makeMesh(t)
   const dir = mesh.dir
   const busy = createServer()
