@@ -224,6 +224,14 @@ export function resolveConfig (src: ConfigSources): Config {
     errors.push(new ConfigError(missing.split(',')[0]!, `--cert, --key and --ca go together; missing ${missing}`))
   }
   if (!hasFiles && meshDir === null && controlPlane === 'mesh') errors.push(new ConfigError('--mesh-dir', 'no certificates: give --mesh-dir (or MESH_DIR) for the embedded control plane, or --cert, --key and --ca'))
+  // One listener per upstream service: the sidecar keys them by service (reload diffs, SIGTERM closes them).
+  const seen = new Map<string, string>()
+  for (const u of upstreams) {
+    const given = `${u.service}:${u.bind.host}:${u.bind.port}`
+    const first = seen.get(u.service)
+    if (first !== undefined) errors.push(new ConfigError('--upstream', `${u.service} is given twice (${first} and ${given}); give each upstream service once, with one local port`))
+    else seen.set(u.service, given)
+  }
   for (const u of upstreams) {
     if (u.instances === null && meshDir === null && controlPlane === 'mesh') errors.push(new ConfigError('--upstream', `upstream ${u.service} has no instances: list them (${u.service}:${u.bind.port}=host:port,...) or give --mesh-dir so it resolves through the catalog`))
   }

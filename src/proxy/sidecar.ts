@@ -213,6 +213,8 @@ export class Sidecar {
 
   async #addUpstream (u: UpstreamConfig): Promise<HostPort> {
     const cfg = this.#cfg
+    // resolveConfig refuses a service given twice; a second listener here would outlive close().
+    if (this.#upstreams.has(u.service)) throw new ConfigError('--upstream', `${u.service} is given twice; give each upstream service once`)
     if (u.instances !== null) this.#static.set(u.service, u.instances)
     const resolver: Resolver = u.instances !== null ? staticResolver(this.#static) : this.#plane!.resolver!
     const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter: this.#datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls: () => this.#tls!, logger: this.#log, metrics: this.#metrics })

@@ -44,7 +44,8 @@ t.test('bad input: clear one-line errors and exit codes', async t => {
     ['unknown upstream without catalog', ['run', '--service', 'web', '--cert', join(dir, 'web.pem'), '--key', join(dir, 'db.key'), '--ca', mesh.layout.bundle, '--upstream', 'db:0'], 2, /upstream db has no instances/],
     ['not a mesh dir', ['run', '--service', 'web', '--upstream', 'db:0', '--mesh-dir', join(dir, 'certs')], 2, /is not a mesh dir \(no mesh\.json\); create one with "mesh-proxy ca init/],
     ['non-loopback app', ['run', '--service', 'db', '--to', '192.0.2.1:80', '--mesh-dir', dir], 2, /not a loopback address/],
-    ['unknown command option', ['run', '--servce', 'web'], 2, /unknown option '--servce'/]
+    ['unknown command option', ['run', '--servce', 'web'], 2, /unknown option '--servce'/],
+    ['an upstream given twice', ['run', '--service', 'web', '--upstream', 'db:0=127.0.0.1:1', '--upstream', 'db:0=127.0.0.1:2', '--mesh-dir', dir], 2, /--upstream: db is given twice .*; give each upstream service once/]
   ]
   for (const [name, args, code, re] of rows) {
     const r = await run(args)

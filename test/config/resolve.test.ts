@@ -74,3 +74,16 @@ t.test('--workers: default 1, from flag, env or file', async t => {
   t.equal(r({}, {}, { workers: 4 }), 4)
   t.equal(r({ workers: '2' }, { MESH_PROXY_WORKERS: '3' }), 2, 'flag beats env')
 })
+
+t.test('an upstream service given twice is an error naming both', async t => {
+  const rows: Array<[string, string[], RegExp | null]> = [
+    ['two ports', ['db:9195=127.0.0.1:1', 'db:9196=127.0.0.1:2'], /--upstream: db is given twice \(db:127\.0\.0\.1:9195 and db:127\.0\.0\.1:9196\); give each upstream service once/],
+    ['the same port twice', ['db:9195', 'db:9195'], /db is given twice/],
+    ['two services', ['db:9195', 'cache:9196'], null]
+  ]
+  for (const [name, upstream, want] of rows) {
+    const got = errs({ ...base, upstream })
+    if (want === null) t.same(got, [], `${name}: fine`)
+    else t.match(got.join('\n'), want, `${name}: refused`)
+  }
+})
