@@ -26,7 +26,8 @@ export async function readIntentions (path: string): Promise<IntentionsDoc> {
   try {
     json = JSON.parse(text)
   } catch (err) {
-    throw new IntentionError(`intentions file ${path} is not valid JSON (${toError(err).message}); fix it or restore it with "mesh-proxy intention list"`)
+    // (Not "mesh-proxy intention list": it reads this very file.) Running sidecars keep the last good table and serve it.
+    throw new IntentionError(`intentions file ${path} is not valid JSON (${toError(err).message}); fix it, or restore the table a running sidecar still uses: curl -s http://<its --admin address>/intentions > ${path}`)
   }
   return validateIntentionsDoc(json, path)
 }
@@ -94,7 +95,7 @@ export class IntentionsSource {
       try {
         const doc = await readIntentions(this.#path)
         this.#set(doc)
-        this.#onReload({ ok: true, doc })
+        this.#onReload({ ok: true, doc: this.#doc }) // as in force: --default-policy over the file's
       } catch (err) {
         this.#onReload({ ok: false, error: toError(err) })
       }
