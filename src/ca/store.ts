@@ -9,7 +9,7 @@ import { CertificateError, errorCode, toError } from '../errors.js'
 import { createRootCa, crossSign, issueCert, signCsr, type IssuedCert } from './issue.js'
 import { consulServiceId } from '../identity/spiffe-id.js'
 import { certsFromPem, toPem } from '../identity/x509.js'
-import { writeFileAtomic, fileExists } from '../fsutil/atomic.js'
+import { PRIVATE_DIR, writeFileAtomic, fileExists } from '../fsutil/atomic.js'
 import type { MeshLayout, MeshSettings } from '../meshdir/layout.js'
 
 /** Default leaf lifetime, as Consul's. */
@@ -73,7 +73,7 @@ export async function rotateRoot (layout: MeshLayout, settings: MeshSettings): P
   const oldFacts = certsFromPem(old.certPem, layout.caCert)[0]!
   const next = await createRootCa({ trustDomain: settings.trustDomain })
   const xc = await crossSign(old, next.certPem)
-  await mkdir(layout.previous, { recursive: true })
+  await mkdir(layout.previous, { recursive: true, mode: PRIVATE_DIR })
   await writeFileAtomic(join(layout.previous, `${oldFacts.serial}.pem`), old.certPem)
   // The new root is freshly generated, so it cannot already be in the bundle.
   await writeFileAtomic(layout.bundle, [next.certPem, ...await readBundleRoots(layout)].join(''))

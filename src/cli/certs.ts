@@ -13,7 +13,7 @@ import { bundleFromPem } from '../identity/bundle.js'
 import { formatSpiffeBundle } from '../identity/spiffe-bundle.js'
 import { rotateRoot, retireOldRoots, signServiceCsr, issueLeaf } from '../ca/store.js'
 import { meshLayout, readMeshSettings, writeMeshSettings } from '../meshdir/layout.js'
-import { writeFileAtomic, fileExists } from '../fsutil/atomic.js'
+import { PRIVATE_DIR, writeFileAtomic, fileExists } from '../fsutil/atomic.js'
 import { DEV_SERVICES } from '../meshdir/seed.js'
 import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../config/defaults.js'
 import { ConfigError } from '../errors.js'
@@ -50,7 +50,7 @@ export async function certIssue (service: string, o: { meshDir: string, ttl?: st
 
 /** `dev gen-certs [dir]`: regenerate the committed development CA and leaves. */
 export async function genDevCerts (dir: string, say: (l: string) => void): Promise<number> {
-  await mkdir(dir, { recursive: true })
+  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR })
   const ca = await createRootCa({ trustDomain: DEV_TRUST_DOMAIN, commonName: 'mesh-proxy DEV CA (not for production)', notAfter: new Date(Date.now() + 10 * YEAR_MS) })
   await writeFileAtomic(join(dir, 'ca.pem'), ca.certPem)
   await writeFileAtomic(join(dir, 'ca.key'), ca.keyPem, 0o600)

@@ -4,13 +4,24 @@
  * `check`: 0 allowed, 1 denied, 2 usage or store error.
  */
 import { IntentionError } from '../errors.js'
-import { meshLayout } from '../meshdir/layout.js'
+import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
 import { readIntentions, updateIntentions } from '../intentions/store.js'
 import { decide, decidedBy, matchIntentions, pairKey, parseServiceRef, precedenceOf, type Action, type Intention } from '../intentions/table.js'
 
 type Say = (l: string) => void
 
 /** Options of `intention create`. */
+/**
+ * The intentions file of a mesh dir that exists (has mesh.json): a missing or
+ * mistyped --mesh-dir is an error naming it, never an empty table or a stray
+ * directory created on write.
+ */
+async function intentionsPath (meshDir: string): Promise<string> {
+  const layout = meshLayout(meshDir)
+  await readMeshSettings(layout)
+  return layout.intentions
+}
+
 export interface CreateOptions {
   meshDir: string
   action: Action
@@ -45,7 +56,7 @@ function describe (i: Intention): string {
 export async function intentionCreate (src: string, dst: string, o: CreateOptions, say: Say): Promise<number> {
   const k = pairKey(src, dst)
   const meta = parseMeta(o.meta)
-  const doc = await updateIntentions(meshLayout(o.meshDir).intentions, cur => {
+  const doc = await updateIntentions(await intentionsPath(o.meshDir), cur => {
     const existing = cur.intentions.findIndex(i => pairKey(i.source, i.destination) === k)
     if (existing >= 0 && o.replace !== true) throw new IntentionError(`an intention ${k} already exists (${cur.intentions[existing]!.action}); use -replace to change it`)
     const next: Intention = {
@@ -68,7 +79,7 @@ export async function intentionCreate (src: string, dst: string, o: CreateOption
 /** Delete source -> destination. */
 export async function intentionDelete (src: string, dst: string, o: { meshDir: string }, say: Say): Promise<number> {
   const k = pairKey(src, dst)
-  await updateIntentions(meshLayout(o.meshDir).intentions, cur => {
+  await updateIntentions(await intentionsPath(o.meshDir), cur => {
     const rest = cur.intentions.filter(i => pairKey(i.source, i.destination) !== k)
     if (rest.length === cur.intentions.length) throw new IntentionError(`no intention ${k} exists; "mesh-proxy intention list" shows them`)
     return { ...cur, intentions: rest }
@@ -80,7 +91,7 @@ export async function intentionDelete (src: string, dst: string, o: { meshDir: s
 /** Show one intention. */
 export async function intentionGet (src: string, dst: string, o: { meshDir: string, json?: boolean }, say: Say): Promise<number> {
   const k = pairKey(src, dst)
-  const doc = await readIntentions(meshLayout(o.meshDir).intentions)
+  const doc = await readIntentions(await intentionsPath(o.meshDir))
   const hit = doc.intentions.find(i => pairKey(i.source, i.destination) === k)
   if (hit === undefined) throw new IntentionError(`no intention ${k} exists; "mesh-proxy intention list" shows them`)
   say(o.json === true ? JSON.stringify(hit, null, 2) : describe(hit))
@@ -89,7 +100,7 @@ export async function intentionGet (src: string, dst: string, o: { meshDir: stri
 
 /** List all intentions. */
 export async function intentionList (o: { meshDir: string, json?: boolean }, say: Say): Promise<number> {
-  const doc = await readIntentions(meshLayout(o.meshDir).intentions)
+  const doc = await readIntentions(await intentionsPath(o.meshDir))
   if (o.json === true) { say(JSON.stringify(doc, null, 2)); return 0 }
   say(`default policy: ${doc.defaultPolicy}   index: ${doc.index}`)
   for (const i of doc.intentions) say(describe(i))
@@ -98,7 +109,7 @@ export async function intentionList (o: { meshDir: string, json?: boolean }, say
 
 /** Intentions that apply to a destination (or with `source`, to a source), in precedence order. */
 export async function intentionMatch (name: string, o: { meshDir: string, source?: boolean, json?: boolean }, say: Say): Promise<number> {
-  const doc = await readIntentions(meshLayout(o.meshDir).intentions)
+  const doc = await readIntentions(await intentionsPath(o.meshDir))
   const ranked = matchIntentions(doc, o.source === true ? 'source' : 'destination', name)
   if (o.json === true) { say(JSON.stringify(ranked, null, 2)); return 0 }
   for (const r of ranked) say(describe(r.intention))
@@ -107,7 +118,7 @@ export async function intentionMatch (name: string, o: { meshDir: string, source
 
 /** Check whether source may connect to destination; exit 0 allowed, 1 denied. */
 export async function intentionCheck (src: string, dst: string, o: { meshDir: string, explain?: boolean }, say: Say): Promise<number> {
-  const doc = await readIntentions(meshLayout(o.meshDir).intentions)
+  const doc = await readIntentions(await intentionsPath(o.meshDir))
   const d = decide(doc, src, dst)
   say(d.allowed ? 'Allowed' : 'Denied')
   if (o.explain === true) say(`decided by ${decidedBy(d)}${d.precedence > 0 ? ` (precedence ${d.precedence})` : ''}: ${d.reason}`)
@@ -116,7 +127,7 @@ export async function intentionCheck (src: string, dst: string, o: { meshDir: st
 
 /** Show, or with an argument set, the mesh dir's default policy. */
 export async function intentionDefaultPolicy (policy: string | undefined, o: { meshDir: string }, say: Say): Promise<number> {
-  const path = meshLayout(o.meshDir).intentions
+  const path = await intentionsPath(o.meshDir)
   if (policy === undefined) {
     say((await readIntentions(path)).defaultPolicy)
     return 0

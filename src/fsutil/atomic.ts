@@ -7,10 +7,17 @@ import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { MeshProxyError, errorCode } from '../errors.js'
 
+/**
+ * Mode of every directory mesh-proxy creates (the mesh dir, ca/ with the root
+ * key, certs/, catalog/): owner only, whatever the umask (mkdir masks it
+ * further, never widens it).
+ */
+export const PRIVATE_DIR = 0o700
+
 /** Write `data` to `path` atomically with `mode` (0600 for keys). */
 export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const dir = dirname(path)
-  await mkdir(dir, { recursive: true })
+  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR })
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
   const fh = await open(tmp, 'wx', mode)
   try {
@@ -49,7 +56,7 @@ export async function withLock<T> (path: string, fn: () => Promise<T>, opts: Loc
   const lock = path + '.lock'
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000)
   const staleMs = opts.staleMs ?? 30_000
-  await mkdir(dirname(lock), { recursive: true })
+  await mkdir(dirname(lock), { recursive: true, mode: PRIVATE_DIR })
   let delay = 2
   for (;;) {
     try {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { X509Certificate } from 'node:crypto'
 import { meshLayout, writeMeshSettings, type MeshLayout } from './layout.js'
 import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../config/defaults.js'
-import { writeFileAtomic } from '../fsutil/atomic.js'
+import { PRIVATE_DIR, writeFileAtomic } from '../fsutil/atomic.js'
 
 /** certs-dev/ in the installed package. */
 export const CERTS_DEV_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'certs-dev')
@@ -19,8 +19,8 @@ export const DEV_SERVICES = ['web', 'db', 'billing'] as const
 /** Copy certs-dev/ into `dir` as a mesh dir. Existing files are replaced. */
 export async function seedMeshDir (dir: string, from = CERTS_DEV_DIR): Promise<MeshLayout> {
   const layout = meshLayout(dir)
-  await mkdir(join(dir, 'ca'), { recursive: true })
-  await mkdir(join(dir, 'certs'), { recursive: true })
+  await mkdir(join(dir, 'ca'), { recursive: true, mode: PRIVATE_DIR })
+  await mkdir(join(dir, 'certs'), { recursive: true, mode: PRIVATE_DIR })
   await writeMeshSettings(layout, { trustDomain: DEV_TRUST_DOMAIN, datacenter: DEFAULT_DATACENTER })
   await copyFile(join(from, 'ca.pem'), layout.caCert)
   await writeFileAtomic(layout.caKey, await readFile(join(from, 'ca.key')), 0o600)
