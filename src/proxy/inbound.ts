@@ -143,7 +143,8 @@ export class InboundListener {
   }
 
   #onTlsError (err: Error, sock: TLSSocket): void {
-    const authz = (sock as TLSSocket & { authorizationError?: string }).authorizationError
+    // (null, not undefined, on a socket whose handshake never got to the chain: a hang-up is routine.)
+    const authz = (sock as TLSSocket & { authorizationError?: string | null }).authorizationError ?? undefined
     const cause = (err as Error & { cause?: unknown }).cause
     // When our own leaf has expired, every peer hangs up on us: say so, loudly.
     const ownExpired = this.#opts.tls().svid.chain[0]!.notAfter.getTime() < Date.now()

@@ -31,6 +31,7 @@ t.test('bad client certificates are refused before the app', async t => {
     t.equal(r.received, '', `${name}: no byte comes back`)
     const line = await db.sink.waitFor(l => l.msg === 'conn rejected' && db.sink.msgs('conn rejected').indexOf(l) >= before)
     t.match(`${String(line.reason)} ${String(line.err)}`, reason, `${name}: logged with its reason`)
+    t.match(line.remote, /^127\.0\.0\.1:\d+$/, `${name}: and the client's address`)
   }
   t.equal(app.accepted(), 0, 'the app never saw a connection')
   t.equal(db.sink.msgs('conn opened').length, 0)
@@ -38,5 +39,19 @@ t.test('bad client certificates are refused before the app', async t => {
   const good = await mtlsTry(port, await mesh.leaf('web'), mesh.ca.certPem, 'still here')
   t.equal(good.received, 'still here', 'a valid peer is still served afterwards')
   t.ok(db.metrics.get('mesh_proxy_handshake_failures_total', { reason: 'multiple_uri_san' }) >= 1, 'failures counted by reason')
+  await db.stop()
+})
+
+t.test('a peer that hangs up mid-handshake is routine: logged at debug', async t => {
+  const mesh = await makeMesh(t)
+  const app = await startApp(t, echo)
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir })
+  const { connect } = await import('node:net')
+  const c = connect(db.addrs.inbound!.port, '127.0.0.1')
+  await new Promise(resolve => c.once('connect', resolve))
+  c.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01])) // the start of a ClientHello
+  c.resetAndDestroy()
+  const line = await db.sink.waitFor(l => l.msg === 'conn rejected')
+  t.match(line, { level: 20, reason: 'ECONNRESET' })
   await db.stop()
 })
