@@ -37,11 +37,12 @@ process.once('exit', killLive)
 process.on('SIGALRM', killLive)
 
 /**
- * The real launcher in its own process (`node bin/mesh-proxy.js ...args`): its
+ * The real launcher in its own process (`node bin/mesh-proxy.js ...args`, on
+ * another Node binary when `node` is given): its
  * JSON log parsed as it comes, its stderr kept; killed at teardown.
  */
-export function spawnCli (t: Test, args: string[]): { child: ChildProcess, sink: LogSink, stderr: () => string } {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'mesh-proxy.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+export function spawnCli (t: Test, args: string[], node = process.execPath): { child: ChildProcess, sink: LogSink, stderr: () => string } {
+  const child = spawn(node, [join(ROOT, 'bin', 'mesh-proxy.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   live.add(child)
   t.teardown(() => { child.kill('SIGKILL'); live.delete(child) })
   const sink = new LogSink()
