@@ -5,7 +5,7 @@
  * Gbit/s (median of --runs, with min-max) and the proxies' CPU seconds per GB
  * (user+sys of both proxy processes, from /proc), as a ratio to the best C peer.
  *
- *   npm run build && node dist/bench/bulk.js [--size-gb 3] [--runs 3] [--only <name part>] [--save out.json]
+ *   npm run build && node dist/bench/bulk.js [--size-gb 3] [--runs 3] [--only <name part>,…] [--save out.json]
  */
 import { createServer, connect } from 'node:net'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -115,8 +115,8 @@ async function main (): Promise<void> {
   const iperf3 = ensure('iperf3', 'iperf3')
   if (iperf3 === null) process.stderr.write('bulk: using the built-in Node pusher instead of iperf3 (it shares the cores with the proxies)\n')
   const rows: Row[] = [await measure('no proxy (loopback ceiling)', iperf3, async target => ({ port: target, pids: [], stop: async () => {} }))]
-  const only = arg('only', '')
-  for (const kind of forFigure(pairKinds(layout), 'bulk').filter(k => k.name.includes(only))) rows.push(await measure(kind.name, iperf3, t => kind.start(t)))
+  const only = arg('only', '').split(',').filter(x => x !== '') // the pairs whose name contains one of these; all when none
+  for (const kind of forFigure(pairKinds(layout), 'bulk').filter(k => only.length === 0 || only.some(o => k.name.includes(o)))) rows.push(await measure(kind.name, iperf3, t => kind.start(t)))
   process.stdout.write(bulkTable(rows, iperf3 === null ? 'the built-in Node pusher' : 'iperf3'))
   const save = arg('save', '')
   if (save !== '') writeFileSync(save, JSON.stringify(rows, null, 2))

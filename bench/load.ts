@@ -9,8 +9,8 @@
  *   and intention decision on each. New connections/s, p50, p99.
  * - memory: RSS growth of both proxy processes per held connection, --hold
  *   (3000) echo connections open at once, each proved end to end by an echo.
- * - startup: process start until the inbound proxy can serve (mesh-proxy: its
- *   /ready answers 200; the others: the port accepts).
+ * - startup: process start until the inbound proxy can serve (mesh-proxy and
+ *   Envoy: the admin /ready answers 200; the others: the port accepts).
  *
  * Medians of --runs (3) with min-max. wrk and nginx come from Debian (installed
  * when root); without them rr and churn are skipped with the reason printed.
@@ -142,7 +142,7 @@ async function startupTable (kinds: PairKind[]): Promise<string> {
   const runs = Math.max(RUNS, 5)
   const echo = await startEcho()
   const lines = [
-    `startup: process start until the inbound proxy serves (mesh-proxy: /ready is 200; others: the port accepts), median of ${runs}; ${machine()}`, '',
+    `startup: process start until the inbound proxy serves (mesh-proxy and Envoy: /ready is 200; others: the port accepts), median of ${runs}; ${machine()}`, '',
     '| proxy (inbound side) | ms (median) | min-max |', '|---|---:|---:|'
   ]
   for (const kind of kinds) {

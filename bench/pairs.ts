@@ -4,19 +4,24 @@
  * -> inbound proxy -> target, each proxy its own process, one worker/thread.
  *
  * Pairs: the naive Node pipe() pair, mesh-proxy (its real SVID checks and
- * intention decision on), and the C peers stunnel, haproxy and nginx (stream),
- * installed from Debian when run as root, otherwise skipped with the reason
- * printed. Plus the small process helpers the benchmarks share.
+ * intention decision on), the C peers stunnel, haproxy and nginx (stream),
+ * installed from Debian when run as root, and Envoy configured as Consul does
+ * (bench/envoy.ts; the binary test/peers/install.sh installs), once with
+ * --concurrency 1 and once with its default (one worker per core); a peer
+ * that is not installed is skipped with the reason printed. Plus the small
+ * process helpers the benchmarks share.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer, connect, type AddressInfo } from 'node:net'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir, cpus } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import type { MeshLayout } from '../src/meshdir/layout.js'
+import { consulServiceId } from '../src/identity/spiffe-id.js'
+import { adminGet, adminPortFrom, bootstrapText, inboundBootstrap, installedEnvoy, listenerPort, outboundBootstrap, type EnvoyTls } from './envoy.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const BIN = join(here, '..', '..', 'bin', 'mesh-proxy.js')
@@ -277,7 +282,61 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
       }
     })
   }
+  const envoy = installedEnvoy()
+  if ('reason' in envoy) process.stderr.write(`skipping the Envoy pairs: ${envoy.reason}\n`)
+  else kinds.push(envoyPair(layout, envoy.bin, 1), envoyPair(layout, envoy.bin, undefined))
   return kinds
+}
+
+/**
+ * An Envoy started on `bootstrap` (admin and listener on port 0); `ready`
+ * resolves once its admin /ready answers 200 (server LIVE: listeners bound,
+ * workers running) with the listener's bound port. Its log goes nowhere but
+ * the tail kept for the error should it exit.
+ */
+function spawnEnvoy (bin: string, bootstrap: Record<string, unknown>, concurrency: number | undefined): { child: ChildProcess, ready: Promise<number> } {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-envoy-'))
+  const config = join(dir, 'bootstrap.yaml')
+  const adminPath = join(dir, 'admin-address')
+  writeFileSync(config, bootstrapText(bootstrap))
+  const workers = concurrency === undefined ? [] : ['--concurrency', String(concurrency)]
+  const child = spawn(bin, ['-c', config, '--admin-address-path', adminPath, '--disable-hot-restart', ...workers, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let tail = ''
+  child.stderr!.on('data', (d: Buffer) => { tail = (tail + d.toString()).slice(-2000) })
+  const ready = (async () => {
+    for (let i = 0; i < 2000; i++) { // 10 s
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`envoy exited (${String(child.exitCode ?? child.signalCode)}): ${tail}`)
+      if (existsSync(adminPath)) {
+        const admin = await adminPortFrom(adminPath)
+        if (await adminGet(admin, '/ready').then(r => r.status === 200, () => false)) return await listenerPort(admin)
+      }
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+    throw new Error(`envoy not ready within 10 s: ${tail}`)
+  })()
+  return { child, ready }
+}
+
+/** Envoy outbound (web) -> mTLS -> Envoy inbound (db), with the mesh dir's certificates and SPIFFE IDs; `concurrency` undefined: Envoy's default. */
+function envoyPair (layout: MeshLayout, bin: string, concurrency: number | undefined): PairKind {
+  const { trustDomain, datacenter } = JSON.parse(readFileSync(layout.settings, 'utf8')) as { trustDomain: string, datacenter: string }
+  const id = (service: string): string => consulServiceId({ trustDomain, datacenter, service }).uri
+  const tls = (s: string): EnvoyTls => ({ certPem: readFileSync(layout.certFor(s), 'utf8'), keyPem: readFileSync(layout.keyFor(s), 'utf8'), caPem: readFileSync(layout.bundle, 'utf8') })
+  const inbound = (target: number): ReturnType<typeof spawnEnvoy> => spawnEnvoy(bin, inboundBootstrap({ tls: tls('db'), sourceSpiffeId: id('web'), appPort: target }), concurrency)
+  return {
+    name: concurrency === undefined ? 'envoy pair, default concurrency' : `envoy pair, --concurrency ${concurrency}`,
+    start: async target => {
+      const a = inbound(target)
+      const inPort = await a.ready.catch(async (e: unknown) => { await stopAll([a.child]); throw e })
+      const b = spawnEnvoy(bin, outboundBootstrap({ tls: tls('web'), upstream: 'db', upstreamSpiffeId: id('db'), trustDomain, upstreamPort: inPort }), concurrency)
+      const port = await b.ready.catch(async (e: unknown) => { await stopAll([a.child, b.child]); throw e })
+      return { port, pids: [a.child.pid!, b.child.pid!], stop: () => stopAll([a.child, b.child]) }
+    },
+    startOne: async target => {
+      const a = inbound(target)
+      return { ready: a.ready.then(() => {}), stop: () => stopAll([a.child]) }
+    }
+  }
 }
 
 interface CPeer {
