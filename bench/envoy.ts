@@ -40,11 +40,18 @@ function tcpProxy (statPrefix: string, cluster: string): Record<string, unknown>
   }
 }
 
-function cluster (name: string, port: number, transportSocket?: Record<string, unknown>): Record<string, unknown> {
+/**
+ * `maxConnections`: the cluster's circuit-breaker thresholds (what Consul's
+ * upstream `limits { max_connections }` sets); absent: Envoy's defaults, 1024
+ * connections per cluster, beyond which TCP proxy closes new downstream
+ * connections at once.
+ */
+function cluster (name: string, port: number, transportSocket?: Record<string, unknown>, maxConnections?: number): Record<string, unknown> {
   return {
     name,
     type: 'STATIC',
     connect_timeout: '5s',
+    ...(maxConnections === undefined ? {} : { circuit_breakers: { thresholds: [{ max_connections: maxConnections, max_pending_requests: maxConnections, max_requests: maxConnections }] } }),
     load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } }] }] },
     ...(transportSocket === undefined ? {} : { transport_socket: transportSocket })
   }
@@ -54,7 +61,7 @@ function cluster (name: string, port: number, transportSocket?: Record<string, u
 export const ENVOY_ANY_PORT = { socket_address: { address: '127.0.0.1', port_value: 0 } }
 
 /** Envoy as `web`'s sidecar: a plaintext upstream listener for the app, mTLS to `upstreamPort` (db's sidecar). Its stats: `cluster.<upstream>.*`. */
-export function outboundBootstrap (o: { tls: EnvoyTls, upstream: string, upstreamSpiffeId: string, trustDomain: string, upstreamPort: number }): Record<string, unknown> {
+export function outboundBootstrap (o: { tls: EnvoyTls, upstream: string, upstreamSpiffeId: string, trustDomain: string, upstreamPort: number, maxConnections?: number }): Record<string, unknown> {
   const upstreamTls = {
     name: 'tls',
     typed_config: {
@@ -66,13 +73,13 @@ export function outboundBootstrap (o: { tls: EnvoyTls, upstream: string, upstrea
   return {
     static_resources: {
       listeners: [{ name: `${o.upstream}:127.0.0.1:0`, stat_prefix: `upstream_${o.upstream}`, address: ENVOY_ANY_PORT, filter_chains: [{ filters: [tcpProxy(`upstream.${o.upstream}`, o.upstream)] }] }],
-      clusters: [cluster(o.upstream, o.upstreamPort, upstreamTls)]
+      clusters: [cluster(o.upstream, o.upstreamPort, upstreamTls, o.maxConnections)]
     }
   }
 }
 
 /** Envoy as `db`'s sidecar: a public mTLS listener that accepts `sourceSpiffeId` and relays to the local app. Its stats: `listener.public_listener.*`. */
-export function inboundBootstrap (o: { tls: EnvoyTls, sourceSpiffeId: string, appPort: number }): Record<string, unknown> {
+export function inboundBootstrap (o: { tls: EnvoyTls, sourceSpiffeId: string, appPort: number, maxConnections?: number }): Record<string, unknown> {
   const downstreamTls = {
     name: 'tls',
     typed_config: {
@@ -84,7 +91,7 @@ export function inboundBootstrap (o: { tls: EnvoyTls, sourceSpiffeId: string, ap
   return {
     static_resources: {
       listeners: [{ name: 'public_listener:127.0.0.1:0', stat_prefix: 'public_listener', address: ENVOY_ANY_PORT, filter_chains: [{ filters: [tcpProxy('public_listener', 'local_app')], transport_socket: downstreamTls }] }],
-      clusters: [cluster('local_app', o.appPort)]
+      clusters: [cluster('local_app', o.appPort, undefined, o.maxConnections)]
     }
   }
 }

@@ -322,13 +322,15 @@ function envoyPair (layout: MeshLayout, bin: string, concurrency: number | undef
   const { trustDomain, datacenter } = JSON.parse(readFileSync(layout.settings, 'utf8')) as { trustDomain: string, datacenter: string }
   const id = (service: string): string => consulServiceId({ trustDomain, datacenter, service }).uri
   const tls = (s: string): EnvoyTls => ({ certPem: readFileSync(layout.certFor(s), 'utf8'), keyPem: readFileSync(layout.keyFor(s), 'utf8'), caPem: readFileSync(layout.bundle, 'utf8') })
-  const inbound = (target: number): ReturnType<typeof spawnEnvoy> => spawnEnvoy(bin, inboundBootstrap({ tls: tls('db'), sourceSpiffeId: id('web'), appPort: target }), concurrency)
+  // Circuit breakers above the memory figure's held connections (Envoy's default, 1024 per cluster, resets the rest).
+  const maxConnections = 100_000
+  const inbound = (target: number): ReturnType<typeof spawnEnvoy> => spawnEnvoy(bin, inboundBootstrap({ tls: tls('db'), sourceSpiffeId: id('web'), appPort: target, maxConnections }), concurrency)
   return {
     name: concurrency === undefined ? 'envoy pair, default concurrency' : `envoy pair, --concurrency ${concurrency}`,
     start: async target => {
       const a = inbound(target)
       const inPort = await a.ready.catch(async (e: unknown) => { await stopAll([a.child]); throw e })
-      const b = spawnEnvoy(bin, outboundBootstrap({ tls: tls('web'), upstream: 'db', upstreamSpiffeId: id('db'), trustDomain, upstreamPort: inPort }), concurrency)
+      const b = spawnEnvoy(bin, outboundBootstrap({ tls: tls('web'), upstream: 'db', upstreamSpiffeId: id('db'), trustDomain, upstreamPort: inPort, maxConnections }), concurrency)
       const port = await b.ready.catch(async (e: unknown) => { await stopAll([a.child, b.child]); throw e })
       return { port, pids: [a.child.pid!, b.child.pid!], stop: () => stopAll([a.child, b.child]) }
     },
