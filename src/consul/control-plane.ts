@@ -30,6 +30,8 @@ export interface ConsulControlPlaneOptions {
   readonly logger: Logger
   readonly metrics: Metrics
   readonly onTls: (state: TlsState) => void
+  /** Every new intention table after the first (the sidecar re-checks live connections and logs it, as for the mesh dir). */
+  readonly onIntentions?: (doc: IntentionsDoc, authorize: Authorizer) => void
   readonly minBackoffMs?: number
 }
 
@@ -74,10 +76,12 @@ export class ConsulControlPlane implements Resolver {
     this.#watch(`/v1/agent/connect/ca/leaf/${svc}`, parseLeaf, v => { this.#leaf = v; this.#rebuildTls() })
     this.#watch('/v1/agent/connect/ca/roots', parseRoots, v => { this.#roots = v; this.#rebuildTls() })
     if (this.#o.intentions) this.#watch(`/v1/connect/intentions/match?by=destination&name=${svc}`, (b, index) => this.#parseIntentions(b, index), doc => {
+      const first = this.#authorize === undefined
       this.#doc = doc
-      this.#authorize = compileAuthorizer(doc, { namespace: this.#o.namespace, name: this.#o.service })
+      const authorize = compileAuthorizer(doc, { namespace: this.#o.namespace, name: this.#o.service })
+      this.#authorize = authorize
       this.#o.metrics.intentionsVersion(doc.index)
-      this.#o.logger.info({ version: doc.index, intentions: doc.intentions.length }, 'intentions reloaded')
+      if (!first) this.#o.onIntentions?.(doc, authorize)
     })
     for (const u of this.#o.upstreams) {
       this.#watch(`/v1/health/connect/${encodeURIComponent(u)}?passing=true`, parseHealth, list => {

@@ -293,8 +293,7 @@ export class Sidecar {
           onReload: e => {
             if (e.ok) {
               this.#metrics.intentionsVersion(e.doc.index)
-              const closed = cfg.enforceOnChange ? this.#inbound?.reauthorize(source.authorize) ?? 0 : 0
-              this.#log.info({ version: e.doc.index, intentions: e.doc.intentions.length, defaultPolicy: e.doc.defaultPolicy, ...(cfg.enforceOnChange ? { closedConnections: closed } : {}) }, 'intentions reloaded')
+              this.#intentionsChanged(e.doc, source.authorize)
             } else this.#log.error({ err: e.error.message }, 'intentions reload failed; keeping the previous table')
           }
         })
@@ -306,6 +305,17 @@ export class Sidecar {
       },
       ...(catalog === undefined || !this.#leader ? {} : { register: (host: string, port: number) => catalog.register(cfg.service, host, port) })
     }
+  }
+
+  /**
+   * A new intention table is in force, whichever control plane it came from:
+   * with --enforce-on-change, live inbound connections it now denies are closed;
+   * one 'intentions reloaded' line, the same fields for every plane.
+   */
+  #intentionsChanged (doc: IntentionsDoc, authorize: Authorizer): void {
+    const enforce = this.#cfg.enforceOnChange
+    const closed = enforce ? this.#inbound?.reauthorize(authorize) ?? 0 : 0
+    this.#log.info({ version: doc.index, intentions: doc.intentions.length, defaultPolicy: doc.defaultPolicy, ...(enforce ? { closedConnections: closed } : {}) }, 'intentions reloaded')
   }
 
   /** Consul as the control plane: leaf, roots, intentions and upstream instances from the local agent. */
@@ -332,6 +342,7 @@ export class Sidecar {
         this.#tls = state
         this.#inbound?.setTls(state)
       },
+      onIntentions: (doc, authorize) => this.#intentionsChanged(doc, authorize),
       ...(this.#consulBackoffMs === undefined ? {} : { minBackoffMs: this.#consulBackoffMs })
     })
     this.#consul = cp

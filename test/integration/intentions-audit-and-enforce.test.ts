@@ -1,11 +1,13 @@
 // Why: the two options beyond Consul. Audit mode lets operators see what a
 // deny would do without breaking traffic; enforce-on-change closes live
 // connections that a changed table now denies, and says which intention did.
-// Without the flag, Consul's behaviour: live connections are left alone.
+// Without the flag, Consul's behaviour: live connections are left alone. The
+// flag works the same whichever control plane the intentions come from.
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
-import { makeMesh, startApp, startSidecar, echo } from '../helpers/mesh.js'
+import { makeMesh, startApp, startSidecar, echo, TD } from '../helpers/mesh.js'
+import { ConsulDouble } from '../helpers/consul-double.js'
 
 async function openConn (port: number): Promise<Socket> {
   const c = connect({ port, host: '127.0.0.1' })
@@ -61,3 +63,27 @@ for (const enforce of [true, false]) {
     await db.stop()
   })
 }
+
+t.test('enforce-on-change with Consul as the control plane: the same re-check, the same line', async t => {
+  const mesh = await makeMesh(t, [])
+  const agent = new ConsulDouble()
+  t.teardown(() => agent.stop())
+  const port = await agent.start()
+  const [dbLeaf, webLeaf] = [await mesh.leaf('db'), await mesh.leaf('web')]
+  agent.setLeaf('db', dbLeaf.certPem, dbLeaf.keyPem)
+  agent.setLeaf('web', webLeaf.certPem, webLeaf.keyPem)
+  agent.setRoots(TD, [mesh.ca.certPem])
+  agent.setIntentions('db', [{ source: 'web', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const consul = { controlPlane: 'consul', consulAddr: `127.0.0.1:${port}` }
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, enforceOnChange: true, ...consul })
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`], ...consul })
+  const c = await openConn(web.addrs.upstreams.get('db')!.port)
+  const reloaded = db.sink.waitForNext(l => l.msg === 'intentions reloaded')
+  agent.setIntentions('db', [{ source: 'web', action: 'deny' }])
+  t.match(await reloaded, { closedConnections: 1, intentions: 1, defaultPolicy: 'deny', version: Number }, 'the live connection was re-checked and closed; the mesh dir\'s fields')
+  await new Promise(resolve => c.on('close', resolve))
+  t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'revoked', intention: 'web => db' })
+  await web.stop()
+  await db.stop()
+})
