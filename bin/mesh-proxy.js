@@ -1,6 +1,26 @@
 #!/usr/bin/env node
 // Thin launcher: the program lives in src/cli/main.ts (compiled to dist/ by `npm install`).
 import { setFlagsFromString } from 'node:v8'
+import { existsSync } from 'node:fs'
+
+// `run` under jemalloc when the system has it (Debian/Ubuntu: libjemalloc2): glibc's
+// malloc kept the memory of released connections and grew with every round of them;
+// jemalloc with a 1 s decay hands it back (bench/RESULTS.md, "Memory is given back").
+// The process replaces itself (same pid) with LD_PRELOAD set, before anything else
+// runs; Node 20 has no process.execve, there preload it yourself (README, "Memory").
+// MESH_PROXY_ALLOCATOR=system keeps glibc's.
+const JEMALLOC = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/local/lib', '/usr/lib'].map(d => `${d}/libjemalloc.so.2`)
+if (process.argv[2] === 'run' && process.platform === 'linux' && typeof process.execve === 'function' &&
+    process.env.MESH_PROXY_ALLOCATOR !== 'system' && !(process.env.LD_PRELOAD ?? '').includes('jemalloc')) {
+  const lib = JEMALLOC.find(p => existsSync(p))
+  if (lib !== undefined) {
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+      ...process.env,
+      LD_PRELOAD: [lib, process.env.LD_PRELOAD].filter(Boolean).join(':'),
+      MALLOC_CONF: process.env.MALLOC_CONF ?? 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000'
+    })
+  }
+}
 
 // V8 tuning for a relay, set before anything else is loaded (bench/RESULTS.md,
 // "GC tuning"). A relay allocates little on the JS heap but a lot off it (one

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { isLoopback, resolveConfig } from '../config/resolve.js'
 import { publicConfig } from '../config/public.js'
+import { startIdleGc } from '../runtime/idle-gc.js'
 import { ConfigError, toError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { Sidecar } from '../proxy/sidecar.js'
@@ -79,7 +80,10 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
   }
   channel?.started()
   const signals = channel?.signals ?? hooks.signals ?? process
+  // After a peak of connections, give the JS heap back once the sidecar is idle (runtime/idle-gc.ts).
+  const stopIdleGc = startIdleGc(() => sidecar.connections)
   const result = await serve(sidecar, admin, config, flags, configPath, logger, signals)
+  stopIdleGc()
   channel?.close()
   return result
 }

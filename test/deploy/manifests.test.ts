@@ -74,6 +74,9 @@ t.test('Dockerfile', async t => {
   t.match(text, /^ENTRYPOINT \["mesh-proxy"\]$/m)
   t.match(text, /^USER node$/m, 'non-root')
   t.match(text, /npm ci --omit=dev/, 'production dependencies only in the runtime stage')
+  t.match(text, /^FROM node:24-bookworm-slim AS runtime$/m, 'on Node 24, the primary target')
+  t.match(text, /LD_PRELOAD=\/usr\/local\/lib\/libjemalloc\.so\.2/, 'jemalloc preloaded (test/integration/jemalloc-preload.test.ts runs a sidecar so)')
+  t.match(text, /MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000/)
   for (const m of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const src of m[1]!.split(' ')) t.ok(existsSync(join(ROOT, src)), `COPY source ${src} exists`)
   }
