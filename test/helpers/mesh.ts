@@ -2,6 +2,7 @@
 // sidecars with captured logs, and plain TCP apps. Nothing is committed.
 import type { Test } from 'tap'
 import { Writable } from 'node:stream'
+import { createHash, randomBytes } from 'node:crypto'
 import { connect, createServer, type Server, type Socket, type AddressInfo } from 'node:net'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -175,4 +176,27 @@ export async function mtlsTry (port: number, client: { certPem: string, keyPem: 
     s.on('error', (e: Error & { code?: string }) => { error = e.code ?? e.message })
     s.on('close', () => resolve({ secure, received, ...(error === undefined ? {} : { error }) }))
   })
+}
+
+/**
+ * Send `size` random bytes to a plaintext port (an upstream of a sidecar, before
+ * an echo) with backpressure, half-close, read to the end: sha256 of both ways.
+ */
+export async function echoSha (port: number, size: number): Promise<{ sent: string, received: string, receivedBytes: number }> {
+  const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  s.on('error', () => {})
+  await new Promise(resolve => s.once('connect', resolve))
+  const sent = createHash('sha256')
+  const received = createHash('sha256')
+  let receivedBytes = 0
+  s.on('data', (d: Buffer) => { received.update(d); receivedBytes += d.length })
+  const ended = new Promise(resolve => s.once('close', resolve))
+  for (let left = size; left > 0; left -= 64 * 1024) {
+    const chunk = randomBytes(Math.min(left, 64 * 1024))
+    sent.update(chunk)
+    if (!s.write(chunk)) await new Promise(resolve => s.once('drain', resolve))
+  }
+  s.end()
+  await ended
+  return { sent: sent.digest('hex'), received: received.digest('hex'), receivedBytes }
 }

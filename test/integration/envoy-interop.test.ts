@@ -8,9 +8,8 @@
 import t, { type Test } from 'tap'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
-import { createHash, randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
-import { makeMesh, startApp, startSidecar, echo, echoRoundTrip, TD, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
+import { makeMesh, startApp, startSidecar, echo, echoRoundTrip, echoSha, TD, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
 import { consulServiceId } from '../../src/identity/spiffe-id.js'
 import { needPeers, keepConnecting } from '../peers/peers.js'
 import { startEnvoy, outboundBootstrap, inboundBootstrap, type EnvoyTls, type RunningEnvoy } from '../peers/envoy.js'
@@ -41,25 +40,6 @@ async function meshProxyToEnvoy (t: Test, onApp: (s: Socket) => void): Promise<{
   return { mesh, envoy, web, upstreamPort: web.addrs.upstreams.get('db')!.port }
 }
 
-/** Send `size` random bytes to a plaintext port (with backpressure), half-close, read to the end: sha256 of both. */
-async function bulk (port: number, size: number): Promise<{ sent: string, received: string, receivedBytes: number }> {
-  const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
-  await once(s, 'connect')
-  const sent = createHash('sha256')
-  const received = createHash('sha256')
-  let receivedBytes = 0
-  s.on('data', (d: Buffer) => { received.update(d); receivedBytes += d.length })
-  const ended = once(s, 'end')
-  for (let left = size; left > 0; left -= 64 * 1024) {
-    const chunk = randomBytes(Math.min(left, 64 * 1024))
-    sent.update(chunk)
-    if (!s.write(chunk)) await once(s, 'drain')
-  }
-  s.end()
-  await ended
-  s.destroy()
-  return { sent: sent.digest('hex'), received: received.digest('hex'), receivedBytes }
-}
 
 const readAll = (s: Socket): Promise<string> => new Promise(resolve => {
   let got = ''
@@ -85,7 +65,7 @@ const MiB = 1024 * 1024
 
 t.test('(a) Envoy outbound (web) -> mesh-proxy inbound (db): 4 MiB both ways intact', { skip }, async t => {
   const { envoy, db } = await envoyToMeshProxy(t, echo)
-  const r = await bulk(envoy.port, 4 * MiB)
+  const r = await echoSha(envoy.port, 4 * MiB)
   t.equal(r.receivedBytes, 4 * MiB, 'every byte came back')
   t.equal(r.received, r.sent, 'sha256 of the echo equals sha256 of what was sent')
   const closed = await db.sink.waitFor(l => l.msg === 'conn closed')
@@ -98,7 +78,7 @@ t.test('(a) Envoy outbound (web) -> mesh-proxy inbound (db): 4 MiB both ways int
 
 t.test('(b) mesh-proxy outbound (web) -> Envoy inbound (db): 4 MiB both ways intact', { skip }, async t => {
   const { envoy, web, upstreamPort } = await meshProxyToEnvoy(t, echo)
-  const r = await bulk(upstreamPort, 4 * MiB)
+  const r = await echoSha(upstreamPort, 4 * MiB)
   t.equal(r.receivedBytes, 4 * MiB, 'every byte came back')
   t.equal(r.received, r.sent, 'sha256 of the echo equals sha256 of what was sent')
   const closed = await web.sink.waitFor(l => l.msg === 'conn closed' && l.listener === 'outbound')

@@ -8,13 +8,10 @@
 // leaf PEM carrying leaf + intermediate. The peers come from
 // test/peers/install.sh; without them the file skips, and fails under CI=true.
 import t, { type Test } from 'tap'
-import { connect } from 'node:net'
-import { once } from 'node:events'
-import { createHash, randomBytes } from 'node:crypto'
-import { execFileSync } from 'node:child_process'
-import { readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { makeMesh, startApp, startSidecar, echo, TD, type TestSidecar } from '../helpers/mesh.js'
+import { makeMesh, startApp, startSidecar, echo, echoSha, TD, type TestSidecar } from '../helpers/mesh.js'
+import { opensslPki } from '../helpers/openssl-pki.js'
 import { consulServiceId } from '../../src/identity/spiffe-id.js'
 import { needPeers, spawnPeer } from '../peers/peers.js'
 
@@ -39,25 +36,6 @@ async function goClient (t: Test, files: Files, peerId: string, port: number, si
   return { code, stderr: p.stderr(), ...(code === 0 && out !== '' ? { result: JSON.parse(out) } : {}) }
 }
 
-/** Send `size` random bytes through a plaintext port (an upstream of a mesh-proxy), half-close, read to the end. */
-async function bulk (port: number, size: number): Promise<{ sent: string, received: string, receivedBytes: number }> {
-  const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
-  await once(s, 'connect')
-  const sent = createHash('sha256')
-  const received = createHash('sha256')
-  let receivedBytes = 0
-  s.on('data', (d: Buffer) => { received.update(d); receivedBytes += d.length })
-  s.on('error', () => {})
-  const closed = once(s, 'close')
-  for (let left = size; left > 0; left -= 64 * 1024) {
-    const chunk = randomBytes(Math.min(left, 64 * 1024))
-    sent.update(chunk)
-    if (!s.write(chunk)) await once(s, 'drain')
-  }
-  s.end()
-  await closed
-  return { sent: sent.digest('hex'), received: received.digest('hex'), receivedBytes }
-}
 
 const MiB = 1024 * 1024
 
@@ -83,7 +61,7 @@ function bothDirections (label: string, setup: (t: Test) => Promise<{ web: Files
     const { web, db } = await setup(t)
     const server = await goServer(t, db, idOf('web'))
     const side = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${server.port}`], ...web })
-    const r = await bulk(side.addrs.upstreams.get('db')!.port, 2 * MiB)
+    const r = await echoSha(side.addrs.upstreams.get('db')!.port, 2 * MiB)
     t.equal(r.receivedBytes, 2 * MiB, 'every byte came back')
     t.equal(r.received, r.sent, 'sha256 of the echo equals sha256 of what was sent')
     const line = await side.sink.waitFor(l => l.msg === 'conn closed' || l.msg === 'conn refused')
@@ -101,36 +79,17 @@ async function meshFiles (t: Test): Promise<{ web: Files, db: Files }> {
   return { web: files('web'), db: files('db') }
 }
 
-/** root -> intermediate -> leaves, made by the openssl CLI; the bundle is the root alone. */
+/** root -> intermediate -> leaves, made by the openssl CLI (test/helpers/openssl-pki.ts); the bundle is the root alone. */
 async function opensslChainFiles (t: Test): Promise<{ web: Files, db: Files }> {
-  const dir = t.testdir({})
-  const f = (name: string): string => join(dir, name)
-  const ssl = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] }) }
-  const serial = (): string => '0x' + randomBytes(16).toString('hex').replace(/^./, '1')
-  const ext = async (name: string, lines: string[]): Promise<string> => { await writeFile(f(name), lines.join('\n') + '\n'); return f(name) }
-  const key = (name: string): void => { ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(name)) }
-
-  key('root.key')
-  ssl('req', '-x509', '-new', '-key', f('root.key'), '-subj', '/CN=openssl test root', '-days', '2', '-set_serial', serial(), '-out', f('root.pem'),
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', `subjectAltName=URI:spiffe://${TD}`)
-  key('int.key')
-  ssl('req', '-new', '-key', f('int.key'), '-subj', '/CN=openssl test intermediate', '-out', f('int.csr'))
-  const intExt = await ext('int.ext', ['basicConstraints=critical,CA:TRUE,pathlen:0', 'keyUsage=critical,keyCertSign,cRLSign', `subjectAltName=URI:spiffe://${TD}`,
-    'subjectKeyIdentifier=hash', 'authorityKeyIdentifier=keyid:always'])
-  ssl('x509', '-req', '-in', f('int.csr'), '-CA', f('root.pem'), '-CAkey', f('root.key'), '-set_serial', serial(), '-days', '2', '-extfile', intExt, '-out', f('int.pem'))
-  const intPem = await readFile(f('int.pem'), 'utf8')
+  const pki = opensslPki(t)
+  const root = await pki.root('root')
+  const mid = await pki.signCa(root, 'intermediate')
   const leaf = async (service: string): Promise<Files> => {
-    key(`${service}.key`)
-    ssl('req', '-new', '-key', f(`${service}.key`), '-subj', `/CN=${service}`, '-out', f(`${service}.csr`))
-    const leafExt = await ext(`${service}.ext`, ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyAgreement', 'extendedKeyUsage=serverAuth,clientAuth',
-      `subjectAltName=URI:${idOf(service)}`, 'subjectKeyIdentifier=hash', 'authorityKeyIdentifier=keyid:always'])
-    ssl('x509', '-req', '-in', f(`${service}.csr`), '-CA', f('int.pem'), '-CAkey', f('int.key'), '-set_serial', serial(), '-days', '1', '-extfile', leafExt, '-out', f(`${service}.leaf.pem`))
-    await writeFile(f(`${service}.pem`), (await readFile(f(`${service}.leaf.pem`), 'utf8')) + intPem)
-    return { cert: f(`${service}.pem`), key: f(`${service}.key`), ca: f('root.pem') }
+    const l = await pki.leaf(mid, service, [mid])
+    if (!pki.verify(l, root.cert, [mid])) throw new Error(`openssl verify refused ${service}'s chain`)
+    return { cert: l.cert, key: l.key, ca: root.cert }
   }
-  const files = { web: await leaf('web'), db: await leaf('db') }
-  ssl('verify', '-CAfile', f('root.pem'), '-untrusted', f('int.pem'), f('web.leaf.pem'))
-  return files
+  return { web: await leaf('web'), db: await leaf('db') }
 }
 
 bothDirections('leaves of our CA', meshFiles)
