@@ -3,8 +3,9 @@
  * dir, with Consul's words (`intention create -allow web db`). Exit codes of
  * `check`: 0 allowed, 1 denied, 2 usage or store error.
  */
-import { IntentionError } from '../errors.js'
-import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
+import { ConfigError, IntentionError } from '../errors.js'
+import { stat } from 'node:fs/promises'
+import { meshLayout } from '../meshdir/layout.js'
 import { readIntentions, updateIntentions } from '../intentions/store.js'
 import { decide, decidedBy, matchIntentions, pairKey, parseServiceRef, precedenceOf, type Action, type Intention } from '../intentions/table.js'
 
@@ -12,13 +13,17 @@ type Say = (l: string) => void
 
 /** Options of `intention create`. */
 /**
- * The intentions file of a mesh dir that exists (has mesh.json): a missing or
- * mistyped --mesh-dir is an error naming it, never an empty table or a stray
- * directory created on write.
+ * The intentions file of a mesh dir that exists: a missing or mistyped
+ * --mesh-dir is an error naming it, never an empty table (exit 0) or a stray
+ * directory created on write. (An existing directory without mesh.json is
+ * fine: intentions may be kept apart from a CA.)
  */
 async function intentionsPath (meshDir: string): Promise<string> {
   const layout = meshLayout(meshDir)
-  await readMeshSettings(layout)
+  const s = await stat(layout.root).catch(() => undefined)
+  if (s?.isDirectory() !== true) {
+    throw new ConfigError('--mesh-dir', `${layout.root} ${s === undefined ? 'does not exist' : 'is not a directory'}; create the mesh dir with "mesh-proxy ca init --mesh-dir ${layout.root}" (or fix the path)`)
+  }
   return layout.intentions
 }
 

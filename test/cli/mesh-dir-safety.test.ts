@@ -39,7 +39,7 @@ t.test('a mesh dir that does not exist is named, and nothing is created', async 
   for (const args of [['intention', 'list'], ['intention', 'create', '-allow', 'web', 'db'], ['intention', 'check', 'web', 'db'], ['intention', 'delete', 'web', 'db'], ['intention', 'match', 'db']]) {
     const r = await runCli([...args, '--mesh-dir', missing])
     t.equal(r.code, 2, `${args.join(' ')}: exit 2`)
-    t.match(r.err, new RegExp(`${missing.replace(/[/.]/g, '\\$&')} is not a mesh dir \\(no mesh\\.json\\); create one with "mesh-proxy ca init`), `${args.join(' ')}: names the dir and the fix`)
+    t.match(r.err, new RegExp(`--mesh-dir: ${missing.replace(/[/.]/g, '\\$&')} does not exist; create the mesh dir with "mesh-proxy ca init`), `${args.join(' ')}: names the dir and the fix`)
   }
   t.notOk(existsSync(missing), 'no stray directory')
 })

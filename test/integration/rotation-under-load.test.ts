@@ -94,7 +94,10 @@ t.test('leaves renew and the root rotates under a live stream', async t => {
   const newRoot = (await readFile(mesh.layout.caCert, 'utf8'))
   const { X509Certificate } = await import('node:crypto')
   t.ok(new X509Certificate(db.sidecar.tls.svid.chain[0]!.der).verify(new X509Certificate(newRoot).publicKey), 'db now holds a leaf of the new root')
-  t.ok(new X509Certificate(web.sidecar.tls.svid.chain[0]!.der).verify(new X509Certificate(newRoot).publicKey), 'web too')
+  // web re-issues within its own jittered delay after the root change: wait for that reload, not for luck.
+  const webOnNewRoot = (): boolean => new X509Certificate(web.sidecar.tls.svid.chain[0]!.der).verify(new X509Certificate(newRoot).publicKey)
+  await web.sink.waitFor(l => l.msg === 'certificates reloaded' && webOnNewRoot())
+  t.ok(webOnNewRoot(), 'web too')
 
   sending = false
   await pump
