@@ -98,3 +98,23 @@ t.test('a relay without an idle timeout is never swept', async t => {
   server.on('end', () => server.end())
   t.equal((await done).reason, 'eof')
 })
+
+t.test('failure semantics: a reset on one side is a reset on the other, a clean end a FIN', async t => {
+  const ended = (s: Socket): Promise<'reset' | 'fin'> => new Promise(resolve => {
+    let how: 'reset' | 'fin' = 'fin'
+    s.on('error', (e: Error & { code?: string }) => { if (e.code === 'ECONNRESET') how = 'reset' })
+    s.resume()
+    s.once('close', () => resolve(how))
+  })
+  const rows: Array<{ name: string, act: (client: Socket, server: Socket) => void, server: 'reset' | 'fin', reason: string }> = [
+    { name: 'the client resets', act: c => { c.resetAndDestroy() }, server: 'reset', reason: 'app_aborted' },
+    { name: 'the client ends, the server ends', act: (c, s) => { c.end(); s.end() }, server: 'fin', reason: 'eof' }
+  ]
+  for (const r of rows) {
+    const { client, server, done } = await relayed(0)
+    const serverEnd = ended(server)
+    r.act(client, server)
+    t.equal(await serverEnd, r.server, `${r.name}: the far side sees a ${r.server}`)
+    t.equal((await done).reason, r.reason, `${r.name}: reason ${r.reason}`)
+  }
+})
