@@ -10,7 +10,7 @@ import { ROOT } from './paths.js'
 
 /** Exit code, printed lines and stderr of one CLI call. */
 export async function runCli (args: string[]): Promise<{ code: number, out: string, err: string }> {
-  // `run` binds the admin endpoint at 127.0.0.1:19000 by default: never in a test (something else may hold it).
+  // `run` binds the default admin address unless told otherwise: never in a test (something else may hold it).
   if (args[0] === 'run' && !args.includes('--admin') && !args.includes('--dry-run')) args = [...args, '--admin', '127.0.0.1:0']
   const out: string[] = []
   const errs: string[] = []

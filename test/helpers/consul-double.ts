@@ -7,6 +7,9 @@
 // upstream instances) and can kill and restart the "agent" on the same port.
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import type { Test } from 'tap'
+import type { IssuedCert } from '../../src/ca/issue.js'
+import { TD, type TestMesh } from './mesh.js'
 
 interface Held { res: ServerResponse, timer: NodeJS.Timeout, key: string, since: number, body: () => unknown }
 
@@ -107,4 +110,20 @@ export class ConsulDouble {
     for (const s of this.#sockets) s.destroy()
     if (server !== undefined) await new Promise<void>(resolve => server.close(() => resolve()))
   }
+}
+
+/**
+ * An agent serving `mesh`'s root and fresh leaves for db and web, with web => db
+ * allowed; stopped at teardown. Tests change what it serves from there.
+ */
+export async function agentForWebAndDb (t: Test, mesh: TestMesh): Promise<{ agent: ConsulDouble, port: number, dbLeaf: IssuedCert, webLeaf: IssuedCert }> {
+  const agent = new ConsulDouble()
+  t.teardown(() => agent.stop())
+  const port = await agent.start()
+  const [dbLeaf, webLeaf] = [await mesh.leaf('db'), await mesh.leaf('web')]
+  agent.setLeaf('db', dbLeaf.certPem, dbLeaf.keyPem)
+  agent.setLeaf('web', webLeaf.certPem, webLeaf.keyPem)
+  agent.setRoots(TD, [mesh.ca.certPem])
+  agent.setIntentions('db', [{ source: 'web', action: 'allow' }])
+  return { agent, port, dbLeaf, webLeaf }
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 import { connect as tlsConnect } from 'node:tls'
-import { ConsulDouble } from '../helpers/consul-double.js'
+import { ConsulDouble, agentForWebAndDb } from '../helpers/consul-double.js'
 import { makeMesh, startApp, startSidecar, echo, TD, captureLogger } from '../helpers/mesh.js'
 import { CONFORMANCE } from '../helpers/paths.js'
 import { createRootCa } from '../../src/ca/issue.js'
@@ -36,14 +36,7 @@ function serverSerial (port: number, ca: string, client: { certPem: string, keyP
 
 t.test('leaf, roots, intentions and upstreams from the agent, followed live', async t => {
   const mesh = await makeMesh(t, [])
-  const agent = new ConsulDouble()
-  t.teardown(() => agent.stop())
-  const port = await agent.start()
-  const [dbLeaf, webLeaf] = [await mesh.leaf('db'), await mesh.leaf('web')]
-  agent.setLeaf('db', dbLeaf.certPem, dbLeaf.keyPem)
-  agent.setLeaf('web', webLeaf.certPem, webLeaf.keyPem)
-  agent.setRoots(TD, [mesh.ca.certPem])
-  agent.setIntentions('db', [{ source: 'web', action: 'allow' }])
+  const { agent, port, webLeaf } = await agentForWebAndDb(t, mesh)
   agent.setInstances('db', [])
   const app = await startApp(t, echo)
   const consul = { controlPlane: 'consul', consulAddr: `127.0.0.1:${port}`, consulToken: 'secret-token' }

@@ -6,8 +6,8 @@
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
-import { makeMesh, startApp, startSidecar, echo, TD } from '../helpers/mesh.js'
-import { ConsulDouble } from '../helpers/consul-double.js'
+import { makeMesh, startApp, startSidecar, echo } from '../helpers/mesh.js'
+import { agentForWebAndDb } from '../helpers/consul-double.js'
 
 async function openConn (port: number): Promise<Socket> {
   const c = connect({ port, host: '127.0.0.1' })
@@ -66,14 +66,7 @@ for (const enforce of [true, false]) {
 
 t.test('enforce-on-change with Consul as the control plane: the same re-check, the same line', async t => {
   const mesh = await makeMesh(t, [])
-  const agent = new ConsulDouble()
-  t.teardown(() => agent.stop())
-  const port = await agent.start()
-  const [dbLeaf, webLeaf] = [await mesh.leaf('db'), await mesh.leaf('web')]
-  agent.setLeaf('db', dbLeaf.certPem, dbLeaf.keyPem)
-  agent.setLeaf('web', webLeaf.certPem, webLeaf.keyPem)
-  agent.setRoots(TD, [mesh.ca.certPem])
-  agent.setIntentions('db', [{ source: 'web', action: 'allow' }])
+  const { agent, port } = await agentForWebAndDb(t, mesh)
   const app = await startApp(t, echo)
   const consul = { controlPlane: 'consul', consulAddr: `127.0.0.1:${port}` }
   const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, enforceOnChange: true, ...consul })
