@@ -182,8 +182,9 @@ export class InboundListener {
     try {
       // Only a PSK of ours stands in for the certificate check (the peer was verified when it was made).
       if (psk === undefined && !sock.authorized) {
-        const cert = sock.getPeerX509Certificate()
-        throw cert === undefined ? new PeerIdentityError('no_certificate', 'peer presented no certificate') : new PeerIdentityError(sock.authorizationError?.toString() ?? 'unverified', `peer certificate chain was not verified against our trust bundle: ${sock.authorizationError?.toString() ?? 'unknown'}`)
+        if (sock.getPeerX509Certificate() === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
+        const verdict = sock.authorizationError?.toString() ?? 'unverified'
+        throw new PeerIdentityError(verdict, `peer certificate chain was not verified against our trust bundle: ${verdict}`)
       }
       peer = psk?.peer ?? state.verifier.verifySocket(sock)
       peerId = peer.id.uri

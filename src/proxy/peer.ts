@@ -66,11 +66,7 @@ export class PeerVerifier {
    * first, on every full handshake; `keepsChain` says which path to take.
    */
   verifySocket (sock: TLSSocket, now = Date.now(), keepsChain = tlsCapabilities().x509KeepsChain): PeerIdentity {
-    if (!keepsChain) {
-      const cert = sock.getPeerCertificate(true)
-      if (cert?.raw === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
-      return this.verify(cert, now)
-    }
+    if (!keepsChain) return this.verify(sock.getPeerCertificate(true), now) // (verify names a missing certificate)
     const leaf = sock.getPeerX509Certificate()
     if (leaf === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
     const hit = this.#cache.get(leaf.fingerprint256)
