@@ -7,8 +7,8 @@
  *   npm run build && node dist/bench/micro.js
  */
 import { cpus } from 'node:os'
-import { parseSpiffeId } from '../src/identity/spiffe-id.js'
-import { compileAuthorizer, validateIntentionsDoc, type Intention } from '../src/intentions/table.js'
+import { parseSpiffeId } from '../src/core/identity/spiffe-id.js'
+import { compileAuthorizer, validateIntentionsDoc, type Intention } from '../src/core/intentions/table.js'
 
 function bench (name: string, fn: () => unknown, iterations = 1_000_000): { name: string, opsPerSec: number } {
   for (let i = 0; i < Math.min(iterations, 10_000); i++) fn() // warm-up

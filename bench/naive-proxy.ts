@@ -36,7 +36,7 @@ const upstream = (): net.Socket => {
   if (plain) return net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   const up = tls.connect({ ...context, port, host: '127.0.0.1', servername: 'db' })
   if (!resume) return up
-  // Not the `session` option: Node 20 decodes that twice (see src/proxy/outbound.ts).
+  // Not the `session` option: Node 20 decodes that twice (see src/dataplane/outbound.ts).
   if (session !== undefined) (up as tls.TLSSocket & { setSession: (s: Buffer) => void }).setSession(session)
   up.on('session', s => { session = s })
   return up

@@ -20,7 +20,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import type { MeshLayout } from '../src/meshdir/layout.js'
-import { consulServiceId } from '../src/identity/spiffe-id.js'
+import { consulServiceId } from '../src/core/identity/spiffe-id.js'
 import { adminGet, adminPortFrom, bootstrapText, inboundBootstrap, installedEnvoy, listenerPort, outboundBootstrap, type EnvoyTls } from './envoy.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -353,7 +353,7 @@ interface CPeer {
  * `--suite TLS_AES_128_GCM_SHA256`: the C peers offer and accept that TLS 1.3 suite
  * only (both sides), for a like-for-like look at mesh-proxy, whose resumed
  * connections run TLS_AES_128_GCM_SHA256 (a PSK from Node's callbacks needs a
- * SHA-256 suite: src/proxy/psk.ts). Default: each peer's own order (AES-256-GCM first).
+ * SHA-256 suite: src/tls/psk.ts). Default: each peer's own order (AES-256-GCM first).
  */
 export const SUITE = arg('suite', '')
 if (SUITE !== '' && !/^TLS_[A-Z0-9_]+$/.test(SUITE)) throw new Error(`--suite ${SUITE}: give one TLS 1.3 suite name, e.g. TLS_AES_128_GCM_SHA256`)

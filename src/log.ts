@@ -9,8 +9,8 @@ import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 
 export type { Logger }
 
 /** What a censored field shows. */
-export { REDACTED } from './config/public.js'
-import { REDACTED } from './config/public.js'
+export { REDACTED } from './core/config/public.js'
+import { REDACTED } from './core/config/public.js'
 
 /** Field names that never reach a log line in clear, at the top level and one level down. */
 const SECRET_FIELDS = new Set(['key', 'keyPem', 'privateKey', 'token', 'consulToken'])

@@ -5,12 +5,12 @@
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { HostPort } from '../config/types.js'
-import { publicConfig } from '../config/public.js'
+import type { HostPort } from '../core/config/types.js'
+import { publicConfig } from '../core/config/public.js'
 import type { MetricsRegistry } from '../metrics/metrics.js'
-import type { Sidecar } from '../proxy/sidecar.js'
-import { listen } from '../proxy/listen.js'
-import { toError } from '../errors.js'
+import type { Sidecar } from '../sidecar/sidecar.js'
+import { listen } from '../net/listen.js'
+import { toError } from '../core/errors.js'
 
 /** Prometheus text exposition content type. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'

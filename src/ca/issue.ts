@@ -6,9 +6,9 @@
  */
 import { webcrypto, randomBytes } from 'node:crypto'
 import * as x509 from '@peculiar/x509'
-import { trustDomainUri } from '../identity/spiffe-id.js'
-import { pemBlocks } from '../identity/x509.js'
-import { CertificateError } from '../errors.js'
+import { trustDomainUri } from '../core/identity/spiffe-id.js'
+import { pemBlocks } from '../core/identity/x509.js'
+import { CertificateError } from '../core/errors.js'
 
 x509.cryptoProvider.set(webcrypto as never)
 

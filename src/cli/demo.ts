@@ -11,8 +11,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
-import { resolveConfig } from '../config/resolve.js'
-import { Sidecar } from '../proxy/sidecar.js'
+import { resolveConfig } from '../core/config/resolve.js'
+import { Sidecar } from '../sidecar/sidecar.js'
 import { seedMeshDir } from '../meshdir/seed.js'
 
 /** Keeps JSON log lines in memory and lets the demo wait for one. */

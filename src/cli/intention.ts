@@ -3,11 +3,11 @@
  * dir, with Consul's words (`intention create -allow web db`). Exit codes of
  * `check`: 0 allowed, 1 denied, 2 usage or store error.
  */
-import { ConfigError, IntentionError } from '../errors.js'
+import { ConfigError, IntentionError } from '../core/errors.js'
 import { stat } from 'node:fs/promises'
 import { meshLayout } from '../meshdir/layout.js'
-import { readIntentions, updateIntentions } from '../intentions/store.js'
-import { decide, decidedBy, matchIntentions, pairKey, parseServiceRef, precedenceOf, type Action, type Intention } from '../intentions/table.js'
+import { readIntentions, updateIntentions } from '../meshdir/intentions-store.js'
+import { decide, decidedBy, matchIntentions, pairKey, parseServiceRef, precedenceOf, type Action, type Intention } from '../core/intentions/table.js'
 
 type Say = (l: string) => void
 

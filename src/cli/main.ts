@@ -3,7 +3,7 @@
  * function, and returns an exit code; main() never calls process.exit.
  */
 import { Command, CommanderError, Option } from 'commander'
-import { MeshProxyError, toError } from '../errors.js'
+import { MeshProxyError, toError } from '../core/errors.js'
 import { runSidecar, validateConfigFile } from './run.js'
 import { runDemo } from './demo.js'
 import { caBundle, caInit, caRetireOld, caRotate, certInspect, certIssue, certSign, genDevCerts } from './certs.js'

@@ -5,17 +5,17 @@
  */
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { isLoopback, resolveConfig } from '../config/resolve.js'
-import { publicConfig } from '../config/public.js'
+import { isLoopback, resolveConfig } from '../core/config/resolve.js'
+import { publicConfig } from '../core/config/public.js'
 import { startIdleGc } from '../runtime/idle-gc.js'
-import { ConfigError, toError } from '../errors.js'
+import { ConfigError, toError } from '../core/errors.js'
 import { createLogger } from '../log.js'
-import { Sidecar } from '../proxy/sidecar.js'
+import { Sidecar } from '../sidecar/sidecar.js'
 import { MetricsRegistry } from '../metrics/metrics.js'
 import { AdminServer, sidecarView } from '../admin/server.js'
-import { runPrimary, workerChannel, workerSlot, type WorkerChannel } from './workers.js'
-import type { SharedPsk } from '../proxy/psk.js'
-import type { Config } from '../config/types.js'
+import { runPrimary, workerChannel, workerSlot, type WorkerChannel } from '../runtime/workers.js'
+import type { SharedPsk } from '../tls/psk.js'
+import type { Config } from '../core/config/types.js'
 
 /** Read and parse --config; errors name the file. */
 export async function readConfigFile (path: string | undefined): Promise<unknown> {

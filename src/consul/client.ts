@@ -9,7 +9,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import { readFileSync } from 'node:fs'
-import { ConfigError, MeshProxyError, toError } from '../errors.js'
+import { ConfigError, MeshProxyError, toError } from '../core/errors.js'
 
 /** Where and how to reach the agent. */
 export interface ConsulOptions {

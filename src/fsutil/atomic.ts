@@ -5,7 +5,7 @@
 import { open, rename, unlink, mkdir, readFile, stat, access } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { MeshProxyError, errorCode } from '../errors.js'
+import { MeshProxyError, errorCode } from '../core/errors.js'
 
 /**
  * Mode of every directory mesh-proxy creates (the mesh dir, ca/ with the root

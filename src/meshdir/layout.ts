@@ -12,8 +12,8 @@
  */
 import { join } from 'node:path'
 import { readFile } from 'node:fs/promises'
-import { ConfigError, errorCode } from '../errors.js'
-import { parseTrustDomain } from '../identity/spiffe-id.js'
+import { ConfigError, errorCode } from '../core/errors.js'
+import { parseTrustDomain } from '../core/identity/spiffe-id.js'
 import { writeFileAtomic } from '../fsutil/atomic.js'
 
 /** Paths inside one mesh dir. */

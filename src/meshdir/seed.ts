@@ -8,7 +8,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { X509Certificate } from 'node:crypto'
 import { meshLayout, writeMeshSettings, type MeshLayout } from './layout.js'
-import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../config/defaults.js'
+import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../core/config/defaults.js'
 import { PRIVATE_DIR, writeFileAtomic } from '../fsutil/atomic.js'
 
 /** certs-dev/ in the installed package. */

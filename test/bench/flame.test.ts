@@ -13,7 +13,7 @@ t.test('each frame gets its kind', async t => {
     ['writeBuffer', '', 'Node C++ bindings from JavaScript'],
     ['onStreamRead', 'node:internal/stream_base_commons', 'Node JavaScript'],
     ['write', 'file:///app/node_modules/pino/lib/proto.js', 'dependencies'],
-    ['onData', 'file:///app/dist/src/proxy/relay.js', 'ours'],
+    ['onData', 'file:///app/dist/src/dataplane/relay.js', 'ours'],
     ['', 'file:///app/bin/mesh-proxy.js', 'ours']
   ]
   for (const [functionName, url, kind] of cases) t.equal(kindOf({ functionName, url }), kind, `${functionName} ${url}`)
@@ -25,7 +25,7 @@ t.test('self time goes to the sampled frame; "under ours" to every stack holding
   const p: CpuProfile = {
     nodes: [
       { id: 1, callFrame: f('(root)'), children: [2, 5, 6] },
-      { id: 2, callFrame: f('onData', 'file:///x/dist/src/proxy/relay.js'), children: [3] },
+      { id: 2, callFrame: f('onData', 'file:///x/dist/src/dataplane/relay.js'), children: [3] },
       { id: 3, callFrame: f('write', 'node:net'), children: [4] },
       { id: 4, callFrame: f('writeBuffer') },
       { id: 5, callFrame: f('(idle)') },

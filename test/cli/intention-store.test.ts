@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ROOT } from '../helpers/paths.js'
 import { runCli } from '../helpers/cli.js'
-import { readIntentions } from '../../src/intentions/store.js'
+import { readIntentions } from '../../src/meshdir/intentions-store.js'
 
 const BIN = join(ROOT, 'bin', 'mesh-proxy.js')
 

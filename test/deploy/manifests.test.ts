@@ -56,7 +56,7 @@ t.test('the sidecar container: args parse, probes and ports agree', async t => {
   t.ok(sidecar.lifecycle.preStop, 'preStop lets endpoints update before the drain')
   t.ok(d.spec.template.spec.terminationGracePeriodSeconds * 1000 > config.timeouts.drainTimeoutMs, 'grace period covers the drain')
   for (const m of sidecar.volumeMounts as Obj[]) t.ok((d.spec.template.spec.volumes as Obj[]).some(v => v.name === m.name), `volume ${String(m.name)} defined`)
-  const files = [config.certFile, config.keyFile, config.caFile, config.intentionsFile] as string[]
+  const files = [config.plane.cert, config.plane.key, config.plane.ca, config.intentionsFile] as string[]
   for (const f of files) t.ok((sidecar.volumeMounts as Obj[]).some(m => f.startsWith(m.mountPath + '/')), `${f} is on a mounted volume`)
   for (const c of containers) t.ok(c.resources?.requests && c.resources?.limits, `${String(c.name)} has resources`)
 })

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { consulServiceId } from '../../src/identity/spiffe-id.js'
+import { consulServiceId } from '../../src/core/identity/spiffe-id.js'
 import { TD } from './mesh.js'
 
 /** A CA certificate made by openssl: its PEM file and key file. */

@@ -13,8 +13,8 @@ import { ConsulDouble, agentForWebAndDb } from '../helpers/consul-double.js'
 import { makeMesh, startApp, startSidecar, echo, TD, captureLogger } from '../helpers/mesh.js'
 import { CONFORMANCE } from '../helpers/paths.js'
 import { createRootCa } from '../../src/ca/issue.js'
-import { resolveConfig } from '../../src/config/resolve.js'
-import { Sidecar } from '../../src/proxy/sidecar.js'
+import { resolveConfig } from '../../src/core/config/resolve.js'
+import { Sidecar } from '../../src/sidecar/sidecar.js'
 import { MetricsRegistry } from '../../src/metrics/metrics.js'
 
 async function ask (port: number, text: string): Promise<string> {

@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { readFile, writeFile } from 'node:fs/promises'
 import { makeMesh, startApp, startSidecar, echo, echoRoundTrip, echoSha, TD, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
-import { consulServiceId } from '../../src/identity/spiffe-id.js'
+import { consulServiceId } from '../../src/core/identity/spiffe-id.js'
 import { needPeers, keepConnecting } from '../peers/peers.js'
 import { startEnvoy, outboundBootstrap, inboundBootstrap, type EnvoyTls, type RunningEnvoy } from '../peers/envoy.js'
 

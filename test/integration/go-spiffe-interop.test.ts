@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { makeMesh, startApp, startSidecar, echo, echoSha, TD, type TestSidecar } from '../helpers/mesh.js'
 import { opensslPki } from '../helpers/openssl-pki.js'
-import { consulServiceId } from '../../src/identity/spiffe-id.js'
+import { consulServiceId } from '../../src/core/identity/spiffe-id.js'
 import { needPeers, spawnPeer } from '../peers/peers.js'
 
 const { env, skip } = needPeers(t, ['GO_SPIFFE_SERVER', 'GO_SPIFFE_CLIENT'])

@@ -12,8 +12,8 @@ import { join } from 'node:path'
 import { ConsulDouble } from '../helpers/consul-double.js'
 import { LogSink, makeMesh, TD } from '../helpers/mesh.js'
 import { ROOT } from '../helpers/paths.js'
-import { publicConfig } from '../../src/config/public.js'
-import { resolveConfig } from '../../src/config/resolve.js'
+import { publicConfig } from '../../src/core/config/public.js'
+import { resolveConfig } from '../../src/core/config/resolve.js'
 
 const BIN = join(ROOT, 'bin', 'mesh-proxy.js')
 const TOKEN = 'c0ffee00-aaaa-bbbb-cccc-0123456789ab'
@@ -38,10 +38,10 @@ t.test('publicConfig: the token is redacted, everything else kept, the input unt
   for (const c of cases) {
     const config = resolveConfig({ flags: { service: 'web', controlPlane: 'consul', upstream: ['db:9191'], ...c.flags }, env: c.env, file: null })
     const shown = publicConfig(config)
-    t.equal(shown.consul?.token, c.token, `${c.name}: token shows ${String(c.token)}`)
+    t.equal((shown.plane.kind === 'consul' ? shown.plane.token : undefined), c.token, `${c.name}: token shows ${String(c.token)}`)
     t.notOk(JSON.stringify(shown).includes(TOKEN), `${c.name}: the token is nowhere in it`)
-    t.same({ ...shown, consul: { ...shown.consul, token: null } }, { ...config, consul: { ...config.consul, token: null } }, `${c.name}: nothing else changed`)
-    if (c.token !== null) t.equal(config.consul?.token, TOKEN, `${c.name}: the config itself still has it`)
+    t.same({ ...shown, plane: { ...shown.plane, token: null } }, { ...config, plane: { ...config.plane, token: null } }, `${c.name}: nothing else changed`)
+    if (c.token !== null) t.equal((config.plane.kind === 'consul' ? config.plane.token : undefined), TOKEN, `${c.name}: the config itself still has it`)
   }
 })
 
@@ -50,7 +50,7 @@ t.test('run --dry-run with CONSUL_HTTP_TOKEN prints [redacted]', async t => {
     { encoding: 'utf8', env: { ...process.env, CONSUL_HTTP_TOKEN: TOKEN } })
   t.equal(r.status, 0, r.stderr)
   t.notOk(r.stdout.includes(TOKEN), 'the token is not printed')
-  t.equal(JSON.parse(r.stdout).consul.token, '[redacted]')
+  t.equal(JSON.parse(r.stdout).plane.token, '[redacted]')
 })
 
 t.test('a running sidecar: no token at /config, in any log line, or in /certs and /intentions', async t => {
@@ -81,7 +81,7 @@ t.test('a running sidecar: no token at /config, in any log line, or in /certs an
     t.equal(agent.tokenSeen, secret, `${how}: the agent got the token`)
     const port = Number(String(admin.admin).split(':').at(-1))
     const config = await get(port, '/config')
-    t.equal(JSON.parse(config).consul.token, how === 'CONSUL_HTTP_TOKEN' ? '[redacted]' : null, `${how}: /config shows [redacted] where the field exists`)
+    t.equal(JSON.parse(config).plane.token, how === 'CONSUL_HTTP_TOKEN' ? '[redacted]' : null, `${how}: /config shows [redacted] where the field exists`)
     const bodies = [config, await get(port, '/certs'), await get(port, '/intentions'), await get(port, '/metrics'), await get(port, '/ready')]
     const exited = new Promise(resolve => child.once('exit', resolve))
     child.kill('SIGTERM')

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { makeMesh, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
 import { spawnCli } from '../helpers/cli.js'
-import { tlsEndTracking } from '../../src/proxy/tls-end.js'
+import { tlsEndTracking } from '../../src/tls/end.js'
 
 const MB = 1 << 20
 const CHUNK = Buffer.alloc(64 * 1024)
@@ -169,7 +169,7 @@ t.test('the far sidecar cannot connect to its app: the calling app is reset', as
 
 /** True when this Node tells a bare TCP close from close_notify (known after a sidecar started); else skip `t` with `why`. */
 async function trackingOrSkip (t: Test, why: string): Promise<boolean> {
-  const { probeTls } = await import('../../src/proxy/tls-probe.js')
+  const { probeTls } = await import('../../src/tls/probe.js')
   if ((await probeTls()).endTracking) return true
   t.comment(`skipped: ${why} (${process.version}); tls-end.ts says why`)
   t.pass(`skipped on ${process.version}`)

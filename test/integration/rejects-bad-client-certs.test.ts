@@ -4,7 +4,7 @@
 // Each is refused with a logged reason, and the sidecar keeps serving.
 import t from 'tap'
 import { createRootCa, issueCert } from '../../src/ca/issue.js'
-import { consulServiceId } from '../../src/identity/spiffe-id.js'
+import { consulServiceId } from '../../src/core/identity/spiffe-id.js'
 import { makeMesh, startApp, startSidecar, mtlsTry, echo, TD } from '../helpers/mesh.js'
 
 t.test('bad client certificates are refused before the app', async t => {

@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { makeMesh, startApp, startSidecar } from '../helpers/mesh.js'
-import { rotateRoot } from '../../src/ca/store.js'
+import { rotateRoot } from '../../src/meshdir/ca-store.js'
 
 function serverSerial (port: number, ca: string, client: { certPem: string, keyPem: string }): Promise<string> {
   return new Promise((resolve, reject) => {

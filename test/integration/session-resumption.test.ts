@@ -7,7 +7,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { makeMesh, startApp, startSidecar, echo, echoRoundTrip, appTry, type TestMesh, type TestSidecar } from '../helpers/mesh.js'
-import { tlsEndTracking } from '../../src/proxy/tls-end.js'
+import { tlsEndTracking } from '../../src/tls/end.js'
 
 /** One app connection through web's upstream port: send, read the echo, close. Resolves with what came back. */
 const roundTrip = (web: TestSidecar, msg: string): Promise<string> => echoRoundTrip(web.addrs.upstreams.get('db')!.port, msg)

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { startApp, startSidecar, echo, TD } from '../helpers/mesh.js'
-import { consulServiceId } from '../../src/identity/spiffe-id.js'
+import { consulServiceId } from '../../src/core/identity/spiffe-id.js'
 import { needPeers, spawnPeer, keepConnecting, freePort } from '../peers/peers.js'
 
 const { env, skip } = needPeers(t, ['SPIRE_SERVER_BIN', 'SPIRE_AGENT_BIN', 'SPIFFE_HELPER_BIN'])

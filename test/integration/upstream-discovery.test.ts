@@ -7,7 +7,7 @@ import { connect, createServer, type AddressInfo } from 'node:net'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { makeMesh, startApp, startSidecar, type TestSidecar } from '../helpers/mesh.js'
-import { resolveConfig } from '../../src/config/resolve.js'
+import { resolveConfig } from '../../src/core/config/resolve.js'
 
 function ask (port: number, text: string): Promise<string> {
   return new Promise(resolve => {
@@ -88,8 +88,8 @@ t.test('no mesh dir: PEM files, explicit upstream, JSON config file', async t =>
 t.test('--ca as a SPIFFE bundle document (JWKS)', async t => {
   const mesh = await makeMesh(t, [])
   const dir = t.testdir({})
-  const { formatSpiffeBundle } = await import('../../src/identity/spiffe-bundle.js')
-  const { bundleFromPem } = await import('../../src/identity/bundle.js')
+  const { formatSpiffeBundle } = await import('../../src/core/identity/spiffe-bundle.js')
+  const { bundleFromPem } = await import('../../src/core/identity/bundle.js')
   const TDN = '11111111-2222-3333-4444-555555555555.consul'
   await writeFile(join(dir, 'bundle.json'), formatSpiffeBundle(bundleFromPem(mesh.ca.certPem, TDN, 'ca'), TDN))
   for (const s of ['web', 'db']) {

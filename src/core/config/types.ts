@@ -1,0 +1,78 @@
+/** The validated, frozen configuration of one sidecar. */
+
+/** A host and port. */
+export interface HostPort {
+  readonly host: string
+  readonly port: number
+}
+
+/** One upstream: a local plaintext listener that leads to a service's sidecars. */
+export interface UpstreamConfig {
+  readonly service: string
+  readonly bind: HostPort
+  /** Explicit instances (`db:9191=h:p,h:p`), or null to resolve through the mesh dir catalog. */
+  readonly instances: readonly HostPort[] | null
+}
+
+/** The five per-connection timeouts plus the shutdown drain. 0 disables idle and lifetime. */
+export interface Timeouts {
+  /** TLS handshake, inbound and outbound, measured from TCP accept/connect. */
+  readonly handshakeTimeoutMs: number
+  /** TCP connect to the local app or to an upstream instance. */
+  readonly connectTimeoutMs: number
+  /** No byte in either direction for this long closes the connection. */
+  readonly idleTimeoutMs: number
+  /** After one side half-closes, how long the other direction may keep flowing. */
+  readonly closeTimeoutMs: number
+  /** Hard cap on a connection's life. */
+  readonly maxConnLifetimeMs: number
+  /** On shutdown, how long live connections may finish before they are closed. */
+  readonly drainTimeoutMs: number
+}
+
+/**
+ * The control plane, one shape per kind (src/plane/ has one implementation each):
+ * - mesh-dir: the embedded one (`--mesh-dir`): certificates issued from its CA,
+ *   intentions and the catalog from its files;
+ * - files: `--cert/--key/--ca` written by someone else (spiffe-helper,
+ *   cert-manager); intentions and catalog from a mesh dir when one is given too;
+ * - consul: the local Consul agent (`--control-plane consul`).
+ */
+export type PlaneConfig =
+  | { readonly kind: 'mesh-dir', readonly meshDir: string }
+  | { readonly kind: 'files', readonly cert: string, readonly key: string, readonly ca: string, readonly meshDir: string | null }
+  | { readonly kind: 'consul', readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
+
+/** Effective sidecar configuration. */
+export interface Config {
+  readonly service: string
+  readonly namespace: string
+  /** Public mTLS listener; null when the sidecar only has upstreams. */
+  readonly listen: HostPort | null
+  /** The local app; null when there is no inbound side. */
+  readonly to: HostPort | null
+  readonly upstreams: readonly UpstreamConfig[]
+  /** Where certificates, intentions and upstream instances come from (the control plane). */
+  readonly plane: PlaneConfig
+  /** Intentions file instead of the mesh dir's (mesh-dir and files planes). */
+  readonly intentionsFile: string | null
+  /** Overrides the intentions file's default policy when set. */
+  readonly defaultPolicy: 'allow' | 'deny' | null
+  /** Datacenter of the service identities; null = from the mesh dir (or dc1). */
+  readonly datacenter: string | null
+  readonly timeouts: Timeouts
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  readonly unsafeTarget: boolean
+  /** Close live inbound connections that a changed intention table now denies (beyond Consul). */
+  readonly enforceOnChange: boolean
+  /** Admin HTTP listener (/ready, /metrics, ...); null when `--admin off`. */
+  readonly admin: HostPort | null
+  /** Lifetime of leaves the sidecar issues itself (mesh dir holding the CA). */
+  readonly leafTtlMs: number
+  /** New inbound connections per source address (`20/s`); null = unlimited. */
+  readonly sourceRateLimit: { readonly burst: number, readonly refillMs: number } | null
+  /** Per listener; 0 = unlimited. Over the limit a new connection is refused with a log line and a count. */
+  readonly maxConnections: number
+  /** Processes sharing the listeners (node:cluster); 1 = this process alone. */
+  readonly workers: number
+}

@@ -1,0 +1,294 @@
+/**
+ * The public listener (consul NewPublicListener): terminate mTLS from other
+ * sidecars, check the peer's SVID, ask the intention table once, and only then
+ * connect to the local app and relay. Deny means the app never sees a byte.
+ */
+import { createServer, type Server, type TLSSocket } from 'node:tls'
+import type { Socket, AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import type { HostPort, Timeouts } from '../core/config/types.js'
+import { PeerIdentityError, errorCode, ignoreError, isRoutineCloseError, toError } from '../core/errors.js'
+import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../core/intentions/table.js'
+import { noopMetrics, type Metrics } from '../metrics/metrics.js'
+import { ConnRegistry, type TrackedConn } from './conn-registry.js'
+import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
+import { dial } from '../net/dial.js'
+import { PendingHandshakes } from './handshake.js'
+import { cut, relay } from './relay.js'
+import { trackTlsEnd } from '../tls/end.js'
+import { connBug, logClosed } from './finish.js'
+import { listen } from '../net/listen.js'
+import type { TlsState } from '../tls/context.js'
+import { SESSION_LIFETIME_MS, resumableUntil } from '../tls/session-cache.js'
+import { exportPsk, sharedPsk, type ServerPsk, type SharedPsk } from '../tls/psk.js'
+import type { PeerIdentity } from '../tls/peer.js'
+
+/** What an inbound listener needs. */
+export interface InboundOptions {
+  /** This sidecar's service (the intention destination). */
+  readonly service: ServiceRef
+  readonly listen: HostPort
+  readonly app: HostPort
+  readonly timeouts: Timeouts
+  /** 0 = unlimited; counts connections in the handshake too. */
+  readonly maxConnections?: number
+  /** New connections per source address; null = unlimited. */
+  readonly sourceRateLimit?: RateLimit | null
+  /** Current TLS generation (read per connection). */
+  readonly tls: () => TlsState
+  /** Current authorizer (read per connection). */
+  readonly authorize: () => Authorizer
+  readonly logger: Logger
+  readonly metrics?: Metrics
+  /** Hands each PSK made here to sibling --workers processes (psk.ts); absent for one process. */
+  readonly sharePsk?: (m: SharedPsk) => void
+}
+
+let nextConnId = 0
+
+/** `host:port` of the client, also once the TLS socket is gone (from its TCP socket, `_parent`). */
+function remoteOf (sock: TLSSocket): string | undefined {
+  const s = sock.remoteAddress === undefined ? (sock as TLSSocket & { _parent?: { remoteAddress?: string, remotePort?: number } })._parent : sock
+  return s?.remoteAddress === undefined ? undefined : `${s.remoteAddress}:${s.remotePort}`
+}
+
+/** A live inbound connection: who it is from, so a changed table can re-check it. */
+interface InboundConn extends TrackedConn {
+  readonly source: ServiceRef
+  revoke (by: Decision): void
+}
+
+/** Accepts mTLS connections and relays allowed ones to the local app. */
+export class InboundListener {
+  readonly #opts: InboundOptions
+  readonly #metrics: Metrics
+  readonly #registry = new ConnRegistry<InboundConn>()
+  /** TCP sockets still in the TLS handshake, under their deadline. */
+  readonly #handshakes: PendingHandshakes
+  #server: Server | undefined
+  #closing: Promise<void> | undefined
+  readonly #rate: SourceRateLimiter | null
+  /** Log strings shared by every connection's access fields (not rebuilt per connection). */
+  readonly #destination: string
+  readonly #appAddr: string
+  /** The PSK each socket's handshake was offered and we knew, until its 'secureConnection' (psk.ts). */
+  readonly #pskOffered = new WeakMap<TLSSocket, ServerPsk>()
+
+  constructor (opts: InboundOptions) {
+    this.#opts = opts
+    this.#metrics = opts.metrics ?? noopMetrics
+    this.#rate = opts.sourceRateLimit == null ? null : new SourceRateLimiter(opts.sourceRateLimit)
+    this.#handshakes = new PendingHandshakes(opts.timeouts.handshakeTimeoutMs)
+    this.#destination = formatServiceRef(opts.service)
+    this.#appAddr = `${opts.app.host}:${opts.app.port}`
+  }
+
+  /** Live connections (0 after close). */
+  get connections (): number { return this.#registry.size }
+
+  /** Bind and start accepting; resolves with the bound address. Rejects (e.g. EADDRINUSE) with a clear error. */
+  async start (): Promise<HostPort> {
+    const { timeouts } = this.#opts
+    const server = createServer({
+      ...this.#opts.tls().serverOptions,
+      requestCert: true,
+      // The chain verdict is read in #onSecure, not enforced by Node: Node 24 reports
+      // UNABLE_TO_GET_ISSUER_CERT for a connection resumed with our PSK (it has no
+      // certificate), and with rejectUnauthorized it dropped every one of them. A
+      // full handshake is still refused unless OpenSSL verified the chain (authorized).
+      rejectUnauthorized: false,
+      // Not allowHalfOpen here: during the handshake a peer's EOF must end the
+      // attempt at once (with allowHalfOpen Node ignores it until our deadline).
+      // Half-close is switched on per socket once the handshake is done.
+      // Node's own inactivity-based handshake timer stays a backstop behind ours (handshake.ts).
+      handshakeTimeout: timeouts.handshakeTimeoutMs + 1000,
+      // Resumption tickets (session-cache.ts): valid this long, and only under
+      // the TLS generation that issued them: each has its own ticket keys
+      // (tls-context.ts), so a new leaf (setTls) invalidates every ticket.
+      sessionTimeout: SESSION_LIFETIME_MS / 1000,
+      // A PSK made with a client of ours on an earlier, fully verified handshake (psk.ts);
+      // an identity we do not know means a full certificate handshake.
+      pskCallback: (sock: TLSSocket, identity: string) => this.#onPsk(sock, identity)
+    })
+    server.on('connection', (raw: Socket) => this.#onTcp(raw))
+    server.on('secureConnection', (sock: TLSSocket) => { this.#onSecure(sock) })
+    server.on('tlsClientError', (err: Error, sock: TLSSocket) => this.#onTlsError(err, sock))
+    this.#server = server
+    await listen(server, this.#opts.listen, '--listen')
+    const a = server.address() as AddressInfo
+    return { host: a.address, port: a.port }
+  }
+
+  /** Swap in a new TLS generation; live connections keep theirs. */
+  setTls (state: TlsState): void {
+    this.#server?.setSecureContext(state.serverOptions)
+  }
+
+  #onTcp (raw: Socket): void {
+    const max = this.#opts.maxConnections ?? 0
+    if (max > 0 && this.#registry.size + this.#handshakes.size >= max) {
+      this.#metrics.connection('inbound', 'over_limit')
+      this.#opts.logger.warn({ listener: 'inbound', reason: 'max_connections', maxConnections: max, remote: `${raw.remoteAddress}:${raw.remotePort}` }, 'conn rejected')
+      raw.destroy()
+      return
+    }
+    if (this.#rate !== null && !this.#rate.allow(raw.remoteAddress ?? '')) {
+      this.#metrics.connection('inbound', 'rate_limited')
+      this.#opts.logger.warn({ listener: 'inbound', reason: 'rate_limited', remote: `${raw.remoteAddress}:${raw.remotePort}` }, 'conn rejected')
+      raw.destroy()
+      return
+    }
+    raw.setNoDelay(true)
+    this.#handshakes.add(raw)
+  }
+
+  #onTlsError (err: Error, sock: TLSSocket): void {
+    // (null, not undefined, on a socket whose handshake never got to the chain: a hang-up is routine.)
+    const authz = (sock as TLSSocket & { authorizationError?: string | null }).authorizationError ?? undefined
+    const cause = (err as Error & { cause?: unknown }).cause
+    // When our own leaf has expired, every peer hangs up on us: say so, loudly.
+    const ownExpired = this.#opts.tls().svid.chain[0]!.notAfter.getTime() < Date.now()
+    const reason = ownExpired ? 'own_certificate_expired' : authz ?? errorCode(cause) ?? errorCode(err) ?? 'tls_error'
+    this.#metrics.handshakeFailure(reason)
+    this.#metrics.connection('inbound', 'tls_error')
+    const level = isRoutineCloseError(err) && authz === undefined && !ownExpired ? 'debug' : 'warn'
+    this.#opts.logger[level]({ listener: 'inbound', remote: remoteOf(sock), reason, err: err.message }, 'conn rejected')
+  }
+
+  #onPsk (sock: TLSSocket, identity: string): Buffer | null {
+    const known = this.#opts.tls().psks.get(identity, Date.now())
+    if (known === undefined) return null
+    this.#pskOffered.set(sock, known)
+    return known.psk
+  }
+
+  #onSecure (sock: TLSSocket): void {
+    this.#handshakes.settle(sock)
+    // Until the relay owns the socket, a peer reset must not become an uncaught 'error'.
+    sock.on('error', ignoreError)
+    sock.allowHalfOpen = true
+    const state = this.#opts.tls()
+    // Plain field objects, not pino child loggers: a child per connection cost ~1 KB of
+    // heap for as long as the connection lives (bench/RESULTS.md, memory).
+    const log = this.#opts.logger
+    const id = { conn: `in-${++nextConnId}`, listener: 'inbound' }
+    const resumed = sock.isSessionReused()
+    // Resumed with one of our PSKs: the peer is the one verified when it was made.
+    const psk = resumed ? this.#pskOffered.get(sock) : undefined
+    this.#pskOffered.delete(sock) // not kept for the connection's life
+    let source: ServiceRef
+    let peerId: string
+    let peer: PeerIdentity
+    try {
+      // Only a PSK of ours stands in for the certificate check (the peer was verified when it was made).
+      if (psk === undefined && !sock.authorized) {
+        if (sock.getPeerX509Certificate() === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
+        const verdict = sock.authorizationError?.toString() ?? 'unverified'
+        throw new PeerIdentityError(verdict, `peer certificate chain was not verified against our trust bundle: ${verdict}`)
+      }
+      peer = psk?.peer ?? state.verifier.verifySocket(sock)
+      peerId = peer.id.uri
+      if (peer.service === null) throw new PeerIdentityError('not_a_service', `${peer.id.uri} is not a Consul service identity (spiffe://<td>/ns/<ns>/dc/<dc>/svc/<name>)`)
+      if (peer.id.trustDomain !== state.svid.id.trustDomain) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain}`)
+      source = { namespace: peer.service.namespace, name: peer.service.service }
+    } catch (err) {
+      const reason = err instanceof PeerIdentityError ? err.reason : 'bad_certificate'
+      this.#metrics.handshakeFailure(reason)
+      this.#metrics.connection('inbound', 'tls_error')
+      log.warn({ ...id, remote: remoteOf(sock), reason, err: toError(err).message }, 'conn rejected')
+      sock.destroy()
+      return
+    }
+    trackTlsEnd(sock)
+    if (!resumed) this.#rememberPsk(sock, state, peer)
+    const decision = this.#opts.authorize()(source)
+    const viaPsk = psk !== undefined
+    if (!decision.allowed) {
+      this.#metrics.connection('inbound', 'denied_intention')
+      log.info({ ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed, psk: viaPsk }, 'conn denied')
+      sock.destroy()
+      return
+    }
+    // The access log: who, to what, by which rule, on every later line of this connection.
+    const access = { ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), app: this.#appAddr, resumed, psk: viaPsk }
+    if (decision.audit === true) {
+      this.#metrics.auditDenial()
+      log.warn({ ...access, precedence: decision.precedence, reason: decision.reason, audit: true }, 'conn opened')
+    } else if (log.isLevelEnabled('debug')) {
+      log.debug({ ...access, precedence: decision.precedence, decision: decision.reason }, 'conn opened')
+    }
+    this.#serve(sock, access, source)
+  }
+
+  /** After a full handshake whose peer passed every check: keep the connection's PSK with that peer. */
+  #rememberPsk (sock: TLSSocket, state: TlsState, peer: PeerIdentity): void {
+    const made = exportPsk(sock)
+    if (made === undefined) return
+    const e = { psk: made.psk, peer, expiresAt: resumableUntil(Date.now(), peer.notAfter, state.svid.chain[0]!.notAfter) }
+    state.psks.set(made.identity, e)
+    this.#opts.sharePsk?.(sharedPsk(state.generation, made.identity, e))
+  }
+
+  #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {
+    const log = this.#opts.logger
+    const undo = this.#metrics.trackActive('inbound')
+    let abort = (): void => { sock.destroy() }
+    let revokedBy: Decision | undefined
+    const conn: InboundConn = {
+      source,
+      abort: () => abort(),
+      revoke: (by: Decision) => { revokedBy = by; abort() }
+    }
+    this.#registry.add(conn)
+    // Callbacks, not an async function awaiting the relay: a suspended one (and
+    // its promises) would be held for the connection's whole life.
+    const finish = (): void => { undo(); this.#registry.delete(conn) }
+    dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs).then(app => {
+      if (sock.destroyed) { cut(app); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); finish(); return }
+      const r = relay(sock, app, this.#opts.timeouts, result => {
+        logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? access : { ...access, intention: decidedBy(revokedBy), decision: revokedBy.reason })
+        finish()
+      })
+      abort = () => r.abort(revokedBy === undefined ? 'aborted' : 'revoked')
+    }, (err: unknown) => {
+      this.#metrics.upstreamConnectError('local_app')
+      this.#metrics.connection('inbound', 'upstream_error')
+      log.warn({ ...access, reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
+      sock.destroy()
+      finish()
+    }).catch(connBug(log, access, () => { abort(); finish() }))
+  }
+
+  /**
+   * Enforce-on-change (beyond Consul, off by default): re-decide every live
+   * connection with `authorize` and close those it now denies; the 'conn
+   * closed' line names the intention that caused it. Returns how many closed.
+   */
+  reauthorize (authorize: Authorizer): number {
+    let n = 0
+    this.#registry.forEach(c => {
+      const d = authorize(c.source)
+      if (!d.allowed) { n++; c.revoke(d) }
+    })
+    return n
+  }
+
+  /** Stop accepting, let live connections finish for up to drainTimeoutMs, then close them. Idempotent. */
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      const server = this.#server
+      const stopped = server === undefined ? Promise.resolve() : new Promise<void>(resolve => server.close(() => resolve()))
+      // Peers still in the handshake were never admitted: nothing to drain.
+      this.#handshakes.destroyAll()
+      await this.#registry.drain(this.#opts.timeouts.drainTimeoutMs)
+      await stopped
+    })()
+    return this.#closing
+  }
+
+  /** Close everything now. Idempotent. */
+  async destroy (): Promise<void> {
+    this.#registry.abortAll()
+    await this.close()
+  }
+}

@@ -1,0 +1,32 @@
+/** Binding a listener, with errors that name the flag and the fix. */
+import type { Server } from 'node:net'
+import { ConfigError, errorCode } from '../core/errors.js'
+import type { HostPort } from '../core/config/types.js'
+
+/** A listener could not bind. */
+export class ListenError extends ConfigError {
+  constructor (flag: string, why: string, cause: unknown) {
+    super(flag, `cannot listen: ${why}`, { cause })
+  }
+}
+
+/** server.listen() as a promise that rejects with a ListenError. */
+export function listen (server: Server, hp: HostPort, flag: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      const code = errorCode(err)
+      const why = code === 'EADDRINUSE'
+        ? `${hp.host}:${hp.port} is already in use; stop what is listening there or choose another port`
+        : code === 'EADDRNOTAVAIL'
+          ? `${hp.host} is not an address of this machine`
+          : code === 'EACCES' ? `permission denied for port ${hp.port}; use a port above 1023` : err.message
+      reject(new ListenError(flag, why, err))
+    }
+    server.once('error', onError)
+    server.once('listening', () => {
+      server.off('error', onError)
+      resolve()
+    })
+    server.listen({ host: hp.host, port: hp.port })
+  })
+}
