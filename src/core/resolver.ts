@@ -14,6 +14,11 @@ export interface Resolver {
   close (): void
 }
 
+/** Our entry in a catalog (mesh dir, Consul); `close()` removes it. */
+export interface Registration {
+  close (): Promise<void>
+}
+
 /** A fixed list, from `--upstream db:9191=10.0.0.5:21000,...`. */
 export function staticResolver (byService: ReadonlyMap<string, readonly Instance[]>): Resolver {
   return {

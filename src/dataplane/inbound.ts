@@ -3,21 +3,22 @@
  * sidecars, check the peer's SVID, ask the intention table once, and only then
  * connect to the local app and relay. Deny means the app never sees a byte.
  */
-import { createServer, type Server, type TLSSocket } from 'node:tls'
-import type { Socket, AddressInfo } from 'node:net'
+import { createServer, type TLSSocket } from 'node:tls'
+import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../core/config/types.js'
 import { PeerIdentityError, errorCode, ignoreError, isRoutineCloseError, toError } from '../core/errors.js'
 import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
-import { ConnRegistry, type TrackedConn } from './conn-registry.js'
+import type { TrackedConn } from './conn-registry.js'
+import { Listener } from './listener.js'
+import type { Watched } from '../core/watched.js'
 import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
 import { dial } from '../net/dial.js'
 import { PendingHandshakes } from './handshake.js'
 import { cut, relay } from './relay.js'
 import { trackTlsEnd } from '../tls/end.js'
 import { connBug, logClosed } from './finish.js'
-import { listen } from '../net/listen.js'
 import type { TlsState } from '../tls/context.js'
 import { SESSION_LIFETIME_MS, resumableUntil } from '../tls/session-cache.js'
 import { exportPsk, sharedPsk, type ServerPsk, type SharedPsk } from '../tls/psk.js'
@@ -34,8 +35,8 @@ export interface InboundOptions {
   readonly maxConnections?: number
   /** New connections per source address; null = unlimited. */
   readonly sourceRateLimit?: RateLimit | null
-  /** Current TLS generation (read per connection). */
-  readonly tls: () => TlsState
+  /** Our TLS generations: the current one is read per connection, a new one swaps the server's context. */
+  readonly tls: Watched<TlsState>
   /** Current authorizer (read per connection). */
   readonly authorize: () => Authorizer
   readonly logger: Logger
@@ -59,14 +60,12 @@ interface InboundConn extends TrackedConn {
 }
 
 /** Accepts mTLS connections and relays allowed ones to the local app. */
-export class InboundListener {
+export class InboundListener extends Listener<InboundConn> {
   readonly #opts: InboundOptions
   readonly #metrics: Metrics
-  readonly #registry = new ConnRegistry<InboundConn>()
   /** TCP sockets still in the TLS handshake, under their deadline. */
   readonly #handshakes: PendingHandshakes
-  #server: Server | undefined
-  #closing: Promise<void> | undefined
+  #unsubscribe: (() => void) | undefined
   readonly #rate: SourceRateLimiter | null
   /** Log strings shared by every connection's access fields (not rebuilt per connection). */
   readonly #destination: string
@@ -75,22 +74,21 @@ export class InboundListener {
   readonly #pskOffered = new WeakMap<TLSSocket, ServerPsk>()
 
   constructor (opts: InboundOptions) {
+    const metrics = opts.metrics ?? noopMetrics
+    super({ kind: 'inbound', timeouts: opts.timeouts, maxConnections: opts.maxConnections ?? 0, logger: opts.logger, metrics })
     this.#opts = opts
-    this.#metrics = opts.metrics ?? noopMetrics
+    this.#metrics = metrics
     this.#rate = opts.sourceRateLimit == null ? null : new SourceRateLimiter(opts.sourceRateLimit)
     this.#handshakes = new PendingHandshakes(opts.timeouts.handshakeTimeoutMs)
     this.#destination = formatServiceRef(opts.service)
     this.#appAddr = `${opts.app.host}:${opts.app.port}`
   }
 
-  /** Live connections (0 after close). */
-  get connections (): number { return this.#registry.size }
-
   /** Bind and start accepting; resolves with the bound address. Rejects (e.g. EADDRINUSE) with a clear error. */
   async start (): Promise<HostPort> {
     const { timeouts } = this.#opts
     const server = createServer({
-      ...this.#opts.tls().serverOptions,
+      ...this.#opts.tls.current.serverOptions,
       requestCert: true,
       // The chain verdict is read in #onSecure, not enforced by Node: Node 24 reports
       // UNABLE_TO_GET_ISSUER_CERT for a connection resumed with our PSK (it has no
@@ -104,7 +102,7 @@ export class InboundListener {
       handshakeTimeout: timeouts.handshakeTimeoutMs + 1000,
       // Resumption tickets (session-cache.ts): valid this long, and only under
       // the TLS generation that issued them: each has its own ticket keys
-      // (tls-context.ts), so a new leaf (setTls) invalidates every ticket.
+      // (tls/context.ts), so a new leaf invalidates every ticket.
       sessionTimeout: SESSION_LIFETIME_MS / 1000,
       // A PSK made with a client of ours on an earlier, fully verified handshake (psk.ts);
       // an identity we do not know means a full certificate handshake.
@@ -113,22 +111,14 @@ export class InboundListener {
     server.on('connection', (raw: Socket) => this.#onTcp(raw))
     server.on('secureConnection', (sock: TLSSocket) => { this.#onSecure(sock) })
     server.on('tlsClientError', (err: Error, sock: TLSSocket) => this.#onTlsError(err, sock))
-    this.#server = server
-    await listen(server, this.#opts.listen, '--listen')
-    const a = server.address() as AddressInfo
-    return { host: a.address, port: a.port }
-  }
-
-  /** Swap in a new TLS generation; live connections keep theirs. */
-  setTls (state: TlsState): void {
-    this.#server?.setSecureContext(state.serverOptions)
+    const at = await this.bind(server, this.#opts.listen, '--listen')
+    // A new TLS generation is used by new handshakes; live connections keep theirs.
+    this.#unsubscribe = this.#opts.tls.onChange(state => { server.setSecureContext(state.serverOptions) })
+    return at
   }
 
   #onTcp (raw: Socket): void {
-    const max = this.#opts.maxConnections ?? 0
-    if (max > 0 && this.#registry.size + this.#handshakes.size >= max) {
-      this.#metrics.connection('inbound', 'over_limit')
-      this.#opts.logger.warn({ listener: 'inbound', reason: 'max_connections', maxConnections: max, remote: `${raw.remoteAddress}:${raw.remotePort}` }, 'conn rejected')
+    if (!this.admit(this.#handshakes.size, { remote: `${raw.remoteAddress}:${raw.remotePort}` })) {
       raw.destroy()
       return
     }
@@ -147,7 +137,7 @@ export class InboundListener {
     const authz = (sock as TLSSocket & { authorizationError?: string | null }).authorizationError ?? undefined
     const cause = (err as Error & { cause?: unknown }).cause
     // When our own leaf has expired, every peer hangs up on us: say so, loudly.
-    const ownExpired = this.#opts.tls().svid.chain[0]!.notAfter.getTime() < Date.now()
+    const ownExpired = this.#opts.tls.current.svid.chain[0]!.notAfter.getTime() < Date.now()
     const reason = ownExpired ? 'own_certificate_expired' : authz ?? errorCode(cause) ?? errorCode(err) ?? 'tls_error'
     this.#metrics.handshakeFailure(reason)
     this.#metrics.connection('inbound', 'tls_error')
@@ -156,7 +146,7 @@ export class InboundListener {
   }
 
   #onPsk (sock: TLSSocket, identity: string): Buffer | null {
-    const known = this.#opts.tls().psks.get(identity, Date.now())
+    const known = this.#opts.tls.current.psks.get(identity, Date.now())
     if (known === undefined) return null
     this.#pskOffered.set(sock, known)
     return known.psk
@@ -167,7 +157,7 @@ export class InboundListener {
     // Until the relay owns the socket, a peer reset must not become an uncaught 'error'.
     sock.on('error', ignoreError)
     sock.allowHalfOpen = true
-    const state = this.#opts.tls()
+    const state = this.#opts.tls.current
     // Plain field objects, not pino child loggers: a child per connection cost ~1 KB of
     // heap for as long as the connection lives (bench/RESULTS.md, memory).
     const log = this.#opts.logger
@@ -231,7 +221,6 @@ export class InboundListener {
 
   #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {
     const log = this.#opts.logger
-    const undo = this.#metrics.trackActive('inbound')
     let abort = (): void => { sock.destroy() }
     let revokedBy: Decision | undefined
     const conn: InboundConn = {
@@ -239,10 +228,9 @@ export class InboundListener {
       abort: () => abort(),
       revoke: (by: Decision) => { revokedBy = by; abort() }
     }
-    this.#registry.add(conn)
     // Callbacks, not an async function awaiting the relay: a suspended one (and
     // its promises) would be held for the connection's whole life.
-    const finish = (): void => { undo(); this.#registry.delete(conn) }
+    const finish = this.track(conn)
     dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs).then(app => {
       if (sock.destroyed) { cut(app); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); finish(); return }
       const r = relay(sock, app, this.#opts.timeouts, result => {
@@ -266,29 +254,16 @@ export class InboundListener {
    */
   reauthorize (authorize: Authorizer): number {
     let n = 0
-    this.#registry.forEach(c => {
+    this.registry.forEach(c => {
       const d = authorize(c.source)
       if (!d.allowed) { n++; c.revoke(d) }
     })
     return n
   }
 
-  /** Stop accepting, let live connections finish for up to drainTimeoutMs, then close them. Idempotent. */
-  close (): Promise<void> {
-    this.#closing ??= (async () => {
-      const server = this.#server
-      const stopped = server === undefined ? Promise.resolve() : new Promise<void>(resolve => server.close(() => resolve()))
-      // Peers still in the handshake were never admitted: nothing to drain.
-      this.#handshakes.destroyAll()
-      await this.#registry.drain(this.#opts.timeouts.drainTimeoutMs)
-      await stopped
-    })()
-    return this.#closing
-  }
-
-  /** Close everything now. Idempotent. */
-  async destroy (): Promise<void> {
-    this.#registry.abortAll()
-    await this.close()
+  protected override beforeDrain (): void {
+    this.#unsubscribe?.()
+    // Peers still in the handshake were never admitted: nothing to drain.
+    this.#handshakes.destroyAll()
   }
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { writeFileAtomic, pidAlive } from '../fsutil/atomic.js'
-import type { Instance, Resolver } from '../core/resolver.js'
+import type { Instance, Registration, Resolver } from '../core/resolver.js'
 
 /** One catalog entry as stored. */
 export interface CatalogEntry {
@@ -33,10 +33,7 @@ export interface MeshCatalogOptions {
   cacheMs?: number
 }
 
-/** A registration; `close()` removes the entry. */
-export interface Registration {
-  close (): Promise<void>
-}
+export type { Registration }
 
 /** Reads and writes the catalog of one mesh dir. */
 export class MeshCatalog implements Resolver {

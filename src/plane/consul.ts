@@ -5,35 +5,22 @@
  * stay local and keep working while the agent is briefly unreachable.
  * A response that fails validation never replaces good state.
  */
-import type { Logger } from 'pino'
+import { readFile } from 'node:fs/promises'
 import { parseOwnSvid } from '../core/identity/svid.js'
 import { makeBundle, rootsFromPem } from '../core/identity/bundle.js'
 import type { CertFacts } from '../core/identity/x509.js'
 import { parseTrustDomain } from '../core/identity/spiffe-id.js'
-import { compileAuthorizer, validateIntentionsDoc, type Action, type Authorizer, type IntentionsDoc } from '../core/intentions/table.js'
+import { compileAuthorizer, validateIntentionsDoc, type IntentionsDoc } from '../core/intentions/table.js'
 import type { Instance, Resolver } from '../core/resolver.js'
+import { Cell } from '../core/watched.js'
+import { ConfigError, toError } from '../core/errors.js'
+import type { PlaneConfig } from '../core/config/types.js'
 import { buildTlsState, type TlsState } from '../tls/context.js'
-import type { Metrics } from '../metrics/metrics.js'
 import { BlockingWatch, ConsulClient, ConsulError } from '../consul/client.js'
+import type { ControlPlane, IntentionsState, PlaneDeps } from './types.js'
 
-/** Options of {@link ConsulControlPlane}. */
-export interface ConsulControlPlaneOptions {
-  readonly client: ConsulClient
-  readonly service: string
-  readonly namespace: string
-  /** Upstreams to follow through /v1/health/connect. */
-  readonly upstreams: readonly string[]
-  /** Follow intentions (only a sidecar with an inbound listener needs them). */
-  readonly intentions: boolean
-  /** Decision when no intention matches (see README: Consul's ACL default policy). */
-  readonly defaultPolicy: Action
-  readonly logger: Logger
-  readonly metrics: Metrics
-  readonly onTls: (state: TlsState) => void
-  /** Every new intention table after the first (the sidecar re-checks live connections and logs it, as for the mesh dir). */
-  readonly onIntentions?: (doc: IntentionsDoc, authorize: Authorizer) => void
-  readonly minBackoffMs?: number
-}
+/** The Consul agent settings of the config. */
+export type ConsulPlaneConfig = PlaneConfig & { kind: 'consul' }
 
 interface LeafBody { CertPEM: string, PrivateKeyPEM: string, ServiceURI?: string, SerialNumber?: string, ValidBefore?: string }
 interface RootsBody { TrustDomain?: string, ActiveRootID?: string, Roots: Array<{ RootCert: string, IntermediateCerts?: string[] | null, Active?: boolean | string }> }
@@ -42,75 +29,102 @@ interface Roots { trustDomain: string | undefined, certs: CertFacts[] }
 interface IntentionBody { SourceNS?: string, SourceName: string, DestinationNS?: string, DestinationName: string, Action: string, Description?: string, Meta?: Record<string, string> }
 interface HealthEntry { Node?: { Address?: string }, Service?: { Address?: string, Port?: number, Proxy?: unknown } }
 
-/** Follows the agent; exposes the cached TLS state, authorizer and resolver. */
-export class ConsulControlPlane implements Resolver {
-  readonly #o: ConsulControlPlaneOptions
+/** Follows the agent; the cached TLS state, intentions and instances are what the sidecar reads. */
+export class ConsulPlane implements ControlPlane, Resolver {
+  readonly #deps: PlaneDeps
+  readonly #agent: ConsulPlaneConfig
   readonly #watches: Array<BlockingWatch<unknown>> = []
   readonly #instances = new Map<string, readonly Instance[]>()
+  /** Upstreams to follow through /v1/health/connect (those given without instances). */
+  readonly #upstreams: readonly string[]
+  readonly #tls = new Cell<TlsState>('certificates from Consul')
+  readonly #intentions: Cell<IntentionsState> | null
+  #client: ConsulClient | undefined
   #leaf: LeafBody | undefined
   #roots: Roots | undefined
-  #authorize: Authorizer | undefined
-  #doc: IntentionsDoc | undefined
-  #tls: TlsState | undefined
   #up = false
+  #closed = false
   #lastError = 'waiting for the first answer from the Consul agent'
   #readyWaiters: Array<() => void> = []
 
-  constructor (o: ConsulControlPlaneOptions) {
-    this.#o = o
+  constructor (deps: PlaneDeps, agent: ConsulPlaneConfig) {
+    this.#deps = deps
+    this.#agent = agent
+    this.#upstreams = deps.config.upstreams.filter(u => u.instances === null).map(u => u.service)
+    this.#intentions = deps.config.listen === null ? null : new Cell<IntentionsState>('intentions from Consul')
   }
 
+  get mode (): string { return `consul (${this.#agent.address})` }
+  get tls (): Cell<TlsState> { return this.#tls }
+  get intentions (): Cell<IntentionsState> | null { return this.#intentions }
+  get resolver (): Resolver { return this }
   /** Why the sidecar is not ready yet (agent unreachable, data missing). */
-  get notReadyReason (): string | undefined { return this.ready ? undefined : this.#lastError }
-  /** True once leaf, roots and intentions have all been loaded. */
-  get ready (): boolean {
-    return this.#tls !== undefined && (!this.#o.intentions || this.#authorize !== undefined) && this.#o.upstreams.every(u => this.#instances.has(u))
+  get notReadyReason (): string | undefined { return this.#ready ? undefined : this.#lastError }
+
+  /** True once leaf, roots, intentions (if needed) and every upstream's instances have been loaded. */
+  get #ready (): boolean {
+    return this.#tls.isSet && (this.#intentions?.isSet ?? true) && this.#upstreams.every(u => this.#instances.has(u))
   }
-  get tls (): TlsState | undefined { return this.#tls }
-  get authorize (): Authorizer { return this.#authorize ?? (() => ({ allowed: false, intention: 'default', precedence: 0, reason: 'intentions not loaded from Consul yet' })) }
-  get intentions (): IntentionsDoc | undefined { return this.#doc }
 
   /** Start following; resolves once everything has been loaded (retrying until then). */
-  start (): Promise<void> {
-    const svc = encodeURIComponent(this.#o.service)
-    this.#watch(`/v1/agent/connect/ca/leaf/${svc}`, parseLeaf, v => { this.#leaf = v; this.#rebuildTls() })
-    this.#watch('/v1/agent/connect/ca/roots', parseRoots, v => { this.#roots = v; this.#rebuildTls() })
-    if (this.#o.intentions) this.#watch(`/v1/connect/intentions/match?by=destination&name=${svc}`, (b, index) => this.#parseIntentions(b, index), doc => {
-      const first = this.#authorize === undefined
-      this.#doc = doc
-      const authorize = compileAuthorizer(doc, { namespace: this.#o.namespace, name: this.#o.service })
-      this.#authorize = authorize
-      this.#o.metrics.intentionsVersion(doc.index)
-      if (!first) this.#o.onIntentions?.(doc, authorize)
-    })
-    for (const u of this.#o.upstreams) {
-      this.#watch(`/v1/health/connect/${encodeURIComponent(u)}?passing=true`, parseHealth, list => {
-        this.#instances.set(u, list)
-        this.#o.logger.info({ upstream: u, instances: list.map(i => `${i.host}:${i.port}`) }, 'upstream instances changed')
+  async start (): Promise<void> {
+    const client = new ConsulClient({ address: this.#agent.address, ...await this.#token(), ...(this.#agent.caCertFile === null ? {} : { caCertFile: this.#agent.caCertFile }) })
+    this.#client = client
+    const svc = encodeURIComponent(this.#deps.config.service)
+    this.#watch(client, `/v1/agent/connect/ca/leaf/${svc}`, parseLeaf, v => { this.#leaf = v; this.#rebuildTls() })
+    this.#watch(client, '/v1/agent/connect/ca/roots', parseRoots, v => { this.#roots = v; this.#rebuildTls() })
+    const intentions = this.#intentions
+    if (intentions !== null) {
+      this.#watch(client, `/v1/connect/intentions/match?by=destination&name=${svc}`, (b, index) => this.#parseIntentions(b, index), doc => {
+        const cfg = this.#deps.config
+        this.#deps.metrics.intentionsVersion(doc.index)
+        intentions.set({ doc, authorize: compileAuthorizer(doc, { namespace: cfg.namespace, name: cfg.service }) })
       })
     }
-    return new Promise(resolve => {
-      if (this.ready) resolve()
+    for (const u of this.#upstreams) {
+      this.#watch(client, `/v1/health/connect/${encodeURIComponent(u)}?passing=true`, parseHealth, list => {
+        this.#instances.set(u, list)
+        this.#deps.logger.info({ upstream: u, instances: list.map(i => `${i.host}:${i.port}`) }, 'upstream instances changed')
+      })
+    }
+    await new Promise<void>(resolve => {
+      if (this.#ready) resolve()
       else this.#readyWaiters.push(resolve)
     })
+    if (this.#closed) throw new Error('sidecar closed while waiting for the Consul agent')
   }
 
-  #watch<T> (path: string, parse: (body: unknown, index: number) => T, apply: (v: T) => void): void {
+  /** The ACL token: --consul-token / CONSUL_HTTP_TOKEN, else read from the token file. */
+  async #token (): Promise<{ token?: string }> {
+    const { token, tokenFile } = this.#agent
+    if (token !== null) return { token }
+    if (tokenFile === null) return {}
+    try {
+      return { token: (await readFile(tokenFile, 'utf8')).trim() }
+    } catch (err) {
+      throw new ConfigError('--consul-token-file', `cannot read ${tokenFile}: ${toError(err).message}`)
+    }
+  }
+
+  /** Blocking queries follow the agent already: nothing to re-read on SIGHUP. */
+  async reload (): Promise<void> {}
+
+  #watch<T> (client: ConsulClient, path: string, parse: (body: unknown, index: number) => T, apply: (v: T) => void): void {
     this.#watches.push(new BlockingWatch<T>({
-      client: this.#o.client,
+      client,
       path,
       parse,
-      ...(this.#o.minBackoffMs === undefined ? {} : { minBackoffMs: this.#o.minBackoffMs }),
+      ...(this.#deps.consulBackoffMs === undefined ? {} : { minBackoffMs: this.#deps.consulBackoffMs }),
       onChange: v => {
         this.#setUp(true)
         apply(v)
-        if (this.ready) for (const w of this.#readyWaiters.splice(0)) w()
+        if (this.#ready) for (const w of this.#readyWaiters.splice(0)) w()
       },
       onError: (err, attempt) => {
         this.#lastError = err.message
         const reachable = !/cannot reach the agent|no answer from the agent/.test(err.message)
         this.#setUp(reachable)
-        this.#o.logger[attempt === 1 ? 'warn' : 'debug']({ path, attempt, err: err.message }, reachable ? 'consul response rejected; keeping the previous state' : 'consul agent unreachable; serving from the cache')
+        this.#deps.logger[attempt === 1 ? 'warn' : 'debug']({ path, attempt, err: err.message }, reachable ? 'consul response rejected; keeping the previous state' : 'consul agent unreachable; serving from the cache')
       }
     }) as BlockingWatch<unknown>)
   }
@@ -118,7 +132,7 @@ export class ConsulControlPlane implements Resolver {
   #setUp (up: boolean): void {
     if (up === this.#up) return
     this.#up = up
-    this.#o.metrics.controlPlaneUp(up)
+    this.#deps.metrics.controlPlaneUp(up)
   }
 
   #rebuildTls (): void {
@@ -128,23 +142,24 @@ export class ConsulControlPlane implements Resolver {
       const td = this.#roots.trustDomain ?? svid.id.trustDomain
       // Every listed root is trusted (root rotation); the bundle's trust domain is configuration, not read from the roots.
       const bundle = makeBundle(this.#roots.certs.map(cert => ({ trustDomain: td, cert })))
-      this.#tls = buildTlsState(svid, bundle)
-      this.#o.metrics.certExpiry(svid.id.uri, Math.floor(svid.chain[0]!.notAfter.getTime() / 1000))
-      this.#o.logger.info({ spiffeId: svid.id.uri, serial: svid.chain[0]!.serial, notAfter: svid.chain[0]!.notAfter.toISOString(), roots: bundle.roots.length }, 'certificates reloaded')
-      this.#o.onTls(this.#tls)
+      const state = buildTlsState(svid, bundle)
+      this.#deps.metrics.certExpiry(svid.id.uri, Math.floor(svid.chain[0]!.notAfter.getTime() / 1000))
+      this.#deps.logger.info({ spiffeId: svid.id.uri, serial: svid.chain[0]!.serial, notAfter: svid.chain[0]!.notAfter.toISOString(), roots: bundle.roots.length }, 'certificates reloaded')
+      this.#tls.set(state)
     } catch (err) {
       this.#lastError = `Consul leaf or roots rejected: ${(err as Error).message}`
-      this.#o.logger.error({ err: (err as Error).message }, 'consul leaf or roots rejected; keeping the previous certificates')
+      this.#deps.logger.error({ err: (err as Error).message }, 'consul leaf or roots rejected; keeping the previous certificates')
     }
   }
 
   #parseIntentions (body: unknown, index: number): IntentionsDoc {
-    const list = (body as Record<string, IntentionBody[] | undefined> | null)?.[this.#o.service]
-    if (!Array.isArray(list)) throw new ConsulError(`intentions match response has no list for ${this.#o.service}`)
+    const service = this.#deps.config.service
+    const list = (body as Record<string, IntentionBody[] | undefined> | null)?.[service]
+    if (!Array.isArray(list)) throw new ConsulError(`intentions match response has no list for ${service}`)
     const ns = (x: string | undefined): string => x === undefined || x === '' || x === 'default' ? '' : `${x}/`
     return validateIntentionsDoc({
       index,
-      defaultPolicy: this.#o.defaultPolicy,
+      defaultPolicy: this.#deps.config.defaultPolicy ?? 'deny',
       intentions: list.map(i => ({
         source: `${ns(i.SourceNS)}${i.SourceName}`,
         destination: `${ns(i.DestinationNS)}${i.DestinationName}`,
@@ -162,8 +177,9 @@ export class ConsulControlPlane implements Resolver {
 
   /** Stop every watch. Idempotent. */
   close (): void {
+    this.#closed = true
     for (const w of this.#watches) w.close()
-    this.#o.client.close()
+    this.#client?.close()
     for (const w of this.#readyWaiters.splice(0)) w()
   }
 }

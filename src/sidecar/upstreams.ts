@@ -1,0 +1,102 @@
+/**
+ * The sidecar's upstream listeners, one per upstream service, and the diff a
+ * config-file reload applies to them without dropping anything: new ones start
+ * listening, removed ones stop accepting and drain in the background, a
+ * changed instance list takes effect for new connections.
+ */
+import type { Logger } from 'pino'
+import type { Config, HostPort, UpstreamConfig } from '../core/config/types.js'
+import { ConfigError } from '../core/errors.js'
+import { staticResolver, type Resolver } from '../core/resolver.js'
+import type { Watched } from '../core/watched.js'
+import type { Metrics } from '../metrics/metrics.js'
+import type { TlsState } from '../tls/context.js'
+import { UpstreamListener } from '../dataplane/outbound.js'
+
+/** What the set builds its listeners with. */
+export interface UpstreamSetOptions {
+  readonly config: Config
+  readonly datacenter: string
+  readonly tls: Watched<TlsState>
+  /** The control plane's resolver, for upstreams without explicit instances. */
+  readonly resolver: Resolver | null
+  readonly logger: Logger
+  readonly metrics: Metrics
+}
+
+/** What a reload changed. */
+export interface UpstreamsDiff { added: string[], removed: string[], updated: string[] }
+
+/** Upstream listeners by service. */
+export class UpstreamSet {
+  readonly #o: UpstreamSetOptions
+  readonly #byService = new Map<string, { cfg: UpstreamConfig, listener: UpstreamListener }>()
+  /** Explicit upstream instances (`db:9191=h:p,...`), read live by the listeners' resolver. */
+  readonly #static = new Map<string, readonly HostPort[]>()
+  readonly #staticResolver = staticResolver(this.#static)
+
+  constructor (o: UpstreamSetOptions) {
+    this.#o = o
+  }
+
+  /** Live connections over every upstream listener. */
+  get connections (): number {
+    let n = 0
+    for (const u of this.#byService.values()) n += u.listener.connections
+    return n
+  }
+
+  /** Start a listener for `u`; resolves with where it listens. */
+  async add (u: UpstreamConfig): Promise<HostPort> {
+    const { config: cfg, tls, logger, metrics, datacenter } = this.#o
+    // resolveConfig refuses a service given twice; a second listener here would outlive close().
+    if (this.#byService.has(u.service)) throw new ConfigError('--upstream', `${u.service} is given twice; give each upstream service once`)
+    const resolver = u.instances !== null ? this.#staticResolver : this.#o.resolver
+    // resolveConfig refuses an upstream without instances when the plane has no catalog.
+    if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${u.bind.port}=host:port,...)`)
+    if (u.instances !== null) this.#static.set(u.service, u.instances)
+    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics })
+    this.#byService.set(u.service, { cfg: u, listener })
+    return await listener.start()
+  }
+
+  /** Apply `list` (SIGHUP with a config file); returns what changed and logs it once. */
+  async set (list: readonly UpstreamConfig[]): Promise<UpstreamsDiff> {
+    const next = new Map(list.map(u => [u.service, u]))
+    const diff: UpstreamsDiff = { added: [], removed: [], updated: [] }
+    for (const [name, cur] of [...this.#byService]) {
+      const want = next.get(name)
+      if (want !== undefined && sameListener(want, cur.cfg)) {
+        if (want.instances !== null && JSON.stringify(want.instances) !== JSON.stringify(cur.cfg.instances)) {
+          this.#static.set(name, want.instances)
+          this.#byService.set(name, { cfg: want, listener: cur.listener })
+          diff.updated.push(name)
+        }
+        continue
+      }
+      this.#byService.delete(name)
+      this.#static.delete(name)
+      void cur.listener.close() // stops accepting now; live connections drain in the background
+      diff.removed.push(name)
+    }
+    const listening: Record<string, string> = {}
+    for (const u of list) {
+      if (this.#byService.has(u.service)) continue
+      const at = await this.add(u)
+      listening[u.service] = `${at.host}:${at.port}`
+      diff.added.push(u.service)
+    }
+    this.#o.logger.info({ ...diff, listening }, 'upstreams reloaded')
+    return diff
+  }
+
+  /** Drain every listener (close) or end them now (destroy). */
+  async close (now: boolean): Promise<void> {
+    await Promise.all([...this.#byService.values()].map(u => now ? u.listener.destroy() : u.listener.close()))
+  }
+}
+
+/** Same address, and both explicit or both resolved: the listener can stay. */
+function sameListener (a: UpstreamConfig, b: UpstreamConfig): boolean {
+  return a.bind.host === b.bind.host && a.bind.port === b.bind.port && (a.instances === null) === (b.instances === null)
+}
