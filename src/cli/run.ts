@@ -13,7 +13,8 @@ import { createLogger } from '../log.js'
 import { Sidecar } from '../sidecar/sidecar.js'
 import { MetricsRegistry } from '../metrics/metrics.js'
 import { AdminServer, sidecarView } from '../admin/server.js'
-import { runPrimary, workerChannel, workerSlot, type WorkerChannel } from '../runtime/workers.js'
+import { runPrimary } from '../runtime/supervisor.js'
+import { workerChannel, workerSlot, type WorkerChannel } from '../runtime/worker.js'
 import type { SharedPsk } from '../tls/psk.js'
 import type { Config } from '../core/config/types.js'
 
@@ -57,7 +58,7 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
   if (slot === null && config.workers > 1) return await runPrimary(config, baseLogger, hooks.signals ?? process)
   const logger = slot === null ? baseLogger : baseLogger.child({ worker: slot })
   const metrics = new MetricsRegistry()
-  // As a worker, only worker 0 renews our leaf and registers us, and PSKs are shared (workers.ts).
+  // As a worker, only worker 0 renews our leaf and registers us, and PSKs are shared (runtime/supervisor.ts).
   let channel: WorkerChannel | null = null
   const sidecar = new Sidecar({ config, logger, metrics, leader: slot === null || slot === 0, sharePsk: slot === null ? undefined : (m: SharedPsk) => channel?.sharePsk(m) })
   const view = sidecarView(sidecar, metrics)
@@ -66,7 +67,7 @@ export async function runSidecar (flags: Record<string, unknown>, hooks: RunHook
       const result = sidecar.adoptPsk(m)
       // Once per full handshake of a sibling (a PSK lives minutes), not per connection.
       logger.debug({ result }, 'sibling psk')
-    })
+    }, logger)
   }
   // Admin first, so that /ready answers 503 "starting" while the rest comes up. Workers have none: the primary serves it.
   const admin = config.admin === null || channel !== null ? null : new AdminServer({ view, logger })
