@@ -17,7 +17,7 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 
 /**
  * What the admin endpoints show. One sidecar process: {@link sidecarView};
- * `--workers N`: the primary's view, which asks every worker (cli/workers.ts).
+ * `--workers N`: the primary's view, which asks every worker (runtime/supervisor.ts).
  */
 export interface AdminView {
   /** /ready: 200 when `ready`, else 503; `body` says why. */

@@ -19,7 +19,7 @@
  * tickets instead (outbound.ts).
  *
  * With `--workers N` the kernel hands each connection to any worker, so a PSK
- * one worker made is shared with its siblings through the primary (workers.ts):
+ * one worker made is shared with its siblings through the primary (runtime/supervisor.ts):
  * `sharedPsk` turns it into a plain message, `adoptPsk` takes it into a
  * sibling's table, only under the same TLS generation (same leaf, same bundle:
  * the peer was verified against the roots the sibling trusts) and unexpired.
