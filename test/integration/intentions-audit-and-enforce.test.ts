@@ -6,6 +6,7 @@
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
+import { rename, writeFile } from 'node:fs/promises'
 import { makeMesh, startApp, startSidecar, echo } from '../helpers/mesh.js'
 import { agentForWebAndDb } from '../helpers/consul-double.js'
 
@@ -75,6 +76,29 @@ t.test('enforce-on-change with Consul as the control plane: the same re-check, t
   const reloaded = db.sink.waitForNext(l => l.msg === 'intentions reloaded')
   agent.setIntentions('db', [{ source: 'web', action: 'deny' }])
   t.match(await reloaded, { closedConnections: 1, intentions: 1, defaultPolicy: 'deny', version: Number }, 'the live connection was re-checked and closed; the mesh dir\'s fields')
+  await new Promise(resolve => c.on('close', resolve))
+  t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'revoked', intention: 'web => db' })
+  await web.stop()
+  await db.stop()
+})
+
+t.test('enforce-on-change with plain files as the control plane (--cert/--key/--ca, --intentions): the same re-check, the same line', async t => {
+  const mesh = await makeMesh(t)
+  const files = (s: string): Record<string, string> => ({ cert: mesh.layout.certFor(s), key: mesh.layout.keyFor(s), ca: mesh.layout.bundle })
+  const intentions = `${mesh.dir}/own-intentions.json` // not the mesh dir's: the files plane reads --intentions
+  const write = async (action: string, index: number): Promise<void> => {
+    await writeFile(`${intentions}.tmp`, JSON.stringify({ index, defaultPolicy: 'deny', intentions: [{ source: 'web', destination: 'db', action }] }))
+    await rename(`${intentions}.tmp`, intentions)
+  }
+  await write('allow', 1)
+  const app = await startApp(t, echo)
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, intentions, enforceOnChange: true, ...files('db') })
+  t.match(db.sink.msgs('sidecar started')[0], { mode: 'files' })
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`], ...files('web') })
+  const c = await openConn(web.addrs.upstreams.get('db')!.port)
+  const reloaded = db.sink.waitForNext(l => l.msg === 'intentions reloaded')
+  await write('deny', 2)
+  t.match(await reloaded, { closedConnections: 1, intentions: 1, defaultPolicy: 'deny', version: 2 }, 'the live connection was re-checked and closed; the same fields as the other planes')
   await new Promise(resolve => c.on('close', resolve))
   t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'revoked', intention: 'web => db' })
   await web.stop()
