@@ -17,7 +17,7 @@
  * - Errors on either side destroy both; the first one is reported. It never
  *   throws and never logs: the caller logs the result once.
  * - Failure semantics (DESIGN.md): only a clean end on one side becomes a FIN
- *   on the other. A TLS peer that vanished without close_notify (tls-end.ts)
+ *   on the other. A TLS peer that vanished without close_notify (tls/end.ts)
  *   or reset, an app that reset, a timeout, an abort: the plaintext side is
  *   reset (RST), never closed as if the stream had ended, and the TLS side is
  *   destroyed without close_notify, so the sidecar beyond resets its app too.
@@ -25,7 +25,7 @@
 import type { Socket } from 'node:net'
 import { TLSSocket } from 'node:tls'
 import { isRoutineCloseError } from '../core/errors.js'
-import { idleSweep } from './idle-sweep.js'
+import { idleSweep, type IdleEntry, type IdleSweep } from './idle-sweep.js'
 import { endedCleanly } from '../tls/end.js'
 
 /** Per-connection limits the relay enforces. 0 disables idle and lifetime. */
@@ -73,92 +73,124 @@ export function cut (s: Socket): void {
 
 /** Start relaying between `a` and `b`; `onDone` gets the result once both sockets are closed. */
 export function relay (a: Socket, b: Socket, opts: RelayOptions, onDone?: (r: RelayResult) => void): Relay {
-  const started = performance.now()
-  let reason: CloseReason | undefined
-  let firstError: Error | undefined
-  let ends = 0
-  let closes = 0
-  let closeTimer: NodeJS.Timeout | undefined
-  let lifeTimer: NodeJS.Timeout | undefined
-  let result: RelayResult | undefined
-  let done: Promise<RelayResult> | undefined
-  let resolveDone: ((r: RelayResult) => void) | undefined
+  return new Run(a, b, opts, onDone).start()
+}
 
-  const teardown = (why: CloseReason, err?: Error): void => {
-    reason ??= why
-    if (err !== undefined) firstError ??= err
-    cut(a)
-    cut(b)
+/** Start `fn` after `ms`, unref'd (never what keeps the process alive). */
+function unrefTimer (ms: number, fn: () => void): NodeJS.Timeout {
+  const t = setTimeout(fn, ms)
+  t.unref()
+  return t
+}
+
+/**
+ * Chunks from `from` to `to` as they come, with backpressure. Per chunk: the
+ * idle stamp and one write, nothing else.
+ */
+function forward (from: Socket, to: Socket, idle: IdleEntry | undefined, sweep: IdleSweep | undefined): void {
+  from.on('data', (chunk: Buffer) => {
+    if (idle !== undefined) idle.last = sweep!.tick
+    if (!to.write(chunk)) from.pause()
+  })
+  to.on('drain', () => { from.resume() })
+  // A socket accepted with pauseOnConnect is not flowing: start it, as pipe() does.
+  if (to.writableNeedDrain) from.pause()
+  else from.resume()
+}
+
+/** One relay's state; listeners are plain closures over it ('end' and 'close' fire at most once: no once() wrappers). */
+class Run {
+  readonly #a: Socket
+  readonly #b: Socket
+  readonly #opts: RelayOptions
+  readonly #onDone: ((r: RelayResult) => void) | undefined
+  readonly #started = performance.now()
+  readonly #sweep: IdleSweep | undefined
+  readonly #idle: IdleEntry | undefined
+  #reason: CloseReason | undefined
+  #firstError: Error | undefined
+  #ends = 0
+  #closes = 0
+  #closeTimer: NodeJS.Timeout | undefined
+  #lifeTimer: NodeJS.Timeout | undefined
+  #result: RelayResult | undefined
+  #done: Promise<RelayResult> | undefined
+  #resolveDone: ((r: RelayResult) => void) | undefined
+
+  constructor (a: Socket, b: Socket, opts: RelayOptions, onDone: ((r: RelayResult) => void) | undefined) {
+    this.#a = a
+    this.#b = b
+    this.#opts = opts
+    this.#onDone = onDone
+    this.#sweep = opts.idleTimeoutMs > 0 ? idleSweep(opts.idleTimeoutMs) : undefined
+    this.#idle = this.#sweep?.add(() => this.#teardown('idle_timeout'))
   }
-  const sweep = opts.idleTimeoutMs > 0 ? idleSweep(opts.idleTimeoutMs) : undefined
-  const idle = sweep?.add(() => teardown('idle_timeout'))
 
-  const endOf = (from: Socket, to: Socket) => (): void => {
-    if (!endedCleanly(from)) { teardown('peer_aborted'); return }
-    to.end()
-    ends++
-    if (ends === 1 && opts.closeTimeoutMs > 0) {
-      closeTimer = setTimeout(() => teardown('close_timeout'), opts.closeTimeoutMs)
-      closeTimer.unref()
+  start (): Relay {
+    const a = this.#a
+    const b = this.#b
+    if (!a.readableEnded) a.on('end', () => this.#endOf(a, b))
+    if (!b.readableEnded) b.on('end', () => this.#endOf(b, a))
+    const onClose = (): void => this.#onClose()
+    for (const s of [a, b]) {
+      s.on('error', (err: Error) => this.#teardown(!isRoutineCloseError(err) ? 'error' : s instanceof TLSSocket ? 'peer_aborted' : 'app_aborted', err))
+      s.on('close', onClose)
+    }
+    forward(a, b, this.#idle, this.#sweep)
+    forward(b, a, this.#idle, this.#sweep)
+    if (this.#opts.maxConnLifetimeMs > 0) this.#lifeTimer = unrefTimer(this.#opts.maxConnLifetimeMs, () => this.#teardown('max_lifetime'))
+    // Events that happened before the relay started will not be emitted again:
+    // a peer that sent its EOF during the TLS handshake (Node reads ahead to
+    // drive the handshake), or a socket that is already closed.
+    if (a.readableEnded) this.#endOf(a, b)
+    if (b.readableEnded) this.#endOf(b, a)
+    for (const s of [a, b]) if (s.closed) this.#onClose()
+    const run = this
+    return {
+      get done () { return run.#donePromise() },
+      abort: (why: CloseReason = 'aborted') => { if (this.#closes < 2) this.#teardown(why) }
     }
   }
-  const forward = (from: Socket, to: Socket): void => {
-    from.on('data', (chunk: Buffer) => {
-      if (idle !== undefined) idle.last = sweep!.tick
-      if (!to.write(chunk)) from.pause()
-    })
-    to.on('drain', () => { from.resume() })
-    // A socket accepted with pauseOnConnect is not flowing: start it, as pipe() does.
-    if (to.writableNeedDrain) from.pause()
-    else from.resume()
+
+  #donePromise (): Promise<RelayResult> {
+    const result = this.#result
+    this.#done ??= result !== undefined ? Promise.resolve(result) : new Promise<RelayResult>(resolve => { this.#resolveDone = resolve })
+    return this.#done
   }
-  const onError = (s: Socket) => (err: Error): void => teardown(!isRoutineCloseError(err) ? 'error' : s instanceof TLSSocket ? 'peer_aborted' : 'app_aborted', err)
-  const onClose = (): void => {
-    closes++
+
+  #teardown (why: CloseReason, err?: Error): void {
+    this.#reason ??= why
+    if (err !== undefined) this.#firstError ??= err
+    cut(this.#a)
+    cut(this.#b)
+  }
+
+  #endOf (from: Socket, to: Socket): void {
+    if (!endedCleanly(from)) { this.#teardown('peer_aborted'); return }
+    to.end()
+    this.#ends++
+    if (this.#ends === 1 && this.#opts.closeTimeoutMs > 0) this.#closeTimer = unrefTimer(this.#opts.closeTimeoutMs, () => this.#teardown('close_timeout'))
+  }
+
+  #onClose (): void {
+    this.#closes++
     // One side gone before both directions finished (reset, error): the other
     // cannot complete, so drop it. After two clean EOFs the other side is
     // finishing its last write on its own and must not be cut short.
-    if (ends < 2) teardown(reason ?? 'aborted')
-    if (closes < 2) return
-    clearTimeout(closeTimer)
-    clearTimeout(lifeTimer)
-    if (idle !== undefined) sweep!.delete(idle)
-    result = {
-      bytesAtoB: a.bytesRead,
-      bytesBtoA: b.bytesRead,
-      durationMs: performance.now() - started,
-      reason: reason ?? 'eof',
-      ...(firstError === undefined ? {} : { error: firstError })
+    if (this.#ends < 2) this.#teardown(this.#reason ?? 'aborted')
+    if (this.#closes < 2) return
+    clearTimeout(this.#closeTimer)
+    clearTimeout(this.#lifeTimer)
+    if (this.#idle !== undefined) this.#sweep!.delete(this.#idle)
+    const result: RelayResult = {
+      bytesAtoB: this.#a.bytesRead,
+      bytesBtoA: this.#b.bytesRead,
+      durationMs: performance.now() - this.#started,
+      reason: this.#reason ?? 'eof',
+      ...(this.#firstError === undefined ? {} : { error: this.#firstError })
     }
-    resolveDone?.(result)
-    onDone?.(result)
-  }
-
-  // 'end' and 'close' fire at most once: plain listeners, no once() wrappers.
-  if (!a.readableEnded) a.on('end', endOf(a, b))
-  if (!b.readableEnded) b.on('end', endOf(b, a))
-  for (const s of [a, b]) {
-    s.on('error', onError(s))
-    s.on('close', onClose)
-  }
-  forward(a, b)
-  forward(b, a)
-  if (opts.maxConnLifetimeMs > 0) {
-    lifeTimer = setTimeout(() => teardown('max_lifetime'), opts.maxConnLifetimeMs)
-    lifeTimer.unref()
-  }
-  // Events that happened before the relay started will not be emitted again:
-  // a peer that sent its EOF during the TLS handshake (Node reads ahead to
-  // drive the handshake), or a socket that is already closed.
-  if (a.readableEnded) endOf(a, b)()
-  if (b.readableEnded) endOf(b, a)()
-  for (const s of [a, b]) if (s.closed) onClose()
-
-  return {
-    get done () {
-      done ??= result !== undefined ? Promise.resolve(result) : new Promise<RelayResult>(resolve => { resolveDone = resolve })
-      return done
-    },
-    abort: (why: CloseReason = 'aborted') => { if (closes < 2) teardown(why) }
+    this.#result = result
+    this.#resolveDone?.(result)
+    this.#onDone?.(result)
   }
 }
