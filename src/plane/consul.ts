@@ -14,7 +14,8 @@ import { compileAuthorizer, validateIntentionsDoc, type Action, type Authorizer,
 import type { Instance, Resolver } from '../core/resolver.js'
 import { buildTlsState, type TlsState } from '../tls/context.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { BlockingWatch, ConsulClient, ConsulError } from '../consul/client.js'
+import { BlockingWatch, ConsulClient } from '../consul/client.js'
+import { ConsulError, ERR, errorCode } from '../core/errors.js'
 
 /** Options of {@link ConsulControlPlane}. */
 export interface ConsulControlPlaneOptions {
@@ -108,7 +109,7 @@ export class ConsulControlPlane implements Resolver {
       },
       onError: (err, attempt) => {
         this.#lastError = err.message
-        const reachable = !/cannot reach the agent|no answer from the agent/.test(err.message)
+        const reachable = errorCode(err) !== ERR.CONSUL_UNREACHABLE
         this.#setUp(reachable)
         this.#o.logger[attempt === 1 ? 'warn' : 'debug']({ path, attempt, err: err.message }, reachable ? 'consul response rejected; keeping the previous state' : 'consul agent unreachable; serving from the cache')
       }
