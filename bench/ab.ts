@@ -15,7 +15,7 @@
  *
  * --pin puts the outbound proxy (all its threads) on CPU 0 and the inbound on
  * CPU 1 (taskset); wrk and the backend stay free. On the 2-core project machine
- * the spread of one configuration fell from ~40 % to ~5 % (RESULTS.md). Each
+ * the spread of one configuration fell from ~40 % to ~5 % (bench/history/session-5.md). Each
  * side is one process here (no --workers).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'

@@ -5,7 +5,7 @@
  * so the cost and gain of mesh-proxy's own code are visible next to it.
  *
  * Two variants are floors, i.e. what Node itself reaches with the least code
- * (bench/RESULTS.md, "Node's floor"):
+ * (bench/history/session-4.md, "Node's floor"):
  * - `--resume`: one secure context for all connections (the naive version
  *   builds one per connect from the PEM options), and the outbound keeps the
  *   last TLS session it was given and offers it on the next connect: the least

@@ -3,7 +3,7 @@
  * function, and returns an exit code; main() never calls process.exit.
  */
 import { Command, CommanderError, Option } from 'commander'
-import { MeshProxyError, toError } from '../core/errors.js'
+import { ERR, MeshProxyError, USAGE_ERROR_CODES, toError } from '../core/errors.js'
 import { runSidecar, validateConfigFile } from './run.js'
 import { runDemo } from './demo.js'
 import { caBundle, caInit, caRetireOld, caRotate, certInspect, certIssue, certSign, genDevCerts } from './certs.js'
@@ -142,7 +142,7 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .addOption(meshDirOpt())
     .addHelpText('after', '\nExamples:\n  mesh-proxy intention create -allow web db\n  mesh-proxy intention create -deny web \'*\'\n  mesh-proxy intention create -deny \'*\' db -description "lock down db"\n  mesh-proxy intention create -replace -allow billing db')
     .action(async (s: string, d: string, o: { allow?: boolean, deny?: boolean, replace?: boolean, description?: string, meta?: string[], audit?: boolean, meshDir: string }) => {
-      if (o.allow === o.deny) throw new MeshProxyError('MP_ERR_USAGE', 'give exactly one of -allow or -deny')
+      if (o.allow === o.deny) throw new MeshProxyError(ERR.USAGE, 'give exactly one of -allow or -deny')
       await done(intentionCreate(s, d, { ...o, action: o.allow === true ? 'allow' : 'deny' }, out))
     })
   ixn.command('delete <source> <destination>').description('delete an intention').addOption(meshDirOpt())
@@ -179,7 +179,7 @@ export async function main (argv: readonly string[], out: (l: string) => void = 
     const e = toError(err)
     const lines = err instanceof AggregateError ? err.errors.map(x => toError(x).message) : [e.message]
     for (const l of lines) process.stderr.write(`mesh-proxy: error: ${l}\n`)
-    const usage = err instanceof AggregateError || (err instanceof MeshProxyError && ['MP_ERR_CONFIG', 'MP_ERR_USAGE', 'MP_ERR_INTENTION', 'MP_ERR_LOCK'].includes(err.code))
+    const usage = err instanceof AggregateError || (err instanceof MeshProxyError && USAGE_ERROR_CODES.has(err.code))
     return usage ? 2 : 1
   }
 }

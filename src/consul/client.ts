@@ -9,7 +9,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import { readFileSync } from 'node:fs'
-import { ConfigError, MeshProxyError, toError } from '../core/errors.js'
+import { ConfigError, ConsulError, toError } from '../core/errors.js'
 
 /** Where and how to reach the agent. */
 export interface ConsulOptions {
@@ -27,13 +27,6 @@ export interface ConsulResponse {
   /** X-Consul-Index, or 0 when absent. */
   readonly index: number
   readonly body: unknown
-}
-
-/** Errors from the agent or on the way to it. */
-export class ConsulError extends MeshProxyError {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super('MP_ERR_CONSUL', message, options)
-  }
 }
 
 /** A Consul agent client. */
@@ -83,8 +76,8 @@ export class ConsulClient {
         })
         res.on('error', err => reject(new ConsulError(`GET ${path}: ${err.message}`, { cause: err })))
       })
-      req.setTimeout(timeoutMs, () => req.destroy(new ConsulError(`GET ${path}: no answer from the agent at ${this.address} within ${Math.round(timeoutMs / 1000)} s`)))
-      req.on('error', err => reject(err instanceof ConsulError ? err : new ConsulError(`GET ${path}: cannot reach the agent at ${this.address}: ${toError(err).message}`, { cause: err })))
+      req.setTimeout(timeoutMs, () => req.destroy(new ConsulError(`GET ${path}: no answer from the agent at ${this.address} within ${Math.round(timeoutMs / 1000)} s`, { unreachable: true })))
+      req.on('error', err => reject(err instanceof ConsulError ? err : new ConsulError(`GET ${path}: cannot reach the agent at ${this.address}: ${toError(err).message}`, { cause: err, unreachable: true })))
       req.end()
     })
   }

@@ -5,7 +5,7 @@
 import { open, rename, unlink, mkdir, readFile, stat, access } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { MeshProxyError, errorCode } from '../core/errors.js'
+import { ERR, MeshProxyError, errorCode } from '../core/errors.js'
 
 /**
  * Mode of every directory mesh-proxy creates (the mesh dir, ca/ with the root
@@ -67,7 +67,7 @@ export async function withLock<T> (path: string, fn: () => Promise<T>, opts: Loc
     } catch (err) {
       if (errorCode(err) !== 'EEXIST') throw err
       if (await isStale(lock, staleMs)) { await unlink(lock).catch(() => {}); continue }
-      if (Date.now() > deadline) throw new MeshProxyError('MP_ERR_LOCK', `could not lock ${path} within ${opts.timeoutMs ?? 10_000} ms: ${lock} is held by another process; if no mesh-proxy command is running, delete ${lock}`)
+      if (Date.now() > deadline) throw new MeshProxyError(ERR.LOCK, `could not lock ${path} within ${opts.timeoutMs ?? 10_000} ms: ${lock} is held by another process; if no mesh-proxy command is running, delete ${lock}`)
       await new Promise(resolve => setTimeout(resolve, delay))
       delay = Math.min(delay * 2, 50)
     }

@@ -1,14 +1,7 @@
 /** Binding a listener, with errors that name the flag and the fix. */
 import type { Server } from 'node:net'
-import { ConfigError, errorCode } from '../core/errors.js'
+import { ListenError, errorCode } from '../core/errors.js'
 import type { HostPort } from '../core/config/types.js'
-
-/** A listener could not bind. */
-export class ListenError extends ConfigError {
-  constructor (flag: string, why: string, cause: unknown) {
-    super(flag, `cannot listen: ${why}`, { cause })
-  }
-}
 
 /** server.listen() as a promise that rejects with a ListenError. */
 export function listen (server: Server, hp: HostPort, flag: string): Promise<void> {

@@ -13,10 +13,10 @@ import { parseTrustDomain } from '../core/identity/spiffe-id.js'
 import { compileAuthorizer, validateIntentionsDoc, type IntentionsDoc } from '../core/intentions/table.js'
 import type { Instance, Resolver } from '../core/resolver.js'
 import { Cell } from '../core/watched.js'
-import { ConfigError, toError } from '../core/errors.js'
+import { ConfigError, ConsulError, ERR, errorCode, toError } from '../core/errors.js'
 import type { PlaneConfig } from '../core/config/types.js'
 import { buildTlsState, type TlsState } from '../tls/context.js'
-import { BlockingWatch, ConsulClient, ConsulError } from '../consul/client.js'
+import { BlockingWatch, ConsulClient } from '../consul/client.js'
 import type { ControlPlane, IntentionsState, PlaneDeps } from './types.js'
 
 /** The Consul agent settings of the config. */
@@ -122,7 +122,7 @@ export class ConsulPlane implements ControlPlane, Resolver {
       },
       onError: (err, attempt) => {
         this.#lastError = err.message
-        const reachable = !/cannot reach the agent|no answer from the agent/.test(err.message)
+        const reachable = errorCode(err) !== ERR.CONSUL_UNREACHABLE
         this.#setUp(reachable)
         this.#deps.logger[attempt === 1 ? 'warn' : 'debug']({ path, attempt, err: err.message }, reachable ? 'consul response rejected; keeping the previous state' : 'consul agent unreachable; serving from the cache')
       }
