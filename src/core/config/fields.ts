@@ -131,6 +131,9 @@ export const FIELDS = {
 
 export type FieldKey = keyof typeof FIELDS
 
+/** The keys in table order (Object.keys keeps it; the cast is what TypeScript cannot see). */
+export const FIELD_KEYS = Object.keys(FIELDS) as readonly FieldKey[]
+
 /** What each setting parses to. */
 export type FieldValue<K extends FieldKey> = ReturnType<typeof FIELDS[K]['parse']>
 

@@ -8,7 +8,7 @@
 import { isIP } from 'node:net'
 import { ConfigError } from '../errors.js'
 import { DEFAULT_UPSTREAM_BIND_HOST } from './defaults.js'
-import type { HostPort, UpstreamConfig } from './types.js'
+import type { Config, HostPort, UpstreamConfig } from './types.js'
 import { parseRateLimit, type RateLimit } from './rate-limit.js'
 
 /** One parser: raw value and where it came from, to the typed value. */
@@ -17,8 +17,8 @@ export type Parser<T> = (raw: unknown, where: string) => T
 /** Service and namespace names: Consul's rule (DNS label, underscores allowed). */
 const SERVICE = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?$/
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = typeof LOG_LEVELS[number]
+/** Pino's levels; `satisfies` keeps the list inside Config's type of the field. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const satisfies ReadonlyArray<Config['logLevel']>
 
 /** Parse `host:port`, `[v6]:port` or `:port`. */
 export function parseHostPort (s: string, field: string): HostPort {
@@ -104,9 +104,9 @@ export const namespaceName: Parser<string> = (v, where) => {
   return ns
 }
 
-export const logLevel: Parser<LogLevel> = (v, where) => {
+export const logLevel: Parser<Config['logLevel']> = (v, where) => {
   if (!LOG_LEVELS.includes(v as never)) throw new ConfigError(where, `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`)
-  return v as LogLevel
+  return v as Config['logLevel']
 }
 
 /** One of two words; `what` is the rest of the message after `must be `. */

@@ -7,7 +7,7 @@
  */
 import { ConfigError } from '../errors.js'
 import { DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_TIMEOUTS, DEFAULT_LOG_LEVEL } from './defaults.js'
-import { FIELDS, flagName, type Field, type FieldKey, type Values } from './fields.js'
+import { FIELDS, FIELD_KEYS, flagName, type Field, type FieldKey, type Values } from './fields.js'
 import { parseHostPort } from './parse.js'
 import { pickSources, type ConfigSources, type RawValues } from './sources.js'
 import { planeOf, portErrors, positiveTimeouts, sideErrors, upstreamErrors, type Settled } from './rules.js'
@@ -35,7 +35,7 @@ export function resolveConfig (src: ConfigSources): Config {
 /** Parse every given setting; a value that does not parse, or a required one not given, is an error and is left out. */
 function parseValues (raw: RawValues, errors: ConfigError[]): Values {
   const out: Partial<Record<FieldKey, unknown>> = {}
-  for (const key of Object.keys(FIELDS) as FieldKey[]) {
+  for (const key of FIELD_KEYS) {
     const f: Field<unknown> = FIELDS[key]
     const r = raw.get(key)
     if (r === undefined) {

@@ -6,7 +6,7 @@
  * Pure: the CLI reads the file and passes its parsed JSON in.
  */
 import { ConfigError } from '../errors.js'
-import { FIELDS, flagName, type FieldKey } from './fields.js'
+import { FIELDS, FIELD_KEYS, flagName, type Field, type FieldKey } from './fields.js'
 
 /** What resolve() reads. Flag keys are commander's camelCase option names. */
 export interface ConfigSources {
@@ -25,19 +25,17 @@ export interface Raw {
 
 export type RawValues = ReadonlyMap<FieldKey, Raw>
 
-const KEYS = Object.keys(FIELDS) as FieldKey[]
-
 /** The winning raw value of every setting that is given; problems with the file's shape go to `errors`. */
 export function pickSources (src: ConfigSources, errors: ConfigError[]): RawValues {
   const file = fileObject(src, errors)
   const fileName = src.fileName ?? 'config file'
   const raw = new Map<FieldKey, Raw>()
-  for (const key of KEYS) {
-    const f: { readonly env?: string } = FIELDS[key]
+  for (const key of FIELD_KEYS) {
+    const f: Field<unknown> = FIELDS[key]
     const flag = src.flags[key]
     const env = f.env === undefined ? undefined : src.env[f.env]
     // An empty list among the flags is no flag, so the environment or the file still counts.
-    if (flag !== undefined && !(Array.isArray(flag) && flag.length === 0)) raw.set(key, { value: flag, where: flagName(FIELDS[key]) })
+    if (flag !== undefined && !(Array.isArray(flag) && flag.length === 0)) raw.set(key, { value: flag, where: flagName(f) })
     else if (f.env !== undefined && env !== undefined && env !== '') raw.set(key, { value: env, where: f.env })
     else if (file !== null && file[key] !== undefined) raw.set(key, { value: file[key], where: `${fileName}: ${key}` })
   }
@@ -54,7 +52,7 @@ function fileObject (src: ConfigSources, errors: ConfigError[]): Record<string, 
   }
   const obj = src.file as Record<string, unknown>
   for (const k of Object.keys(obj)) {
-    if (!Object.hasOwn(FIELDS, k)) errors.push(new ConfigError(`${name}: ${k}`, `unknown field; known fields: ${KEYS.join(', ')}`))
+    if (!Object.hasOwn(FIELDS, k)) errors.push(new ConfigError(`${name}: ${k}`, `unknown field; known fields: ${FIELD_KEYS.join(', ')}`))
   }
   return obj
 }
