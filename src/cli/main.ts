@@ -9,6 +9,7 @@ import { runDemo } from './demo.js'
 import { caBundle, caInit, caRetireOld, caRotate, certInspect, certIssue, certSign, genDevCerts } from './certs.js'
 import { intentionCheck, intentionCreate, intentionDefaultPolicy, intentionDelete, intentionGet, intentionList, intentionMatch } from './intention.js'
 import { CERTS_DEV_DIR } from '../meshdir/seed.js'
+import { FIELDS, RUN_CLI_FLAGS, type Flag } from '../core/config/fields.js'
 
 const RUN_HELP = `
 Examples:
@@ -36,55 +37,45 @@ function normalise (argv: readonly string[]): string[] {
   return argv.map((a, n) => n > i && CONSUL_FLAGS.test(a) ? '-' + a : a)
 }
 
+/** What every command's action needs: where output goes, and how to hand back its exit code. */
+interface Ctx {
+  readonly out: (l: string) => void
+  readonly done: (p: Promise<number>) => Promise<void>
+}
+
 function program (out: (l: string) => void, result: { code: number }): Command {
   const p = new Command('mesh-proxy')
     .description('An L4 mutual-TLS sidecar proxy for a service mesh (Consul Connect style)')
     .exitOverride()
     .configureOutput({ writeOut: s => out(s.replace(/\n$/, '')), writeErr: s => process.stderr.write(s) })
-  const done = (p: Promise<number>): Promise<void> => p.then(code => { result.code = code })
+  const ctx: Ctx = { out, done: (p: Promise<number>): Promise<void> => p.then(code => { result.code = code }) }
+  for (const add of [runCommand, configCommands, demoCommand, caCommands, certCommands, intentionCommands, devCommands]) add(p, ctx)
+  return p
+}
 
-  p.command('run')
-    .description('run a sidecar beside one service')
-    .option('--service <name>', 'the service this sidecar stands beside (required)')
-    .option('--listen <host:port>', 'public mTLS listener (default 0.0.0.0:21000 when --to is given)')
-    .option('--to <host:port>', 'the local app inbound connections go to (loopback unless --unsafe-target)')
-    .option('--upstream <spec>', 'upstream: db:9191, db:127.0.0.2:9191, or db:9191=host:port,host:port (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--mesh-dir <dir>', 'the embedded control plane directory (env MESH_DIR)')
-    .option('--cert <file>', 'our SVID (PEM, leaf first) instead of the mesh dir')
-    .option('--key <file>', 'the SVID private key (PEM)')
-    .option('--ca <file>', 'trust bundle (PEM roots)')
-    .option('--intentions <file>', 'intentions file (default: the mesh dir\'s)')
-    .addOption(new Option('--default-policy <policy>', 'when no intention matches (default: the intentions file\'s, else deny)').choices(['allow', 'deny']))
-    .option('--datacenter <dc>', 'datacenter in expected upstream identities (default: our own certificate\'s)')
-    .option('--namespace <ns>', 'namespace of this service and its upstreams (default: default)')
-    .option('--config <file>', 'JSON config file; keys are these flags in camelCase')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)')
-    .option('--unsafe-target', 'allow a non-loopback --to')
-    .option('--enforce-on-change', 'when intentions change, close live connections they now deny (default: only new connections are checked, as in Consul)')
-    .option('--handshake-timeout <duration>', 'TLS handshake deadline (default 10s)')
-    .option('--connect-timeout <duration>', 'TCP connect to app/upstream (default 5s)')
-    .option('--idle-timeout <duration>', 'close after no bytes either way (default 1h, 0 = off)')
-    .option('--close-timeout <duration>', 'after a half-close, how long the other direction may drain (default 30s)')
-    .option('--max-conn-lifetime <duration>', 'hard cap on a connection (default 0 = off)')
-    .option('--drain-timeout <duration>', 'on SIGTERM, how long live connections may finish (default 15s)')
-    .option('--admin <host:port|off>', 'admin HTTP server: /ready /healthz /metrics /config /certs /intentions (default 127.0.0.1:19000, env MESH_PROXY_ADMIN)')
-    .option('--source-rate-limit <rate>', 'new inbound connections per source address, e.g. 20/s or 600/m (default off)')
-    .option('--max-connections <n>', 'per listener; over it new connections are refused and counted (default 0 = unlimited)')
-    .option('--workers <n>', 'worker processes sharing the listeners, like Envoy --concurrency (default 1; env MESH_PROXY_WORKERS)')
-    .addOption(new Option('--control-plane <kind>', 'mesh (mesh dir or --cert/--key/--ca) or consul (the local agent)').choices(['mesh', 'consul']))
-    .option('--consul-addr <addr>', 'Consul agent: host:port, http(s)://host:port or unix:///path (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500)')
-    .option('--consul-token <token>', 'ACL token sent as X-Consul-Token (env CONSUL_HTTP_TOKEN)')
-    .option('--consul-token-file <file>', 'file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)')
-    .option('--consul-cacert <file>', 'CA certificate of an HTTPS agent (env CONSUL_CACERT)')
-    .option('--leaf-ttl <duration>', 'lifetime of leaves this sidecar issues itself when the mesh dir holds the CA (default 72h)')
-    .option('--dry-run', 'print the effective configuration and exit (checks flags and --config)')
-    .addHelpText('after', RUN_HELP)
+/** A commander option from a row of the field table: its choices, or its collector when it repeats. */
+function optionOf (f: Flag): Option {
+  const o = new Option(f.flag, f.help)
+  if (f.choices !== undefined) o.choices(f.choices)
+  if (f.repeatable === true) o.argParser((v: string, prev: string[] = []) => [...prev, v])
+  return o
+}
+
+/** `run`: every option comes from src/core/config/fields.ts, where resolve() reads them too. */
+function runCommand (p: Command, { done }: Ctx): void {
+  const run = p.command('run').description('run a sidecar beside one service')
+  for (const f of [...Object.values(FIELDS), ...Object.values(RUN_CLI_FLAGS)]) run.addOption(optionOf(f))
+  run.addHelpText('after', RUN_HELP)
     .action(async (opts: Record<string, unknown>) => done(runSidecar(opts)))
+}
 
+function configCommands (p: Command, { out, done }: Ctx): void {
   p.command('config').description('configuration files').command('validate <file>')
     .description('check a --config file without running (exit 0 valid, 2 invalid)')
     .action(async (file: string) => done(validateConfigFile(file, out)))
+}
 
+function demoCommand (p: Command, { out, done }: Ctx): void {
   p.command('demo')
     .description('start a demo mesh on loopback (db, web, billing) and show allow and deny')
     .option('--keep', 'keep the mesh running until Ctrl-C')
@@ -92,7 +83,9 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .option('--seed-only', 'only seed the mesh dir from certs-dev/, start nothing')
     .option('--verbose', 'also print the sidecars\' JSON logs to stderr')
     .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, verbose?: boolean }) => done(runDemo({ ...o, out })))
+}
 
+function caCommands (p: Command, { out, done }: Ctx): void {
   const ca = p.command('ca').description('the mesh dir\'s certificate authority')
   ca.command('init')
     .description('create a root CA (ECDSA P-256) in the mesh dir')
@@ -111,7 +104,9 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
     .addOption(new Option('--format <format>', 'spiffe (JWKS, SPIFFE bundle format) or pem').choices(['spiffe', 'pem']).default('pem'))
     .action(async (o: { meshDir: string, format?: string }) => done(caBundle(o, out)))
+}
 
+function certCommands (p: Command, { out, done }: Ctx): void {
   const cert = p.command('cert').description('leaf certificates')
   cert.command('issue <service>')
     .description('issue a leaf SVID (and key, 0600) for a service from the mesh dir\'s CA')
@@ -129,7 +124,9 @@ function program (out: (l: string) => void, result: { code: number }): Command {
   cert.command('inspect <file>')
     .description('SPIFFE ID, serial, validity, issuer and every SVID check (exit 1 if one fails)')
     .action(async (file: string) => done(certInspect(file, out)))
+}
 
+function intentionCommands (p: Command, { out, done }: Ctx): void {
   const ixn = p.command('intention').description('intentions: who may connect to whom (Consul words: -allow, -deny)')
   const meshDirOpt = (): Option => new Option('--mesh-dir <dir>', 'mesh dir (env MESH_DIR)').default(process.env.MESH_DIR ?? './mesh')
   ixn.command('create <source> <destination>')
@@ -158,11 +155,12 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .action(async (s: string, d: string, o: { meshDir: string, explain?: boolean }) => done(intentionCheck(s, d, o, out)))
   ixn.command('default-policy [policy]').description('show or set (allow|deny) the policy when no intention matches').addOption(meshDirOpt())
     .action(async (policy: string | undefined, o: { meshDir: string }) => done(intentionDefaultPolicy(policy, o, out)))
+}
 
+function devCommands (p: Command, { out, done }: Ctx): void {
   p.command('dev').description('development helpers').command('gen-certs [dir]')
     .description('regenerate the development CA, leaves and intentions (certs-dev/)')
     .action(async (dir: string | undefined) => done(genDevCerts(dir ?? CERTS_DEV_DIR, out)))
-  return p
 }
 
 /**

@@ -1,0 +1,152 @@
+/**
+ * The settings of `mesh-proxy run`, once. The command line builds its options
+ * from this table, resolve() reads flags, environment and --config through it,
+ * and test/core/config/fields.test.ts holds the README's flags table to it, so
+ * a new setting is one row here (and one in the README, which the test asks for).
+ * Pure data.
+ */
+import * as p from './parse.js'
+import type { Parser } from './parse.js'
+
+/** Upper bound of --workers: more processes than this on one sidecar is a mistake, not a setting. */
+export const MAX_WORKERS = 64
+
+/** What the command line needs of one option. */
+export interface Flag {
+  /** Commander's syntax with the value placeholder (`--listen <host:port>`); a switch has none. */
+  readonly flag: string
+  /** The one-line help text, as `mesh-proxy run --help` prints it. */
+  readonly help: string
+  /** The only values commander accepts (it lists them in the help). */
+  readonly choices?: readonly string[]
+  /** Given more than once, the values collect into an array (`--upstream a --upstream b`). */
+  readonly repeatable?: true
+}
+
+/** One setting: a flag that may also come from the environment and the --config file. */
+export interface Field<T> extends Flag {
+  /** The environment variable, between the flag and the file in precedence. */
+  readonly env?: string
+  /**
+   * The default in the words the help text uses after "default" (the help
+   * states it; the typed default resolve() applies is in defaults.ts, and the
+   * tests check the two agree). Absent when the help states none.
+   */
+  readonly default?: string
+  /** Set when the setting has no default: what the error says it is for when none of flags, env and file gives it. */
+  readonly required?: string
+  /** Raw value (flag string, env string or JSON value) to the typed value; throws a ConfigError naming where it came from. */
+  readonly parse: Parser<T>
+}
+
+/** Keeps each row's parser type (FIELDS.workers.parse returns number, not unknown). */
+function field<T> (f: Field<T>): Field<T> { return f }
+
+/**
+ * Every setting, in the order `run --help` lists them. The key is the name in
+ * the --config file and commander's camelCase of the flag (tested).
+ */
+export const FIELDS = {
+  service: field({
+    flag: '--service <name>',
+    help: 'the service this sidecar stands beside (required)',
+    required: 'the name of the service this sidecar stands beside (e.g. --service web)',
+    parse: p.serviceName
+  }),
+  listen: field({ flag: '--listen <host:port>', help: 'public mTLS listener (default 0.0.0.0:21000 when --to is given)', default: '0.0.0.0:21000 when --to is given', parse: p.hostPort }),
+  to: field({ flag: '--to <host:port>', help: 'the local app inbound connections go to (loopback unless --unsafe-target)', parse: p.hostPort }),
+  upstream: field({ flag: '--upstream <spec>', help: 'upstream: db:9191, db:127.0.0.2:9191, or db:9191=host:port,host:port (repeatable)', repeatable: true, parse: p.upstreams }),
+  meshDir: field({ flag: '--mesh-dir <dir>', env: 'MESH_DIR', help: 'the embedded control plane directory (env MESH_DIR)', parse: p.str }),
+  cert: field({ flag: '--cert <file>', help: 'our SVID (PEM, leaf first) instead of the mesh dir', parse: p.str }),
+  key: field({ flag: '--key <file>', help: 'the SVID private key (PEM)', parse: p.str }),
+  ca: field({ flag: '--ca <file>', help: 'trust bundle (PEM roots)', parse: p.str }),
+  intentions: field({ flag: '--intentions <file>', help: 'intentions file (default: the mesh dir\'s)', default: 'the mesh dir\'s', parse: p.str }),
+  defaultPolicy: field({
+    flag: '--default-policy <policy>',
+    help: 'when no intention matches (default: the intentions file\'s, else deny)',
+    default: 'the intentions file\'s, else deny',
+    choices: ['allow', 'deny'],
+    parse: p.either('allow', 'deny', '"allow" or "deny"')
+  }),
+  datacenter: field({ flag: '--datacenter <dc>', help: 'datacenter in expected upstream identities (default: our own certificate\'s)', default: 'our own certificate\'s', parse: p.str }),
+  namespace: field({ flag: '--namespace <ns>', help: 'namespace of this service and its upstreams (default: default)', default: 'default', parse: p.namespaceName }),
+  logLevel: field({ flag: '--log-level <level>', env: 'MESH_PROXY_LOG_LEVEL', help: 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)', parse: p.logLevel }),
+  unsafeTarget: field({ flag: '--unsafe-target', help: 'allow a non-loopback --to', parse: p.bool }),
+  enforceOnChange: field({
+    flag: '--enforce-on-change',
+    help: 'when intentions change, close live connections they now deny (default: only new connections are checked, as in Consul)',
+    default: 'only new connections are checked, as in Consul',
+    parse: p.bool
+  }),
+  handshakeTimeout: field({ flag: '--handshake-timeout <duration>', help: 'TLS handshake deadline (default 10s)', default: '10s', parse: p.duration }),
+  connectTimeout: field({ flag: '--connect-timeout <duration>', help: 'TCP connect to app/upstream (default 5s)', default: '5s', parse: p.duration }),
+  idleTimeout: field({ flag: '--idle-timeout <duration>', help: 'close after no bytes either way (default 1h, 0 = off)', default: '1h, 0 = off', parse: p.duration }),
+  closeTimeout: field({ flag: '--close-timeout <duration>', help: 'after a half-close, how long the other direction may drain (default 30s)', default: '30s', parse: p.duration }),
+  maxConnLifetime: field({ flag: '--max-conn-lifetime <duration>', help: 'hard cap on a connection (default 0 = off)', default: '0 = off', parse: p.duration }),
+  drainTimeout: field({ flag: '--drain-timeout <duration>', help: 'on SIGTERM, how long live connections may finish (default 15s)', default: '15s', parse: p.duration }),
+  admin: field({
+    flag: '--admin <host:port|off>',
+    env: 'MESH_PROXY_ADMIN',
+    help: 'admin HTTP server: /ready /healthz /metrics /config /certs /intentions (default 127.0.0.1:19000, env MESH_PROXY_ADMIN)',
+    default: '127.0.0.1:19000',
+    parse: p.hostPortOrOff
+  }),
+  sourceRateLimit: field({ flag: '--source-rate-limit <rate>', help: 'new inbound connections per source address, e.g. 20/s or 600/m (default off)', default: 'off', parse: p.rateLimit }),
+  maxConnections: field({
+    flag: '--max-connections <n>',
+    help: 'per listener; over it new connections are refused and counted (default 0 = unlimited)',
+    default: '0 = unlimited',
+    parse: p.wholeNumber(0, Infinity, 'a whole number (0 = unlimited)')
+  }),
+  workers: field({
+    flag: '--workers <n>',
+    env: 'MESH_PROXY_WORKERS',
+    help: 'worker processes sharing the listeners, like Envoy --concurrency (default 1; env MESH_PROXY_WORKERS)',
+    default: '1',
+    parse: p.wholeNumber(1, MAX_WORKERS, `a whole number from 1 to ${MAX_WORKERS} (processes sharing the listeners; 1 = no cluster)`)
+  }),
+  controlPlane: field({
+    flag: '--control-plane <kind>',
+    help: 'mesh (mesh dir or --cert/--key/--ca) or consul (the local agent)',
+    choices: ['mesh', 'consul'],
+    parse: p.either('mesh', 'consul', '"mesh" (mesh dir or --cert/--key/--ca) or "consul"')
+  }),
+  consulAddr: field({
+    flag: '--consul-addr <addr>',
+    env: 'CONSUL_HTTP_ADDR',
+    help: 'Consul agent: host:port, http(s)://host:port or unix:///path (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500)',
+    default: '127.0.0.1:8500',
+    parse: p.str
+  }),
+  consulToken: field({ flag: '--consul-token <token>', env: 'CONSUL_HTTP_TOKEN', help: 'ACL token sent as X-Consul-Token (env CONSUL_HTTP_TOKEN)', parse: p.str }),
+  consulTokenFile: field({ flag: '--consul-token-file <file>', env: 'CONSUL_HTTP_TOKEN_FILE', help: 'file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)', parse: p.str }),
+  consulCacert: field({ flag: '--consul-cacert <file>', env: 'CONSUL_CACERT', help: 'CA certificate of an HTTPS agent (env CONSUL_CACERT)', parse: p.str }),
+  leafTtl: field({
+    flag: '--leaf-ttl <duration>',
+    help: 'lifetime of leaves this sidecar issues itself when the mesh dir holds the CA (default 72h)',
+    default: '72h',
+    parse: p.duration
+  })
+}
+
+export type FieldKey = keyof typeof FIELDS
+
+/** The keys in table order (Object.keys keeps it; the cast is what TypeScript cannot see). */
+export const FIELD_KEYS = Object.keys(FIELDS) as readonly FieldKey[]
+
+/** What each setting parses to. */
+export type FieldValue<K extends FieldKey> = ReturnType<typeof FIELDS[K]['parse']>
+
+/** The settings that were given (by flag, environment or file) and parsed without error. */
+export type Values = { readonly [K in FieldKey]?: FieldValue<K> }
+
+/** Options of `run` that are not settings: no environment variable, no file key. */
+export const RUN_CLI_FLAGS = {
+  config: { flag: '--config <file>', help: 'JSON config file; keys are these flags in camelCase' },
+  dryRun: { flag: '--dry-run', help: 'print the effective configuration and exit (checks flags and --config)' }
+} as const satisfies Record<string, Flag>
+
+/** `--listen` for `--listen <host:port>`: what error messages name. */
+export function flagName (f: Flag): string {
+  return f.flag.split(' ', 1)[0] ?? f.flag
+}

@@ -1,0 +1,132 @@
+/**
+ * Value parsers of the configuration: each turns one raw value (a flag's
+ * string, an environment variable, or a JSON value from --config) into its
+ * typed value, or throws a ConfigError naming `where` (the flag, variable or
+ * `file: key` the value came from), so every message points at what to fix.
+ * Pure.
+ */
+import { isIP } from 'node:net'
+import { ConfigError } from '../errors.js'
+import { DEFAULT_UPSTREAM_BIND_HOST } from './defaults.js'
+import type { Config, HostPort, UpstreamConfig } from './types.js'
+import { parseRateLimit, type RateLimit } from './rate-limit.js'
+
+/** One parser: raw value and where it came from, to the typed value. */
+export type Parser<T> = (raw: unknown, where: string) => T
+
+/** Service and namespace names: Consul's rule (DNS label, underscores allowed). */
+const SERVICE = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?$/
+
+/** Pino's levels; `satisfies` keeps the list inside Config's type of the field. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const satisfies ReadonlyArray<Config['logLevel']>
+
+/** Parse `host:port`, `[v6]:port` or `:port`. */
+export function parseHostPort (s: string, field: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s.trim())
+  if (m === null) throw new ConfigError(field, `${JSON.stringify(s)} is not host:port (e.g. 127.0.0.1:21000 or [::1]:21000)`)
+  const named = m[2] ?? ''
+  const host = m[1] ?? (named === '' ? '0.0.0.0' : named)
+  const port = Number(m[3])
+  if (port > 65535) throw new ConfigError(field, `port ${port} is out of range (0-65535)`)
+  return { host, port }
+}
+
+/** Parse a duration: `250ms`, `10s`, `5m`, `1h`, or a bare number of milliseconds. */
+export function parseDuration (v: unknown, field: string): number {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v
+  const m = typeof v === 'string' ? /^(\d+)(ms|s|m|h)?$/.exec(v.trim()) : null
+  if (m === null) throw new ConfigError(field, `${JSON.stringify(v)} is not a duration (e.g. 500ms, 10s, 5m, 1h, or milliseconds)`)
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h' ?? 'ms']
+  return Number(m[1]) * mult
+}
+
+/**
+ * Parse an upstream: `db:9191`, `db:127.0.0.2:9191`, and with explicit
+ * instances `db:9191=10.0.0.5:21000,10.0.0.6:21000`.
+ */
+export function parseUpstream (s: string, field: string): UpstreamConfig {
+  const [left, right] = s.split('=', 2) as [string, string | undefined]
+  const i = left.indexOf(':')
+  if (i <= 0) throw new ConfigError(field, `${JSON.stringify(s)} is not service:port, service:host:port or service:port=host:port,... (e.g. db:9191)`)
+  const service = left.slice(0, i)
+  if (!SERVICE.test(service)) throw new ConfigError(field, `upstream service name ${JSON.stringify(service)} is invalid (letters, digits, '-', '_')`)
+  const rest = left.slice(i + 1)
+  const bind = /^\d+$/.test(rest) ? parseHostPort(`${DEFAULT_UPSTREAM_BIND_HOST}:${rest}`, field) : parseHostPort(rest, field)
+  let instances: HostPort[] | null = null
+  if (right !== undefined) {
+    instances = right.split(',').filter(x => x !== '').map(x => parseHostPort(x, field))
+    if (instances.length === 0) throw new ConfigError(field, `${JSON.stringify(s)} lists no instances after "="`)
+  }
+  return { service, bind, instances }
+}
+
+/** A loopback address: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback (host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true
+  return isIP(host) === 4 && host.startsWith('127.')
+}
+
+/** A non-empty string: paths, tokens, addresses checked later by whoever dials them. */
+export const str: Parser<string> = (v, where) => {
+  if (typeof v !== 'string' || v === '') throw new ConfigError(where, 'must be a non-empty string')
+  return v
+}
+
+/** JSON booleans, and `true`/`false` as an environment variable spells them. */
+export const bool: Parser<boolean> = (v, where) => {
+  if (typeof v === 'boolean') return v
+  if (v === 'true' || v === 'false') return v === 'true'
+  throw new ConfigError(where, 'must be true or false')
+}
+
+export const hostPort: Parser<HostPort> = (v, where) => parseHostPort(str(v, where), where)
+
+/** `--admin`: a listener, or `off` (null) for none. */
+export const hostPortOrOff: Parser<HostPort | null> = (v, where) => v === 'off' ? null : hostPort(v, where)
+
+export const duration: Parser<number> = parseDuration
+
+/** `--upstream`: repeatable on the command line, an array (or one string) in the file. */
+export const upstreams: Parser<UpstreamConfig[]> = (v, where) => {
+  const list = Array.isArray(v) ? v : [v]
+  return list.map(u => parseUpstream(str(u, where), where))
+}
+
+export const serviceName: Parser<string> = (v, where) => {
+  const s = str(v, where)
+  if (!SERVICE.test(s)) throw new ConfigError(where, `${JSON.stringify(s)} is not a valid service name (letters, digits, '-' and '_', at most 63)`)
+  return s
+}
+
+export const namespaceName: Parser<string> = (v, where) => {
+  const ns = str(v, where)
+  if (!SERVICE.test(ns)) throw new ConfigError(where, `${JSON.stringify(ns)} is not a valid namespace name`)
+  return ns
+}
+
+export const logLevel: Parser<Config['logLevel']> = (v, where) => {
+  if (!LOG_LEVELS.includes(v as never)) throw new ConfigError(where, `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(v)}`)
+  return v as Config['logLevel']
+}
+
+/** One of two words; `what` is the rest of the message after `must be `. */
+export function either<A extends string, B extends string> (a: A, b: B, what: string): Parser<A | B> {
+  return (v, where) => {
+    if (v !== a && v !== b) throw new ConfigError(where, `must be ${what}, got ${JSON.stringify(v)}`)
+    return v as A | B
+  }
+}
+
+/** A whole number from `min` to `max`; `what` is the rest of the message after `must be `. */
+export function wholeNumber (min: number, max: number, what: string): Parser<number> {
+  return (v, where) => {
+    const n = typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN
+    if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(where, `must be ${what}, got ${JSON.stringify(v)}`)
+    return n
+  }
+}
+
+/** `--source-rate-limit`: the rate syntax of rate-limit.ts, its message under this field's name. */
+export const rateLimit: Parser<RateLimit | null> = (v, where) => {
+  try { return parseRateLimit(str(String(v), where)) } catch (err) { throw new ConfigError(where, (err as Error).message) }
+}

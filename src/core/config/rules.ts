@@ -1,0 +1,106 @@
+/**
+ * The rules between settings, each value already parsed on its own: what
+ * must come together, what excludes what, which control plane the
+ * certificate settings make. Each rule adds ConfigErrors that name the flag
+ * to change; none throws, so the user sees every problem at once. Pure.
+ */
+import { ConfigError } from '../errors.js'
+import { FIELDS, flagName } from './fields.js'
+import { isLoopback } from './parse.js'
+import type { HostPort, PlaneConfig, Timeouts, UpstreamConfig } from './types.js'
+
+/** The settings the rules look at, defaults applied. */
+export interface Settled {
+  readonly listen: HostPort | null
+  readonly to: HostPort | null
+  readonly upstreams: readonly UpstreamConfig[]
+  /**
+   * As given: null for `off`, undefined when not given. The default admin
+   * address is left out of the port check: it is applied after the rules.
+   */
+  readonly admin: HostPort | null | undefined
+  readonly unsafeTarget: boolean
+  readonly timeouts: Timeouts
+  readonly meshDir: string | null
+  readonly cert: string | null
+  readonly key: string | null
+  readonly ca: string | null
+  readonly controlPlane: 'mesh' | 'consul'
+  readonly consul: { readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
+}
+
+/** A zero handshake, connect or close timeout would fail every connection; idle and lifetime take 0 as off. */
+export function positiveTimeouts (t: Timeouts): ConfigError[] {
+  const rows = [['handshakeTimeoutMs', FIELDS.handshakeTimeout], ['connectTimeoutMs', FIELDS.connectTimeout], ['closeTimeoutMs', FIELDS.closeTimeout]] as const
+  return rows.filter(([k]) => t[k] === 0).map(([, f]) => new ConfigError(flagName(f), 'must be greater than 0'))
+}
+
+/**
+ * The inbound side needs both ends, and its app must be local; and the sidecar
+ * must have something to do. `earlier` is how many errors came before: a
+ * sidecar with other problems is not also told it has nothing to do.
+ */
+export function sideErrors (s: Settled, earlier: number): ConfigError[] {
+  const errors: ConfigError[] = []
+  const { listen, to } = s
+  if (listen !== null && to === null) errors.push(new ConfigError('--to', 'is required with --listen: the local app address inbound connections go to (e.g. --to 127.0.0.1:8080)'))
+  if (to !== null && !isLoopback(to.host) && !s.unsafeTarget) errors.push(new ConfigError('--to', `${to.host} is not a loopback address; the app target must be local (127.0.0.0/8, ::1, localhost) unless you pass --unsafe-target`))
+  if (listen === null && s.upstreams.length === 0 && earlier + errors.length === 0) errors.push(new ConfigError('--listen', 'nothing to do: give --listen/--to for inbound and/or --upstream for outbound'))
+  return errors
+}
+
+/**
+ * The control plane the settings describe, or null with the reason in
+ * `errors`: Consul when asked for; else the three PEM files (all or none);
+ * else the mesh dir. A mesh dir given with the files still serves intentions
+ * and the catalog.
+ */
+export function planeOf (s: Settled, errors: ConfigError[]): PlaneConfig | null {
+  const { cert, key, ca, meshDir } = s
+  const files = cert !== null && key !== null && ca !== null ? { kind: 'files', cert, key, ca, meshDir } as const : null
+  const someFile = cert !== null || key !== null || ca !== null
+  if (files === null && someFile) {
+    const missing = ([['--cert', cert], ['--key', key], ['--ca', ca]] as const).filter(([, v]) => v === null).map(([f]) => f)
+    errors.push(new ConfigError(missing[0] ?? '--cert', `--cert, --key and --ca go together; missing ${missing.join(', ')}`))
+  }
+  if (s.controlPlane === 'consul') return { kind: 'consul', ...s.consul }
+  if (files !== null) return files
+  if (meshDir !== null) return { kind: 'mesh-dir', meshDir }
+  if (!someFile) errors.push(new ConfigError('--mesh-dir', 'no certificates: give --mesh-dir (or MESH_DIR) for the embedded control plane, or --cert, --key and --ca'))
+  return null
+}
+
+/**
+ * One listener per upstream service (the sidecar keys them by service: reload
+ * diffs, SIGTERM closes them), and an upstream without listed instances needs
+ * a catalog to resolve through.
+ */
+export function upstreamErrors (s: Settled): ConfigError[] {
+  const errors: ConfigError[] = []
+  const seen = new Map<string, string>()
+  for (const u of s.upstreams) {
+    const given = `${u.service}:${u.bind.host}:${u.bind.port}`
+    const first = seen.get(u.service)
+    if (first !== undefined) errors.push(new ConfigError('--upstream', `${u.service} is given twice (${first} and ${given}); give each upstream service once, with one local port`))
+    else seen.set(u.service, given)
+  }
+  for (const u of s.upstreams) {
+    if (u.instances === null && s.meshDir === null && s.controlPlane === 'mesh') errors.push(new ConfigError('--upstream', `upstream ${u.service} has no instances: list them (${u.service}:${u.bind.port}=host:port,...) or give --mesh-dir so it resolves through the catalog`))
+  }
+  return errors
+}
+
+/** Every listener needs its own port (port 0, "any free port", never collides). */
+export function portErrors (s: Settled): ConfigError[] {
+  const errors: ConfigError[] = []
+  const ports = new Map<string, string>()
+  const listeners: Array<readonly [string, HostPort | null]> = [['--listen', s.listen], ['--admin', s.admin ?? null], ...s.upstreams.map(u => [`--upstream ${u.service}`, u.bind] as const)]
+  for (const [what, hp] of listeners) {
+    if (hp === null || hp.port === 0) continue
+    const k = `${hp.host}:${hp.port}`
+    const prev = ports.get(k)
+    if (prev !== undefined) errors.push(new ConfigError(what, `${k} is also used by ${prev}; every listener needs its own port`))
+    ports.set(k, what)
+  }
+  return errors
+}
