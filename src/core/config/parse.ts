@@ -128,5 +128,6 @@ export function wholeNumber (min: number, max: number, what: string): Parser<num
 
 /** `--source-rate-limit`: the rate syntax of rate-limit.ts, its message under this field's name. */
 export const rateLimit: Parser<RateLimit | null> = (v, where) => {
-  try { return parseRateLimit(str(String(v), where)) } catch (err) { throw new ConfigError(where, (err as Error).message) }
+  const text = str(String(v), where) // (its own ConfigError already names the field)
+  try { return parseRateLimit(text) } catch (err) { throw new ConfigError(where, (err as Error).message) }
 }

@@ -47,6 +47,7 @@ t.test('errors name the flag or JSON path', async t => {
     [{ ...base, listen: '127.0.0.1:1' }, null, /^--to: is required with --listen/],
     [{ ...base, to: '10.1.2.3:80' }, null, /^--to: 10\.1\.2\.3 is not a loopback address.*--unsafe-target/],
     [{ service: 'web', upstream: ['db:1'] }, null, /^--mesh-dir: no certificates/],
+    [{ ...base, upstream: ['db:1'], sourceRateLimit: '' }, null, /^--source-rate-limit: must be a non-empty string$/],
     [{ service: 'web', cert: 'a.pem', upstream: ['db:1=127.0.0.1:2'] }, null, /--cert, --key and --ca go together; missing --key, --ca/],
     [{ service: 'web', cert: 'a', key: 'b', ca: 'c', upstream: ['db:1'] }, null, /upstream db has no instances/],
     [{ ...base, upstream: ['db:9000', 'cache:9000'] }, null, /127\.0\.0\.1:9000 is also used by --upstream db/],
