@@ -23,11 +23,14 @@ import type { TlsState } from '../tls/context.js'
 import { SESSION_LIFETIME_MS, resumableUntil } from '../tls/session-cache.js'
 import { exportPsk, sharedPsk, type ServerPsk, type SharedPsk } from '../tls/psk.js'
 import type { PeerIdentity } from '../tls/peer.js'
+import { notOfForm, workloadOf, type IdentityForm, type Workload } from '../core/identity/forms.js'
 
 /** What an inbound listener needs. */
 export interface InboundOptions {
   /** This sidecar's service (the intention destination). */
   readonly service: ServiceRef
+  /** How a peer's SPIFFE ID names its service (core/identity/forms.ts). */
+  readonly identityForm: IdentityForm
   readonly listen: HostPort
   readonly app: HostPort
   readonly timeouts: Timeouts
@@ -72,6 +75,7 @@ export class InboundListener extends Listener<InboundConn> {
   readonly #appAddr: string
   /** The PSK each socket's handshake was offered and we knew, until its 'secureConnection' (psk.ts). */
   readonly #pskOffered = new WeakMap<TLSSocket, ServerPsk>()
+  readonly #workloads = new WeakMap<PeerIdentity, Workload | null>()
 
   constructor (opts: InboundOptions) {
     const metrics = opts.metrics ?? noopMetrics
@@ -145,6 +149,13 @@ export class InboundListener extends Listener<InboundConn> {
     this.#opts.logger[level]({ listener: 'inbound', remote: remoteOf(sock), reason, err: err.message }, 'conn rejected')
   }
 
+  /** The peer's service under our identity form; once per verified peer (the verifier caches PeerIdentity objects). */
+  #workloadOf (peer: PeerIdentity): Workload | null {
+    let w = this.#workloads.get(peer)
+    if (w === undefined) this.#workloads.set(peer, w = workloadOf(this.#opts.identityForm, peer.id))
+    return w
+  }
+
   #onPsk (sock: TLSSocket, identity: string): Buffer | null {
     const known = this.#opts.tls.current.psks.get(identity, Date.now())
     if (known === undefined) return null
@@ -178,9 +189,10 @@ export class InboundListener extends Listener<InboundConn> {
       }
       peer = psk?.peer ?? state.verifier.verifySocket(sock)
       peerId = peer.id.uri
-      if (peer.service === null) throw new PeerIdentityError('not_a_service', `${peer.id.uri} is not a Consul service identity (spiffe://<td>/ns/<ns>/dc/<dc>/svc/<name>)`)
+      const w = this.#workloadOf(peer)
+      if (w === null) throw new PeerIdentityError('not_a_service', notOfForm(this.#opts.identityForm, peer.id.uri))
       if (peer.id.trustDomain !== state.svid.id.trustDomain) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain}`)
-      source = { namespace: peer.service.namespace, name: peer.service.service }
+      source = { namespace: w.namespace, name: w.service }
     } catch (err) {
       const reason = err instanceof PeerIdentityError ? err.reason : 'bad_certificate'
       this.#metrics.handshakeFailure(reason)

@@ -10,7 +10,7 @@ import type { HostPort, Timeouts } from '../core/config/types.js'
 import type { Instance, Resolver } from '../core/resolver.js'
 import type { Watched } from '../core/watched.js'
 import { PeerIdentityError, errorCode, ignoreError, toError } from '../core/errors.js'
-import { consulServiceId } from '../core/identity/spiffe-id.js'
+import { spiffeIdOf, type IdentityForm } from '../core/identity/forms.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { dial } from '../net/dial.js'
 import type { TlsState } from '../tls/context.js'
@@ -25,6 +25,8 @@ import { UpstreamAttempt, type Upstream } from './upstream-attempt.js'
 export interface OutboundOptions {
   readonly upstream: string
   readonly namespace: string
+  /** How the upstream's SPIFFE ID names it (core/identity/forms.ts). */
+  readonly identityForm: IdentityForm
   readonly datacenter: string
   readonly bind: HostPort
   readonly resolver: Resolver
@@ -73,7 +75,7 @@ export class UpstreamListener extends Listener {
     const td = state.svid.id.trustDomain
     if (this.#names?.td !== td) {
       const { upstream, namespace, datacenter } = this.#opts
-      this.#names = { td, sni: `${upstream}.${namespace}.${datacenter}.internal.${td}`, expected: consulServiceId({ trustDomain: td, namespace, datacenter, service: upstream }).uri }
+      this.#names = { td, sni: `${upstream}.${namespace}.${datacenter}.internal.${td}`, expected: spiffeIdOf(this.#opts.identityForm, { trustDomain: td, namespace, datacenter, service: upstream }).uri }
     }
     return this.#names
   }

@@ -43,13 +43,14 @@ async function chainSuffix (layout: MeshLayout): Promise<string> {
  * (readers validate the pair, so the short window between the two writes is
  * seen as a mismatch and skipped, never served).
  */
-export async function issueLeaf (layout: MeshLayout, settings: MeshSettings, service: string, ttlMs: number = DEFAULT_LEAF_TTL_MS): Promise<IssuedCert> {
+export async function issueLeaf (layout: MeshLayout, settings: MeshSettings, service: string, ttlMs: number = DEFAULT_LEAF_TTL_MS, spiffeId?: string): Promise<IssuedCert> {
   if (ttlMs < MIN_LEAF_TTL_MS) throw new CertificateError(`leaf TTL ${ttlMs} ms is below the minimum of ${MIN_LEAF_TTL_MS} ms`)
   const ca = await readCa(layout)
-  const id = consulServiceId({ trustDomain: settings.trustDomain, datacenter: settings.datacenter, service })
+  // (The sidecar passes the ID of its --identity-form; the CLI issues Consul's form.)
+  const uri = spiffeId ?? consulServiceId({ trustDomain: settings.trustDomain, datacenter: settings.datacenter, service }).uri
   const now = Date.now()
   // Backdate a little for clock skew, but never by more than a tenth of the lifetime.
-  const leaf = await issueCert({ ca, uris: [id.uri], commonName: service, dnsNames: [service], notBefore: new Date(now - Math.min(60_000, ttlMs / 10)), notAfter: new Date(now + ttlMs) })
+  const leaf = await issueCert({ ca, uris: [uri], commonName: service, dnsNames: [service], notBefore: new Date(now - Math.min(60_000, ttlMs / 10)), notAfter: new Date(now + ttlMs) })
   const certPem = leaf.certPem + await chainSuffix(layout)
   await writeFileAtomic(layout.keyFor(service), leaf.keyPem, 0o600)
   await writeFileAtomic(layout.certFor(service), certPem)

@@ -25,7 +25,8 @@ import type { MeshLayout, MeshSettings } from '../meshdir/layout.js'
 import { hasSigner, issueLeaf, DEFAULT_LEAF_TTL_MS } from '../meshdir/ca-store.js'
 import { renewAt, rootChangeDelay, MAX_TIMER_MS, ROOT_CHANGE_JITTER_MS } from '../ca/rotate.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { loadFromFiles, loadFromMeshDir, type Material } from './material.js'
+import { loadFromFiles, loadFromMeshDir, meshDirId, type Material } from './material.js'
+import type { IdentityForm } from '../core/identity/forms.js'
 import { buildTlsState, type TlsState } from '../tls/context.js'
 
 /** Where the material comes from. */
@@ -37,6 +38,8 @@ export type CertSource =
 export interface CertManagerOptions {
   readonly source: CertSource
   readonly service: string
+  /** How our SPIFFE ID names our service (and which ID a renewal issues). */
+  readonly identityForm: IdentityForm
   readonly logger: Logger
   readonly metrics: Metrics
   /** Lifetime of leaves this sidecar issues itself (mesh dir with a signer). */
@@ -110,8 +113,8 @@ export class CertManager {
   async #load (): Promise<Material> {
     const s = this.#o.source
     return s.kind === 'files'
-      ? await loadFromFiles({ cert: s.cert, key: s.key, ca: s.ca }, this.#o.service)
-      : await loadFromMeshDir(s.layout, s.settings, this.#o.service, this.#o.leafTtlMs ?? DEFAULT_LEAF_TTL_MS)
+      ? await loadFromFiles({ cert: s.cert, key: s.key, ca: s.ca }, this.#o.service, this.#o.identityForm)
+      : await loadFromMeshDir(s.layout, s.settings, this.#o.service, this.#o.identityForm, this.#o.leafTtlMs ?? DEFAULT_LEAF_TTL_MS)
   }
 
   #install (m: Material): void {
@@ -156,7 +159,7 @@ export class CertManager {
     if (this.#closed || this.#o.source.kind !== 'mesh') return
     const s = this.#o.source
     try {
-      await issueLeaf(s.layout, s.settings, this.#o.service, this.#o.leafTtlMs ?? DEFAULT_LEAF_TTL_MS)
+      await issueLeaf(s.layout, s.settings, this.#o.service, this.#o.leafTtlMs ?? DEFAULT_LEAF_TTL_MS, meshDirId(s.settings, this.#o.service, this.#o.identityForm))
     } catch (err) {
       this.#o.logger.error({ why, err: toError(err).message }, 'leaf renewal failed; will retry')
       this.#timer('renew', Math.min(30_000, this.#o.leafTtlMs ?? 30_000), () => { void this.#renew(why) })

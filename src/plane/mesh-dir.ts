@@ -17,6 +17,7 @@ export function certManager (deps: PlaneDeps, source: CertSource, cell: Cell<Tls
   return new CertManager({
     source,
     service: deps.config.service,
+    identityForm: deps.config.identityForm,
     logger: deps.logger,
     metrics: deps.metrics,
     leafTtlMs: deps.config.leafTtlMs,

@@ -237,7 +237,7 @@ export async function runPrimary (config: Config, logger: Logger, signals: NodeJ
   if (config.plane.kind === 'mesh-dir') {
     // One leaf for all workers, issued here (if missing) before any of them looks.
     const layout = meshLayout(config.plane.meshDir)
-    await loadFromMeshDir(layout, await readMeshSettings(layout), config.service, config.leafTtlMs)
+    await loadFromMeshDir(layout, await readMeshSettings(layout), config.service, config.identityForm, config.leafTtlMs)
   }
   cluster.schedulingPolicy = cluster.SCHED_NONE
   return await new Supervisor(config, log).run(signals)

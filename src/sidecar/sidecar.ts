@@ -17,7 +17,7 @@ import type { Config, HostPort, UpstreamConfig } from '../core/config/types.js'
 import { DEFAULT_DATACENTER } from '../core/config/defaults.js'
 import type { Registration } from '../core/resolver.js'
 import type { IntentionsDoc } from '../core/intentions/table.js'
-import { toConsulService } from '../core/identity/spiffe-id.js'
+import { workloadOf } from '../core/identity/forms.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import type { TlsState } from '../tls/context.js'
 import { adoptPsk, type Adopted, type SharedPsk } from '../tls/psk.js'
@@ -141,7 +141,7 @@ export class Sidecar {
     const plane = this.#plane
     await plane.start()
     this.#unsubscribe = plane.intentions?.onChange(s => this.#intentionsChanged(s))
-    const own = toConsulService(plane.tls.current.svid.id)
+    const own = workloadOf(cfg.identityForm, plane.tls.current.svid.id)
     const datacenter = cfg.datacenter ?? own?.datacenter ?? DEFAULT_DATACENTER
     this.#upstreams = new UpstreamSet({ config: cfg, datacenter, tls: plane.tls, resolver: plane.resolver, logger: this.#o.logger, metrics: this.#metrics })
     const upstreams = new Map<string, HostPort>()
@@ -157,7 +157,7 @@ export class Sidecar {
     const intentions = this.#plane.intentions
     if (cfg.listen === null || cfg.to === null || intentions === null) return null
     const me = { namespace: cfg.namespace, name: cfg.service }
-    this.#inbound = new InboundListener({ service: me, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: this.#plane.tls, authorize: () => intentions.current.authorize, logger: this.#o.logger, metrics: this.#metrics, sharePsk: this.#o.sharePsk })
+    this.#inbound = new InboundListener({ service: me, identityForm: cfg.identityForm, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: this.#plane.tls, authorize: () => intentions.current.authorize, logger: this.#o.logger, metrics: this.#metrics, sharePsk: this.#o.sharePsk })
     const at = await this.#inbound.start()
     if (this.#plane.register !== undefined) {
       const host = at.host === '0.0.0.0' || at.host === '::' ? '127.0.0.1' : at.host

@@ -23,8 +23,8 @@ export interface OpensslPki {
   root (name: string, td?: string): Promise<OpensslCa>
   /** A CA certificate for `subject`'s key and name issued by `issuer`: an intermediate, or a cross-signed root when `subject` is a root. */
   signCa (issuer: OpensslCa, subject: OpensslCa | string, td?: string): Promise<OpensslCa>
-  /** A Consul-form SVID for `service` issued by `issuer`; the cert file carries `chain` after the leaf. */
-  leaf (issuer: OpensslCa, service: string, chain?: readonly OpensslCa[], td?: string): Promise<OpensslLeaf>
+  /** An SVID for `service` issued by `issuer` (Consul's form unless `uri` is given); the cert file carries `chain` after the leaf. */
+  leaf (issuer: OpensslCa, service: string, chain?: readonly OpensslCa[], td?: string, uri?: string): Promise<OpensslLeaf>
   /** A PEM file holding these CA certificates (a trust bundle). */
   bundle (name: string, cas: readonly OpensslCa[]): Promise<string>
   /** `openssl verify` of `leaf` against `roots` with `untrusted` intermediates: true when OK. */
@@ -61,9 +61,9 @@ export function opensslPki (t: Test): OpensslPki {
       ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', issuer.cert, '-CAkey', issuer.key, '-set_serial', serial(), '-days', '2', '-extfile', await ext(`${name}.ext`, caExt(td)), '-out', f(`${name}.pem`))
       return { name, cert: f(`${name}.pem`), key: k }
     },
-    async leaf (issuer, service, chain = [], td = TD) {
+    async leaf (issuer, service, chain = [], td = TD, uri) {
       const k = key(`${service}.key`)
-      const id = consulServiceId({ trustDomain: td, datacenter: 'dc1', service }).uri
+      const id = uri ?? consulServiceId({ trustDomain: td, datacenter: 'dc1', service }).uri
       ssl('req', '-new', '-key', k, '-subj', `/CN=${service}`, '-out', f(`${service}.csr`))
       const e = await ext(`${service}.ext`, ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyAgreement', 'extendedKeyUsage=serverAuth,clientAuth',
         `subjectAltName=URI:${id}`, 'subjectKeyIdentifier=hash', 'authorityKeyIdentifier=keyid:always'])

@@ -69,6 +69,7 @@ export const FIELDS = {
     parse: p.either('allow', 'deny', '"allow" or "deny"')
   }),
   datacenter: field({ flag: '--datacenter <dc>', help: 'datacenter in expected upstream identities (default: our own certificate\'s)', default: 'our own certificate\'s', parse: p.str }),
+  identityForm: field({ flag: '--identity-form <form>', help: 'how SPIFFE IDs name services: consul, kubernetes (ns/<ns>/sa/<name>) or a template such as spiffe://{trustDomain}/workload/{service} (default consul)', default: 'consul', parse: p.identityForm }),
   namespace: field({ flag: '--namespace <ns>', help: 'namespace of this service and its upstreams (default: default)', default: 'default', parse: p.namespaceName }),
   logLevel: field({ flag: '--log-level <level>', env: 'MESH_PROXY_LOG_LEVEL', help: 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)', parse: p.logLevel }),
   unsafeTarget: field({ flag: '--unsafe-target', help: 'allow a non-loopback --to', parse: p.bool }),

@@ -10,6 +10,7 @@ import { ConfigError } from '../errors.js'
 import { DEFAULT_UPSTREAM_BIND_HOST } from './defaults.js'
 import type { Config, HostPort, UpstreamConfig } from './types.js'
 import { parseRateLimit, type RateLimit } from './rate-limit.js'
+import { parseIdentityForm, type IdentityForm } from '../identity/forms.js'
 
 /** One parser: raw value and where it came from, to the typed value. */
 export type Parser<T> = (raw: unknown, where: string) => T
@@ -130,4 +131,10 @@ export function wholeNumber (min: number, max: number, what: string): Parser<num
 export const rateLimit: Parser<RateLimit | null> = (v, where) => {
   const text = str(String(v), where) // (its own ConfigError already names the field)
   try { return parseRateLimit(text) } catch (err) { throw new ConfigError(where, (err as Error).message) }
+}
+
+/** `--identity-form`: consul, kubernetes or a template (core/identity/forms.ts). */
+export const identityForm: Parser<IdentityForm> = (v, where) => {
+  const text = str(v, where)
+  try { return parseIdentityForm(text) } catch (err) { throw new ConfigError(where, (err as Error).message) }
 }

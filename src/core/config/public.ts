@@ -7,12 +7,16 @@
  */
 import type { Config } from './types.js'
 
+/** The Config as shown: the identity form by its name (consul, kubernetes or the template). */
+export type PublicConfig = Omit<Config, 'identityForm'> & { readonly identityForm: string }
+
 /** What a secret field shows (the same word as the log's, log.ts). */
 export const REDACTED = '[redacted]'
 
 /** `config` with every secret replaced by REDACTED. */
-export function publicConfig (config: Config): Config {
+export function publicConfig (config: Config): PublicConfig {
   const p = config.plane
-  if (p.kind !== 'consul' || p.token === null) return config
-  return { ...config, plane: { ...p, token: REDACTED } }
+  const shown = { ...config, identityForm: config.identityForm.name }
+  if (p.kind !== 'consul' || p.token === null) return shown
+  return { ...shown, plane: { ...p, token: REDACTED } }
 }

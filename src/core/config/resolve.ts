@@ -12,6 +12,7 @@ import { parseHostPort } from './parse.js'
 import { pickSources, type ConfigSources, type RawValues } from './sources.js'
 import { planeOf, portErrors, positiveTimeouts, sideErrors, upstreamErrors, type Settled } from './rules.js'
 import type { Config, PlaneConfig } from './types.js'
+import { parseIdentityForm } from '../identity/forms.js'
 
 export { parseHostPort, parseDuration, parseUpstream, isLoopback } from './parse.js'
 export { FIELDS, MAX_WORKERS } from './fields.js'
@@ -83,6 +84,7 @@ function build (service: string, plane: PlaneConfig, v: Values, s: Settled): Con
   return {
     service,
     namespace: v.namespace ?? DEFAULT_NAMESPACE,
+    identityForm: v.identityForm ?? parseIdentityForm('consul'),
     listen: s.listen,
     to: s.to,
     upstreams: s.upstreams,

@@ -1,4 +1,5 @@
 /** The validated, frozen configuration of one sidecar. */
+import type { IdentityForm } from '../identity/forms.js'
 
 /** A host and port. */
 export interface HostPort {
@@ -47,6 +48,8 @@ export type PlaneConfig =
 export interface Config {
   readonly service: string
   readonly namespace: string
+  /** How SPIFFE IDs name services, ours, our peers' and our upstreams' (core/identity/forms.ts). */
+  readonly identityForm: IdentityForm
   /** Public mTLS listener; null when the sidecar only has upstreams. */
   readonly listen: HostPort | null
   /** The local app; null when there is no inbound side. */
