@@ -13,7 +13,7 @@ import { bundleFromPem } from '../core/identity/bundle.js'
 import { formatSpiffeBundle } from '../core/identity/spiffe-bundle.js'
 import { rotateRoot, retireOldRoots, signServiceCsr, issueLeaf } from '../meshdir/ca-store.js'
 import { meshLayout, readMeshSettings, writeMeshSettings } from '../meshdir/layout.js'
-import { PRIVATE_DIR, writeFileAtomic, fileExists } from '../fsutil/atomic.js'
+import { PRIVATE_DIR, writeFileAtomic, fileExists, existingOf } from '../fsutil/atomic.js'
 import { DEV_SERVICES } from '../meshdir/seed.js'
 import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../core/config/defaults.js'
 import { ConfigError } from '../core/errors.js'
@@ -23,10 +23,11 @@ import { updateIntentions } from '../meshdir/intentions-store.js'
 
 const YEAR_MS = 365 * 24 * 3_600_000
 
-/** `ca init`: a new root CA in the mesh dir. Refuses to overwrite one. */
-export async function caInit (o: { meshDir: string, trustDomain?: string, datacenter?: string }, say: (l: string) => void): Promise<number> {
+/** `ca init`: a new root CA in the mesh dir. Refuses to overwrite one unless --force. */
+export async function caInit (o: { meshDir: string, trustDomain?: string, datacenter?: string, force?: boolean }, say: (l: string) => void): Promise<number> {
   const layout = meshLayout(o.meshDir)
-  if (await fileExists(layout.caCert)) throw new ConfigError('--mesh-dir', `${layout.caCert} already exists; this mesh dir has a CA (remove the dir to start over)`)
+  const there = o.force === true ? [] : await existingOf([layout.caCert, layout.caKey])
+  if (there.length > 0) throw new ConfigError('--mesh-dir', `${there.join(' and ')} already exist${there.length === 1 ? 's' : ''}; this mesh dir has a CA. Nothing was written. Give --force to replace it (every leaf it signed stops being trusted), or choose another --mesh-dir`)
   const trustDomain = parseTrustDomain(o.trustDomain ?? `${crypto.randomUUID()}.consul`)
   const ca = await createRootCa({ trustDomain })
   await writeMeshSettings(layout, { trustDomain, datacenter: o.datacenter ?? DEFAULT_DATACENTER })
@@ -39,17 +40,21 @@ export async function caInit (o: { meshDir: string, trustDomain?: string, datace
 }
 
 /** `cert issue <service>`: a leaf SVID signed by the mesh dir's CA. */
-export async function certIssue (service: string, o: { meshDir: string, ttl?: string }, say: (l: string) => void): Promise<number> {
+export async function certIssue (service: string, o: { meshDir: string, ttl?: string, force?: boolean }, say: (l: string) => void): Promise<number> {
   const layout = meshLayout(o.meshDir)
   const settings = await readMeshSettings(layout)
-  await issueLeaf(layout, settings, service, parseDuration(o.ttl ?? '72h', '--ttl'))
+  const ttlMs = parseDuration(o.ttl ?? '72h', '--ttl')
+  if (o.force !== true && await fileExists(layout.keyFor(service))) throw new ConfigError('--mesh-dir', `${layout.keyFor(service)} already exists; ${service} has a key. Nothing was written. Give --force to replace its key and certificate (a sidecar with the CA renews its own leaf), or choose another --mesh-dir`)
+  await issueLeaf(layout, settings, service, ttlMs)
   const id = consulServiceId({ trustDomain: settings.trustDomain, datacenter: settings.datacenter, service })
   say(`issued ${id.uri} -> ${layout.certFor(service)} (key ${layout.keyFor(service)}, mode 0600)`)
   return 0
 }
 
-/** `dev gen-certs [dir]`: regenerate the committed development CA and leaves. */
-export async function genDevCerts (dir: string, say: (l: string) => void): Promise<number> {
+/** `dev gen-certs [dir]`: regenerate the committed development CA and leaves; replacing existing ones needs --force. */
+export async function genDevCerts (dir: string, say: (l: string) => void, o: { force?: boolean } = {}): Promise<number> {
+  const there = o.force === true ? [] : await existingOf(['ca.pem', 'ca.key', ...DEV_SERVICES.map(s => `${s}.key`)].map(f => join(dir, f)))
+  if (there.length > 0) throw new ConfigError('dev gen-certs', `${dir} already holds a CA or keys (${there.map(p => p.slice(dir.length).replace(/^\//, '')).join(', ')}). Nothing was written. Give --force to replace them, or another dir`)
   await mkdir(dir, { recursive: true, mode: PRIVATE_DIR })
   const ca = await createRootCa({ trustDomain: DEV_TRUST_DOMAIN, commonName: 'mesh-proxy DEV CA (not for production)', notAfter: new Date(Date.now() + 10 * YEAR_MS) })
   await writeFileAtomic(join(dir, 'ca.pem'), ca.certPem)

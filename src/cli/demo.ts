@@ -32,6 +32,8 @@ export interface DemoOptions {
   keep?: boolean
   meshDir?: string
   seedOnly?: boolean
+  /** Seed --mesh-dir even when it holds a CA or keys. */
+  force?: boolean
   verbose?: boolean
   out?: (line: string) => void
 }
@@ -40,7 +42,7 @@ export interface DemoOptions {
 export async function runDemo (opts: DemoOptions = {}): Promise<number> {
   const say = opts.out ?? ((l: string) => { process.stdout.write(l + '\n') })
   const dir = opts.meshDir ?? await mkdtemp(join(tmpdir(), 'mesh-proxy-demo-'))
-  await seedMeshDir(dir)
+  await seedMeshDir(dir, { force: opts.force === true })
   say(`mesh dir: ${dir} (seeded from certs-dev/: dev CA, leaves for web, db, billing, intentions)`)
   if (opts.seedOnly === true) return 0
   const tap = new LogTap(opts.verbose === true)
