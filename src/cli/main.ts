@@ -83,7 +83,8 @@ function demoCommand (p: Command, { out, done }: Ctx): void {
     .option('--seed-only', 'only seed the mesh dir from certs-dev/, start nothing')
     .option('--force', 'seed --mesh-dir even if it holds a CA or keys (they are replaced by the dev CA)')
     .option('--verbose', 'also print the sidecars\' JSON logs to stderr')
-    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, force?: boolean, verbose?: boolean }) => done(runDemo({ ...o, out })))
+    .option('--admin-port <port>', 'with --keep: db\'s admin port, web and billing take the next two; 0 = any free port (default 19000)')
+    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, force?: boolean, verbose?: boolean, adminPort?: string }) => done(runDemo({ ...o, out })))
 }
 
 function caCommands (p: Command, { out, done }: Ctx): void {
