@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { createRootCa, issueCert } from '../ca/issue.js'
 import { consulServiceId, parseTrustDomain, parseSpiffeId, toConsulService } from '../core/identity/spiffe-id.js'
 import { certsFromPem } from '../core/identity/x509.js'
-import { LEAF_RULES, checkSigningCert } from '../core/identity/svid.js'
+import { inspectChain, type InspectOptions } from './inspect.js'
 import { bundleFromPem } from '../core/identity/bundle.js'
 import { formatSpiffeBundle } from '../core/identity/spiffe-bundle.js'
 import { rotateRoot, retireOldRoots, signServiceCsr, issueLeaf } from '../meshdir/ca-store.js'
@@ -92,40 +92,10 @@ export async function certSign (o: { meshDir: string, csr: string, service?: str
   return 0
 }
 
-/** `cert inspect file.pem`: identity, validity and every SVID rule; exit 1 if any fails. */
-export async function certInspect (file: string, say: (l: string) => void): Promise<number> {
+/** `cert inspect file.pem [--ca bundle | --mesh-dir dir]`: identity, validity, the SVID or signing rules, the chain verdict (inspect.ts); exit 1 if any fails. */
+export async function certInspect (file: string, say: (l: string) => void, o: InspectOptions = {}): Promise<number> {
   const chain = certsFromPem(await readFile(file, 'utf8'), file)
-  const leaf = chain[0]!
-  const now = Date.now()
-  const validity = now < leaf.notBefore.getTime() ? 'NOT YET VALID' : now > leaf.notAfter.getTime() ? 'EXPIRED' : 'valid now'
-  let consul = ''
-  try {
-    const c = toConsulService(parseSpiffeId(leaf.uris[0] ?? ''))
-    if (c !== null) consul = `service ${c.service} (namespace ${c.namespace}, datacenter ${c.datacenter}, trust domain ${c.trustDomain})`
-  } catch { /* reported by the checks below */ }
-  say(`file:        ${file} (${chain.length} certificate${chain.length === 1 ? '' : 's'})`)
-  say(`spiffe id:   ${leaf.uris.join(', ') || '(none)'}`)
-  if (consul !== '') say(`identity:    ${consul}`)
-  say(`serial:      ${leaf.serial}`)
-  say(`subject:     ${leaf.subject}`)
-  say(`issuer:      ${leaf.issuer}`)
-  say(`not before:  ${leaf.notBefore.toISOString()}`)
-  say(`not after:   ${leaf.notAfter.toISOString()} (${validity})`)
-  say('checks:')
-  let failed = 0
-  for (const rule of LEAF_RULES) {
-    const f = rule.check(leaf)
-    if (f !== null) failed++
-    say(`  ${f === null ? 'ok  ' : 'FAIL'} ${rule.describe}${f === null ? '' : ': ' + f}`)
-  }
-  for (const [i, c] of chain.slice(1).entries()) {
-    let f: string | null = null
-    try { checkSigningCert(c) } catch (err) { f = (err as Error).message; failed++ }
-    say(`  ${f === null ? 'ok  ' : 'FAIL'} chain[${i + 1}] ${c.subject} is a CA with keyCertSign${f === null ? '' : ': ' + f}`)
-  }
-  if (validity !== 'valid now') failed++
-  say(`  ${validity === 'valid now' ? 'ok  ' : 'FAIL'} within its validity period`)
-  return failed === 0 ? 0 : 1
+  return await inspectChain(file, chain, o, say)
 }
 
 /** `ca rotate`: a new root, cross-signed by the old one; both trusted until `ca retire-old`. */

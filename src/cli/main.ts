@@ -127,7 +127,9 @@ function certCommands (p: Command, { out, done }: Ctx): void {
     .action(async (o: { meshDir: string, csr: string, service?: string, ttl?: string, out?: string }) => done(certSign(o, out)))
   cert.command('inspect <file>')
     .description('SPIFFE ID, serial, validity, issuer and every SVID check (exit 1 if one fails)')
-    .action(async (file: string) => done(certInspect(file, out)))
+    .option('--ca <bundle>', 'check the chain against these roots (PEM, or a SPIFFE bundle JSON)')
+    .option('--mesh-dir <dir>', 'check the chain against this mesh dir\'s bundle.pem')
+    .action(async (file: string, o: { ca?: string, meshDir?: string }) => done(certInspect(file, out, o)))
 }
 
 function intentionCommands (p: Command, { out, done }: Ctx): void {
