@@ -8,12 +8,12 @@ import { join } from 'node:path'
 import { createRootCa, issueCert } from '../ca/issue.js'
 import { consulServiceId, parseTrustDomain, parseSpiffeId, toConsulService } from '../core/identity/spiffe-id.js'
 import { certsFromPem } from '../core/identity/x509.js'
-import { LEAF_RULES, checkSigningCert } from '../core/identity/svid.js'
+import { inspectChain, type InspectOptions } from './inspect.js'
 import { bundleFromPem } from '../core/identity/bundle.js'
 import { formatSpiffeBundle } from '../core/identity/spiffe-bundle.js'
 import { rotateRoot, retireOldRoots, signServiceCsr, issueLeaf } from '../meshdir/ca-store.js'
 import { meshLayout, readMeshSettings, writeMeshSettings } from '../meshdir/layout.js'
-import { PRIVATE_DIR, writeFileAtomic, fileExists } from '../fsutil/atomic.js'
+import { PRIVATE_DIR, writeFileAtomic, fileExists, existingOf } from '../fsutil/atomic.js'
 import { DEV_SERVICES } from '../meshdir/seed.js'
 import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../core/config/defaults.js'
 import { ConfigError } from '../core/errors.js'
@@ -23,10 +23,11 @@ import { updateIntentions } from '../meshdir/intentions-store.js'
 
 const YEAR_MS = 365 * 24 * 3_600_000
 
-/** `ca init`: a new root CA in the mesh dir. Refuses to overwrite one. */
-export async function caInit (o: { meshDir: string, trustDomain?: string, datacenter?: string }, say: (l: string) => void): Promise<number> {
+/** `ca init`: a new root CA in the mesh dir. Refuses to overwrite one unless --force. */
+export async function caInit (o: { meshDir: string, trustDomain?: string, datacenter?: string, force?: boolean }, say: (l: string) => void): Promise<number> {
   const layout = meshLayout(o.meshDir)
-  if (await fileExists(layout.caCert)) throw new ConfigError('--mesh-dir', `${layout.caCert} already exists; this mesh dir has a CA (remove the dir to start over)`)
+  const there = o.force === true ? [] : await existingOf([layout.caCert, layout.caKey])
+  if (there.length > 0) throw new ConfigError('--mesh-dir', `${there.join(' and ')} already exist${there.length === 1 ? 's' : ''}; this mesh dir has a CA. Nothing was written. Give --force to replace it (every leaf it signed stops being trusted), or choose another --mesh-dir`)
   const trustDomain = parseTrustDomain(o.trustDomain ?? `${crypto.randomUUID()}.consul`)
   const ca = await createRootCa({ trustDomain })
   await writeMeshSettings(layout, { trustDomain, datacenter: o.datacenter ?? DEFAULT_DATACENTER })
@@ -39,17 +40,21 @@ export async function caInit (o: { meshDir: string, trustDomain?: string, datace
 }
 
 /** `cert issue <service>`: a leaf SVID signed by the mesh dir's CA. */
-export async function certIssue (service: string, o: { meshDir: string, ttl?: string }, say: (l: string) => void): Promise<number> {
+export async function certIssue (service: string, o: { meshDir: string, ttl?: string, force?: boolean }, say: (l: string) => void): Promise<number> {
   const layout = meshLayout(o.meshDir)
   const settings = await readMeshSettings(layout)
-  await issueLeaf(layout, settings, service, parseDuration(o.ttl ?? '72h', '--ttl'))
+  const ttlMs = parseDuration(o.ttl ?? '72h', '--ttl')
+  if (o.force !== true && await fileExists(layout.keyFor(service))) throw new ConfigError('--mesh-dir', `${layout.keyFor(service)} already exists; ${service} has a key. Nothing was written. Give --force to replace its key and certificate (a sidecar with the CA renews its own leaf), or choose another --mesh-dir`)
+  await issueLeaf(layout, settings, service, ttlMs)
   const id = consulServiceId({ trustDomain: settings.trustDomain, datacenter: settings.datacenter, service })
   say(`issued ${id.uri} -> ${layout.certFor(service)} (key ${layout.keyFor(service)}, mode 0600)`)
   return 0
 }
 
-/** `dev gen-certs [dir]`: regenerate the committed development CA and leaves. */
-export async function genDevCerts (dir: string, say: (l: string) => void): Promise<number> {
+/** `dev gen-certs [dir]`: regenerate the committed development CA and leaves; replacing existing ones needs --force. */
+export async function genDevCerts (dir: string, say: (l: string) => void, o: { force?: boolean } = {}): Promise<number> {
+  const there = o.force === true ? [] : await existingOf(['ca.pem', 'ca.key', ...DEV_SERVICES.map(s => `${s}.key`)].map(f => join(dir, f)))
+  if (there.length > 0) throw new ConfigError('dev gen-certs', `${dir} already holds a CA or keys (${there.map(p => p.slice(dir.length).replace(/^\//, '')).join(', ')}). Nothing was written. Give --force to replace them, or another dir`)
   await mkdir(dir, { recursive: true, mode: PRIVATE_DIR })
   const ca = await createRootCa({ trustDomain: DEV_TRUST_DOMAIN, commonName: 'mesh-proxy DEV CA (not for production)', notAfter: new Date(Date.now() + 10 * YEAR_MS) })
   await writeFileAtomic(join(dir, 'ca.pem'), ca.certPem)
@@ -87,40 +92,10 @@ export async function certSign (o: { meshDir: string, csr: string, service?: str
   return 0
 }
 
-/** `cert inspect file.pem`: identity, validity and every SVID rule; exit 1 if any fails. */
-export async function certInspect (file: string, say: (l: string) => void): Promise<number> {
+/** `cert inspect file.pem [--ca bundle | --mesh-dir dir]`: identity, validity, the SVID or signing rules, the chain verdict (inspect.ts); exit 1 if any fails. */
+export async function certInspect (file: string, say: (l: string) => void, o: InspectOptions = {}): Promise<number> {
   const chain = certsFromPem(await readFile(file, 'utf8'), file)
-  const leaf = chain[0]!
-  const now = Date.now()
-  const validity = now < leaf.notBefore.getTime() ? 'NOT YET VALID' : now > leaf.notAfter.getTime() ? 'EXPIRED' : 'valid now'
-  let consul = ''
-  try {
-    const c = toConsulService(parseSpiffeId(leaf.uris[0] ?? ''))
-    if (c !== null) consul = `service ${c.service} (namespace ${c.namespace}, datacenter ${c.datacenter}, trust domain ${c.trustDomain})`
-  } catch { /* reported by the checks below */ }
-  say(`file:        ${file} (${chain.length} certificate${chain.length === 1 ? '' : 's'})`)
-  say(`spiffe id:   ${leaf.uris.join(', ') || '(none)'}`)
-  if (consul !== '') say(`identity:    ${consul}`)
-  say(`serial:      ${leaf.serial}`)
-  say(`subject:     ${leaf.subject}`)
-  say(`issuer:      ${leaf.issuer}`)
-  say(`not before:  ${leaf.notBefore.toISOString()}`)
-  say(`not after:   ${leaf.notAfter.toISOString()} (${validity})`)
-  say('checks:')
-  let failed = 0
-  for (const rule of LEAF_RULES) {
-    const f = rule.check(leaf)
-    if (f !== null) failed++
-    say(`  ${f === null ? 'ok  ' : 'FAIL'} ${rule.describe}${f === null ? '' : ': ' + f}`)
-  }
-  for (const [i, c] of chain.slice(1).entries()) {
-    let f: string | null = null
-    try { checkSigningCert(c) } catch (err) { f = (err as Error).message; failed++ }
-    say(`  ${f === null ? 'ok  ' : 'FAIL'} chain[${i + 1}] ${c.subject} is a CA with keyCertSign${f === null ? '' : ': ' + f}`)
-  }
-  if (validity !== 'valid now') failed++
-  say(`  ${validity === 'valid now' ? 'ok  ' : 'FAIL'} within its validity period`)
-  return failed === 0 ? 0 : 1
+  return await inspectChain(file, chain, o, say)
 }
 
 /** `ca rotate`: a new root, cross-signed by the old one; both trusted until `ca retire-old`. */

@@ -2,7 +2,8 @@
  * `mesh-proxy demo`: a whole mesh on loopback, in one process, seeded from
  * certs-dev/. A db app with its sidecar, web and billing sidecars with db as an
  * upstream; web's bytes reach db over mTLS, billing is refused by a deny
- * intention, and the terminal says so in plain words.
+ * intention, and the terminal says so in plain words. `--keep` leaves it
+ * running until SIGINT/SIGTERM (demo-keep.ts).
  */
 import { connect, createServer, type Server, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
@@ -12,8 +13,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import { resolveConfig } from '../core/config/resolve.js'
-import { Sidecar } from '../sidecar/sidecar.js'
+import { Sidecar, type SidecarAddresses } from '../sidecar/sidecar.js'
+import { MetricsRegistry } from '../metrics/metrics.js'
+import { AdminServer, sidecarView } from '../admin/server.js'
 import { seedMeshDir } from '../meshdir/seed.js'
+import type { HostPort } from '../core/config/types.js'
+import { ListenError } from '../core/errors.js'
+import { adminAt, printKeep, untilSignal, type DemoMesh } from './demo-keep.js'
 
 /** Keeps JSON log lines in memory and lets the demo wait for one. */
 class LogTap extends Writable {
@@ -32,69 +38,103 @@ export interface DemoOptions {
   keep?: boolean
   meshDir?: string
   seedOnly?: boolean
+  /** Seed --mesh-dir even when it holds a CA or keys. */
+  force?: boolean
   verbose?: boolean
+  /** With keep: db's admin port, web's and billing's the next two; 0 = any free port (default 19000). */
+  adminPort?: string
   out?: (line: string) => void
 }
 
+type Say = (line: string) => void
+
 /** Run the demo; resolves with the exit code (0 when everything behaved as intended). */
 export async function runDemo (opts: DemoOptions = {}): Promise<number> {
-  const say = opts.out ?? ((l: string) => { process.stdout.write(l + '\n') })
+  const say: Say = opts.out ?? ((l: string) => { process.stdout.write(l + '\n') })
+  const temp = opts.meshDir === undefined
+  // Validate before anything is written or bound.
+  const adminBase = opts.keep === true ? adminAt(opts.adminPort) : undefined
   const dir = opts.meshDir ?? await mkdtemp(join(tmpdir(), 'mesh-proxy-demo-'))
-  await seedMeshDir(dir)
-  say(`mesh dir: ${dir} (seeded from certs-dev/: dev CA, leaves for web, db, billing, intentions)`)
-  if (opts.seedOnly === true) return 0
-  const tap = new LogTap(opts.verbose === true)
-  const logger: Logger = pino({ level: 'debug' }, tap)
   const stack: Array<() => Promise<void>> = []
+  // Registered now, so that a Ctrl-C while the mesh comes up still stops it and removes a temporary dir.
+  const signal = opts.keep === true ? untilSignal() : undefined
+  let stopping = false
   try {
-    let appConns = 0
-    const app = createServer(s => {
-      appConns++
-      s.once('data', d => { s.end(`db: got "${d.toString().trim()}" (${d.length} bytes)\n`) })
-      s.on('error', () => {})
-    })
-    app.listen(0, '127.0.0.1')
-    await once(app, 'listening')
-    stack.push(() => closeServer(app))
-    const appPort = (app.address() as AddressInfo).port
-    say(`db app (plain TCP) on 127.0.0.1:${appPort}`)
-    const start = async (flags: Record<string, unknown>): Promise<Awaited<ReturnType<Sidecar['start']>>> => {
-      const sc = new Sidecar({ config: resolveConfig({ flags: { meshDir: dir, ...flags }, env: {}, file: null }), logger: logger.child({ sidecar: flags.service }) })
-      const addrs = await sc.start()
-      stack.push(() => sc.close())
-      return addrs
-    }
-    const db = await start({ service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${appPort}` })
-    say(`db sidecar: mTLS on ${db.inbound!.host}:${db.inbound!.port} -> db app, registered in the mesh dir catalog`)
-    const web = await start({ service: 'web', upstream: ['db:0'] })
-    const billing = await start({ service: 'billing', upstream: ['db:0'] })
-    const webPort = web.upstreams.get('db')!.port
-    const billingPort = billing.upstreams.get('db')!.port
-    say(`web sidecar: upstream db on 127.0.0.1:${webPort}; billing sidecar: upstream db on 127.0.0.1:${billingPort}`)
+    await seedMeshDir(dir, { force: opts.force === true })
+    say(`mesh dir: ${dir} (seeded from certs-dev/: dev CA, leaves for web, db, billing, intentions)`)
+    if (opts.seedOnly === true) return 0
+    const tap = new LogTap(opts.verbose === true)
+    const mesh = await startMesh(dir, pino({ level: 'debug' }, tap), stack, adminBase)
+    say(`db app (plain TCP) on 127.0.0.1:${mesh.appPort}`)
+    say(`db sidecar: mTLS on ${mesh.db.inbound!.host}:${mesh.db.inbound!.port} -> db app, registered in the mesh dir catalog`)
+    say(`web sidecar: upstream db on 127.0.0.1:${mesh.webPort}; billing sidecar: upstream db on 127.0.0.1:${mesh.billingPort}`)
     say('')
-
-    const webReply = await exchange(webPort, 'hello from web')
-    const opened = tap.lines.find(l => l.msg === 'conn opened' && l.sidecar === 'db')
-    const webOk = webReply.startsWith('db: got "hello from web"')
-    say(webOk ? `OK   web -> db: sent "hello from web", db answered: ${webReply.trim()}` : `FAIL web -> db: unexpected answer ${JSON.stringify(webReply)}`)
-    if (opened !== undefined) say(`     over mTLS: db's sidecar verified ${String(opened.peer)} and allowed it by intention "${String(opened.intention)}"`)
-
-    const connsBefore = appConns
-    const billingReply = await exchange(billingPort, 'hello from billing')
-    const denied = await waitLine(tap, l => l.msg === 'conn denied' && l.source === 'billing')
-    const billingOk = billingReply === '' && denied !== undefined && appConns === connsBefore
-    say(billingOk ? 'OK   billing -> db: refused; db app received nothing' : `FAIL billing -> db: expected a refusal, got ${JSON.stringify(billingReply)}`)
-    if (denied !== undefined) say(`     decided by intention "${String(denied.intention)}" (precedence ${String(denied.precedence)}): ${String(denied.reason)}`)
+    const ok = await showAllowAndDeny(mesh, tap, say)
     say('')
-    if (opts.keep === true) {
-      say(`Mesh running (--keep). Try: printf 'hi\\n' | nc 127.0.0.1 ${webPort}   Ctrl-C to stop.`)
-      await new Promise<void>(resolve => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve) })
+    if (signal !== undefined) {
+      printKeep(mesh, { temp }, say)
+      say(`stopping (${await signal.received}): closing the sidecars and the db app`)
+      stopping = true
     }
-    return webOk && billingOk ? 0 : 1
+    return ok ? 0 : 1
   } finally {
+    signal?.dispose()
     for (const close of stack.reverse()) await close()
-    if (opts.meshDir === undefined && opts.keep !== true) await rm(dir, { recursive: true, force: true })
+    if (temp) await rm(dir, { recursive: true, force: true })
+    if (stopping) say(temp ? `removed the temporary mesh dir ${dir} (its CA key with it); stopped` : `kept the mesh dir ${dir}; stopped`)
   }
+}
+
+/** The db app, db's sidecar, web's and billing's; with `adminBase` an admin endpoint each. */
+async function startMesh (dir: string, logger: Logger, stack: Array<() => Promise<void>>, adminBase: number | undefined): Promise<DemoMesh & { appConns: () => number }> {
+  let appConns = 0
+  const app = createServer(s => {
+    appConns++
+    s.once('data', d => { s.end(`db: got "${d.toString().trim()}" (${d.length} bytes)\n`) })
+    s.on('error', () => {})
+  })
+  app.listen(0, '127.0.0.1')
+  await once(app, 'listening')
+  stack.push(() => closeServer(app))
+  const appPort = (app.address() as AddressInfo).port
+  const admins = new Map<string, HostPort>()
+  const start = async (n: number, flags: Record<string, unknown>): Promise<SidecarAddresses> => {
+    const service = String(flags.service)
+    const metrics = new MetricsRegistry()
+    const log = logger.child({ sidecar: service })
+    const sc = new Sidecar({ config: resolveConfig({ flags: { meshDir: dir, ...flags }, env: {}, file: null }), logger: log, metrics })
+    if (adminBase !== undefined) {
+      const admin = new AdminServer({ view: sidecarView(sc, metrics), logger: log })
+      const at = { host: '127.0.0.1', port: adminBase === 0 ? 0 : adminBase + n }
+      admins.set(service, await admin.start(at).catch((err: unknown) => {
+        throw err instanceof ListenError ? new ListenError('--admin-port', `${service}'s admin ${err.message.replace(/^--admin: cannot listen: /, '')} (--admin-port 0 takes any free ports)`, err) : err
+      }))
+      stack.push(() => admin.close())
+    }
+    const addrs = await sc.start()
+    stack.push(() => sc.close())
+    return addrs
+  }
+  const db = await start(0, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${appPort}` })
+  const web = await start(1, { service: 'web', upstream: ['db:0'] })
+  const billing = await start(2, { service: 'billing', upstream: ['db:0'] })
+  return { dir, appPort, db, webPort: web.upstreams.get('db')!.port, billingPort: billing.upstreams.get('db')!.port, admins, appConns: () => appConns }
+}
+
+async function showAllowAndDeny (mesh: DemoMesh & { appConns: () => number }, tap: LogTap, say: Say): Promise<boolean> {
+  const webReply = await exchange(mesh.webPort, 'hello from web')
+  const opened = tap.lines.find(l => l.msg === 'conn opened' && l.sidecar === 'db')
+  const webOk = webReply.startsWith('db: got "hello from web"')
+  say(webOk ? `OK   web -> db: sent "hello from web", db answered: ${webReply.trim()}` : `FAIL web -> db: unexpected answer ${JSON.stringify(webReply)}`)
+  if (opened !== undefined) say(`     over mTLS: db's sidecar verified ${String(opened.peer)} and allowed it by intention "${String(opened.intention)}"`)
+
+  const connsBefore = mesh.appConns()
+  const billingReply = await exchange(mesh.billingPort, 'hello from billing')
+  const denied = await waitLine(tap, l => l.msg === 'conn denied' && l.source === 'billing')
+  const billingOk = billingReply === '' && denied !== undefined && mesh.appConns() === connsBefore
+  say(billingOk ? 'OK   billing -> db: refused; db app received nothing' : `FAIL billing -> db: expected a refusal, got ${JSON.stringify(billingReply)}`)
+  if (denied !== undefined) say(`     decided by intention "${String(denied.intention)}" (precedence ${String(denied.precedence)}): ${String(denied.reason)}`)
+  return webOk && billingOk
 }
 
 async function exchange (port: number, text: string): Promise<string> {

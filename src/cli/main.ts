@@ -81,8 +81,10 @@ function demoCommand (p: Command, { out, done }: Ctx): void {
     .option('--keep', 'keep the mesh running until Ctrl-C')
     .option('--mesh-dir <dir>', 'seed and keep this mesh dir instead of a temporary one')
     .option('--seed-only', 'only seed the mesh dir from certs-dev/, start nothing')
+    .option('--force', 'seed --mesh-dir even if it holds a CA or keys (they are replaced by the dev CA)')
     .option('--verbose', 'also print the sidecars\' JSON logs to stderr')
-    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, verbose?: boolean }) => done(runDemo({ ...o, out })))
+    .option('--admin-port <port>', 'with --keep: db\'s admin port, web and billing take the next two; 0 = any free port (default 19000)')
+    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, force?: boolean, verbose?: boolean, adminPort?: string }) => done(runDemo({ ...o, out })))
 }
 
 function caCommands (p: Command, { out, done }: Ctx): void {
@@ -92,7 +94,8 @@ function caCommands (p: Command, { out, done }: Ctx): void {
     .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
     .option('--trust-domain <td>', 'trust domain (default: <random uuid>.consul)')
     .option('--datacenter <dc>', 'datacenter for issued identities', 'dc1')
-    .action(async (o: { meshDir: string, trustDomain?: string, datacenter?: string }) => done(caInit(o, out)))
+    .option('--force', 'replace a CA already in the mesh dir')
+    .action(async (o: { meshDir: string, trustDomain?: string, datacenter?: string, force?: boolean }) => done(caInit(o, out)))
 
   ca.command('rotate').description('new root, cross-signed by the old one; both trusted during the transition')
     .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
@@ -112,7 +115,8 @@ function certCommands (p: Command, { out, done }: Ctx): void {
     .description('issue a leaf SVID (and key, 0600) for a service from the mesh dir\'s CA')
     .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
     .option('--ttl <duration>', 'lifetime', '72h')
-    .action(async (service: string, o: { meshDir: string, ttl?: string }) => done(certIssue(service, o, out)))
+    .option('--force', 'replace the service\'s key and certificate if it has them')
+    .action(async (service: string, o: { meshDir: string, ttl?: string, force?: boolean }) => done(certIssue(service, o, out)))
   cert.command('sign')
     .description('sign a CSR for a service: the private key never leaves the workload')
     .requiredOption('--csr <file>', 'PKCS#10 request (PEM)')
@@ -123,7 +127,9 @@ function certCommands (p: Command, { out, done }: Ctx): void {
     .action(async (o: { meshDir: string, csr: string, service?: string, ttl?: string, out?: string }) => done(certSign(o, out)))
   cert.command('inspect <file>')
     .description('SPIFFE ID, serial, validity, issuer and every SVID check (exit 1 if one fails)')
-    .action(async (file: string) => done(certInspect(file, out)))
+    .option('--ca <bundle>', 'check the chain against these roots (PEM, or a SPIFFE bundle JSON)')
+    .option('--mesh-dir <dir>', 'check the chain against this mesh dir\'s bundle.pem')
+    .action(async (file: string, o: { ca?: string, meshDir?: string }) => done(certInspect(file, out, o)))
 }
 
 function intentionCommands (p: Command, { out, done }: Ctx): void {
@@ -160,7 +166,8 @@ function intentionCommands (p: Command, { out, done }: Ctx): void {
 function devCommands (p: Command, { out, done }: Ctx): void {
   p.command('dev').description('development helpers').command('gen-certs [dir]')
     .description('regenerate the development CA, leaves and intentions (certs-dev/)')
-    .action(async (dir: string | undefined) => done(genDevCerts(dir ?? CERTS_DEV_DIR, out)))
+    .option('--force', 'replace a CA and keys already in the dir')
+    .action(async (dir: string | undefined, o: { force?: boolean }) => done(genDevCerts(dir ?? CERTS_DEV_DIR, out, o)))
 }
 
 /**

@@ -109,3 +109,9 @@ export async function fileExists (p: string): Promise<boolean> {
     return false
   }
 }
+
+/** Those of `paths` that exist: what a write would replace (writers of CAs and keys refuse unless told --force). */
+export async function existingOf (paths: readonly string[]): Promise<string[]> {
+  const there = await Promise.all(paths.map(fileExists))
+  return paths.filter((_, i) => there[i])
+}

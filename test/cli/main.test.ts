@@ -85,7 +85,7 @@ t.test('ca init and cert issue', async t => {
   const init = await run(['ca', 'init', '--mesh-dir', dir, '--trust-domain', 'example.consul'])
   t.equal(init.code, 0)
   t.match(init.out, /created CA for trust domain example\.consul/)
-  t.match((await run(['ca', 'init', '--mesh-dir', dir])).err, /already exists/)
+  t.match((await run(['ca', 'init', '--mesh-dir', dir])).err, /already exist.*Give --force/)
   const issued = await run(['cert', 'issue', 'web', '--mesh-dir', dir, '--ttl', '1h'])
   t.equal(issued.code, 0)
   t.match(issued.out, /issued spiffe:\/\/example\.consul\/ns\/default\/dc\/dc1\/svc\/web/)

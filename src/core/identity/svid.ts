@@ -45,6 +45,31 @@ export const LEAF_RULES: readonly LeafRule[] = [
 ]
 
 /**
+ * The signing-certificate rules (X509-SVID.md §3.2, §4.1, §4.3): a CA with
+ * keyCertSign; a SPIFFE ID, if it has one, names a trust domain (no path).
+ * No leaf rule applies. `cert inspect` judges CA certificates by these.
+ */
+export const SIGNING_RULES: readonly LeafRule[] = [
+  { reason: 'signer_not_ca', describe: 'a CA (basicConstraints CA:TRUE)', check: c => c.isCA ? null : 'signing certificate must have CA flag set to true' },
+  { reason: 'signer_no_key_cert_sign', describe: 'keyUsage has keyCertSign', check: c => (c.keyUsage & KeyUsage.keyCertSign) === 0 ? "signing certificate must have 'keyCertSign' set as key usage" : null },
+  {
+    reason: 'signer_bad_spiffe_id',
+    describe: 'a SPIFFE ID, if any, is a trust domain (no path)',
+    check: c => {
+      const spiffe = c.uris.filter(u => u.toLowerCase().startsWith('spiffe:'))
+      if (spiffe.length === 0) return null
+      if (spiffe.length > 1) return `signing certificate has more than one SPIFFE ID (${spiffe.length})`
+      try {
+        const id = parseSpiffeId(spiffe[0]!)
+        return id.path === '' ? null : `signing certificate SPIFFE ID ${spiffe[0]!} must not have a path`
+      } catch (err) {
+        return `URI SAN is not a valid SPIFFE ID: ${err instanceof SpiffeIdError ? err.message : String(err)}`
+      }
+    }
+  }
+]
+
+/**
  * Check a leaf certificate against the SVID leaf rules; return its SPIFFE ID.
  * The error's `reason` is a short label for metrics and logs.
  */
