@@ -38,5 +38,13 @@ if (!own) {
   setFlagsFromString('--semi-space-growth-factor=1')
   setFlagsFromString('--no-incremental-marking')
 }
+// A closed stdout (`mesh-proxy run --help | head -3`) is a normal end, as SIGPIPE is for
+// C tools: what is left to print has no reader, and the command still ends with its own
+// exit code, without an 'Error: write EPIPE' stack trace. Other stdout errors: one line.
+process.stdout.on('error', err => {
+  if (err.code === 'EPIPE') return
+  process.stderr.write(`mesh-proxy: error: stdout: ${err.message}\n`)
+  process.exitCode = 1
+})
 const { main } = await import('../dist/src/cli/main.js')
 process.exitCode = await main(process.argv)

@@ -16,7 +16,7 @@ import { meshLayout, readMeshSettings, writeMeshSettings } from '../meshdir/layo
 import { PRIVATE_DIR, writeFileAtomic, fileExists, existingOf } from '../fsutil/atomic.js'
 import { DEV_SERVICES } from '../meshdir/seed.js'
 import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../core/config/defaults.js'
-import { ConfigError } from '../core/errors.js'
+import { CertificateError, ConfigError, errorCode, toError } from '../core/errors.js'
 import * as x509 from '@peculiar/x509'
 import { parseDuration } from '../core/config/resolve.js'
 import { updateIntentions } from '../meshdir/intentions-store.js'
@@ -94,7 +94,10 @@ export async function certSign (o: { meshDir: string, csr: string, service?: str
 
 /** `cert inspect file.pem [--ca bundle | --mesh-dir dir]`: identity, validity, the SVID or signing rules, the chain verdict (inspect.ts); exit 1 if any fails. */
 export async function certInspect (file: string, say: (l: string) => void, o: InspectOptions = {}): Promise<number> {
-  const chain = certsFromPem(await readFile(file, 'utf8'), file)
+  const pem = await readFile(file, 'utf8').catch((err: unknown) => {
+    throw new CertificateError(`${file}: cannot read (${errorCode(err) === 'ENOENT' ? 'no such file' : toError(err).message})`)
+  })
+  const chain = certsFromPem(pem, file)
   return await inspectChain(file, chain, o, say)
 }
 

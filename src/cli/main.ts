@@ -2,7 +2,7 @@
  * The command line: commander wiring only. Each action parses, calls one
  * function, and returns an exit code; main() never calls process.exit.
  */
-import { Command, CommanderError, Option } from 'commander'
+import { Argument, Command, CommanderError, Option } from 'commander'
 import { ERR, MeshProxyError, USAGE_ERROR_CODES, toError } from '../core/errors.js'
 import { runSidecar, validateConfigFile } from './run.js'
 import { runDemo } from './demo.js'
@@ -10,6 +10,9 @@ import { caBundle, caInit, caRetireOld, caRotate, certInspect, certIssue, certSi
 import { intentionCheck, intentionCreate, intentionDefaultPolicy, intentionDelete, intentionGet, intentionList, intentionMatch } from './intention.js'
 import { CERTS_DEV_DIR } from '../meshdir/seed.js'
 import { FIELDS, RUN_CLI_FLAGS, type Flag } from '../core/config/fields.js'
+import { versionLine } from '../build.js'
+import { completionScript } from './completion.js'
+import { CA_HELP, INTENTION_HELP, ROOT_HELP } from './examples.js'
 
 const RUN_HELP = `
 Examples:
@@ -48,8 +51,11 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .description('An L4 mutual-TLS sidecar proxy for a service mesh (Consul Connect style)')
     .exitOverride()
     .configureOutput({ writeOut: s => out(s.replace(/\n$/, '')), writeErr: s => process.stderr.write(s) })
+    // As envoy --version: the version, then what it runs on (Node, and the OpenSSL every handshake uses).
+    .version(versionLine(), '-v, --version', 'print the version, and the Node and OpenSSL it runs on')
+    .addHelpText('after', ROOT_HELP)
   const ctx: Ctx = { out, done: (p: Promise<number>): Promise<void> => p.then(code => { result.code = code }) }
-  for (const add of [runCommand, configCommands, demoCommand, caCommands, certCommands, intentionCommands, devCommands]) add(p, ctx)
+  for (const add of [runCommand, configCommands, demoCommand, caCommands, certCommands, intentionCommands, devCommands, shellCommands]) add(p, ctx)
   return p
 }
 
@@ -88,7 +94,7 @@ function demoCommand (p: Command, { out, done }: Ctx): void {
 }
 
 function caCommands (p: Command, { out, done }: Ctx): void {
-  const ca = p.command('ca').description('the mesh dir\'s certificate authority')
+  const ca = p.command('ca').description('the mesh dir\'s certificate authority').addHelpText('after', CA_HELP)
   ca.command('init')
     .description('create a root CA (ECDSA P-256) in the mesh dir')
     .requiredOption('--mesh-dir <dir>', 'mesh dir', process.env.MESH_DIR)
@@ -133,7 +139,7 @@ function certCommands (p: Command, { out, done }: Ctx): void {
 }
 
 function intentionCommands (p: Command, { out, done }: Ctx): void {
-  const ixn = p.command('intention').description('intentions: who may connect to whom (Consul words: -allow, -deny)')
+  const ixn = p.command('intention').description('intentions: who may connect to whom (Consul words: -allow, -deny)').addHelpText('after', INTENTION_HELP)
   const meshDirOpt = (): Option => new Option('--mesh-dir <dir>', 'mesh dir (env MESH_DIR)').default(process.env.MESH_DIR ?? './mesh')
   ixn.command('create <source> <destination>')
     .description('create an intention, e.g. intention create -allow web db')
@@ -168,6 +174,15 @@ function devCommands (p: Command, { out, done }: Ctx): void {
     .description('regenerate the development CA, leaves and intentions (certs-dev/)')
     .option('--force', 'replace a CA and keys already in the dir')
     .action(async (dir: string | undefined, o: { force?: boolean }) => done(genDevCerts(dir ?? CERTS_DEV_DIR, out, o)))
+}
+
+/** `version` (as `consul version`) and `completion bash|zsh`, generated from the program `p` itself. */
+function shellCommands (p: Command, { out }: Ctx): void {
+  p.command('version').description('print the version, and the Node and OpenSSL it runs on')
+    .action(() => { out(versionLine()) })
+  p.command('completion').description('print a shell completion script: source <(mesh-proxy completion bash)')
+    .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+    .action((shell: 'bash' | 'zsh') => { out(completionScript(p, shell).replace(/\n$/, '')) })
 }
 
 /**

@@ -3,6 +3,7 @@
  * calls these few methods at connection boundaries, never per chunk. Names,
  * labels and help texts are public API and are listed in the README.
  */
+import { buildInfo, type BuildInfo } from '../build.js'
 
 /** Connection direction. */
 export type Direction = 'inbound' | 'outbound'
@@ -58,7 +59,8 @@ export const METRICS = {
   auditDenials: { name: 'mesh_proxy_intention_audit_denials_total', type: 'counter', help: 'Connections an audit-mode intention would have denied.' },
   certExpiry: { name: 'mesh_proxy_cert_expiry_timestamp_seconds', type: 'gauge', help: 'Expiry of our leaf certificate (unix seconds).' },
   intentionsVersion: { name: 'mesh_proxy_intentions_version', type: 'gauge', help: 'Index of the intention table in use.' },
-  controlPlaneUp: { name: 'mesh_proxy_control_plane_up', type: 'gauge', help: '1 while the Consul agent answers, 0 while the sidecar serves from its cache.' }
+  controlPlaneUp: { name: 'mesh_proxy_control_plane_up', type: 'gauge', help: '1 while the Consul agent answers, 0 while the sidecar serves from its cache.' },
+  buildInfo: { name: 'mesh_proxy_build_info', type: 'gauge', help: 'Always 1; the labels say the mesh-proxy version and the Node and OpenSSL it runs on.' }
 } as const satisfies Record<string, { name: string, type: Kind, help: string }>
 
 /** Histogram buckets for connection lifetimes (seconds). */
@@ -92,6 +94,11 @@ export class MetricsRegistry implements Metrics {
   /** family name -> label text -> value */
   readonly #values = new Map<string, Map<string, number>>()
   readonly #hist = new Map<string, { buckets: number[], sum: number, count: number }>()
+
+  /** `build` is this process's own unless a test gives another. */
+  constructor (build: BuildInfo = buildInfo()) {
+    this.#set(METRICS.buildInfo.name, { version: build.version, node: build.node, openssl: build.openssl }, 1)
+  }
 
   #add (name: string, labels: Labels, delta: number): void {
     let fam = this.#values.get(name)

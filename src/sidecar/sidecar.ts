@@ -25,6 +25,7 @@ import { InboundListener } from '../dataplane/inbound.js'
 import { planeFor, type ControlPlane, type IntentionsState, type PlaneDeps } from '../plane/index.js'
 import { probeTlsOnce } from './probe-log.js'
 import { UpstreamSet, type UpstreamsDiff } from './upstreams.js'
+import { buildInfo } from '../build.js'
 
 /** What a sidecar needs besides its config. */
 export interface SidecarOptions {
@@ -176,7 +177,7 @@ export class Sidecar {
       trustDomains: tls.bundle.trustDomains,
       inbound: inbound === null || cfg.to === null ? null : `${inbound.host}:${inbound.port} => ${cfg.to.host}:${cfg.to.port}`,
       upstreams: [...upstreams].map(([s, hp]) => `${hp.host}:${hp.port} => ${s}`),
-      mode: this.#plane.mode
+      mode: this.#plane.mode, ...buildInfo()
     }, 'sidecar started')
   }
 

@@ -17,6 +17,7 @@ export const RANKS: Readonly<Record<string, number>> = {
   core: 0,
   fsutil: 1,
   log: 1,
+  build: 1,
   metrics: 2,
   ca: 2,
   net: 2,

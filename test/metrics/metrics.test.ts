@@ -1,7 +1,10 @@
 // Why: metric names and the exposition format are API that dashboards and
 // alerts depend on; this pins both.
 import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { MetricsRegistry, METRICS } from '../../src/metrics/metrics.js'
+import { ROOT } from '../helpers/paths.js'
 
 t.test('Prometheus text format 0.0.4', async t => {
   const m = new MetricsRegistry()
@@ -25,4 +28,12 @@ t.test('Prometheus text format 0.0.4', async t => {
   t.match(text, 'mesh_proxy_intentions_version 7')
   t.match(text, 'mesh_proxy_handshake_failures_total{reason="weird \\"reason\\"\\n"} 1', 'label values escaped')
   for (const f of Object.values(METRICS)) t.match(f.name, /^mesh_proxy_[a-z_]+$/)
+})
+
+t.test('mesh_proxy_build_info: 1, labelled with the version, Node and OpenSSL', async t => {
+  const text = new MetricsRegistry({ version: '9.9.9', node: 'v24.0.0', openssl: '3.5.0' }).render()
+  t.match(text, '# TYPE mesh_proxy_build_info gauge\nmesh_proxy_build_info{version="9.9.9",node="v24.0.0",openssl="3.5.0"} 1\n')
+  const own = new MetricsRegistry().render()
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+  t.match(own, `mesh_proxy_build_info{version="${pkg.version}",node="${process.version}",openssl="${process.versions.openssl}"} 1`, 'this process: package.json and process.versions')
 })

@@ -6,6 +6,7 @@
  * Pure: the CLI reads the file and passes its parsed JSON in.
  */
 import { ConfigError } from '../errors.js'
+import { closest } from '../suggest.js'
 import { FIELDS, FIELD_KEYS, flagName, type Field, type FieldKey } from './fields.js'
 
 /** What resolve() reads. Flag keys are commander's camelCase option names. */
@@ -52,7 +53,13 @@ function fileObject (src: ConfigSources, errors: ConfigError[]): Record<string, 
   }
   const obj = src.file as Record<string, unknown>
   for (const k of Object.keys(obj)) {
-    if (!Object.hasOwn(FIELDS, k)) errors.push(new ConfigError(`${name}: ${k}`, `unknown field; known fields: ${FIELD_KEYS.join(', ')}`))
+    if (!Object.hasOwn(FIELDS, k)) errors.push(new ConfigError(`${name}: ${k}`, unknownField(k)))
   }
   return obj
+}
+
+/** `unknown field; did you mean "listen"?` for `listn`; the whole list when nothing is close. */
+export function unknownField (key: string): string {
+  const near = closest(key, FIELD_KEYS)
+  return near === undefined ? `unknown field; known fields: ${FIELD_KEYS.join(', ')}` : `unknown field; did you mean ${JSON.stringify(near)}?`
 }
