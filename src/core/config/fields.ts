@@ -1,8 +1,9 @@
 /**
  * The settings of `mesh-proxy run`, once. The command line builds its options
  * from this table, resolve() reads flags, environment and --config through it,
- * and test/core/config/fields.test.ts holds the README's flags table to it, so
- * a new setting is one row here (and one in the README, which the test asks for).
+ * and docs/flags.md is generated from it (`npm run docs:flags`;
+ * test/docs/flags-doc.test.ts fails when the page is stale), so a new setting
+ * is one row here.
  * Pure data.
  */
 import * as p from './parse.js'
