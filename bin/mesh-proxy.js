@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs'
 // malloc kept the memory of released connections and grew with every round of them;
 // jemalloc with a 1 s decay hands it back (bench/RESULTS.md, "Memory is given back").
 // The process replaces itself (same pid) with LD_PRELOAD set, before anything else
-// runs; Node 20 has no process.execve, there preload it yourself (README, "Memory").
+// runs; Node 20 has no process.execve, there preload it yourself (docs/memory.md).
 // MESH_PROXY_ALLOCATOR=system keeps glibc's.
 const JEMALLOC = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/local/lib', '/usr/lib'].map(d => `${d}/libjemalloc.so.2`)
 if (process.argv[2] === 'run' && process.platform === 'linux' && typeof process.execve === 'function' &&

@@ -1,7 +1,7 @@
 /**
  * Metrics as an injected object (ghostunnel LiveMetrics/NilMetrics): the proxy
  * calls these few methods at connection boundaries, never per chunk. Names,
- * labels and help texts are public API and are listed in the README.
+ * labels and help texts are public API and are listed in docs/metrics.md.
  */
 import { buildInfo, type BuildInfo } from '../build.js'
 
@@ -48,7 +48,7 @@ export const noopMetrics: Metrics = {
 
 type Kind = 'counter' | 'gauge' | 'histogram'
 
-/** Every metric family: name, type and help. The README's metrics table is this list. */
+/** Every metric family: name, type and help. The table in docs/metrics.md is this list. */
 export const METRICS = {
   connections: { name: 'mesh_proxy_connections_total', type: 'counter', help: 'Finished connections by direction and result (allowed, denied_intention, tls_error, upstream_error, relay_error, revoked, over_limit, rate_limited, aborted).' },
   active: { name: 'mesh_proxy_connections_active', type: 'gauge', help: 'Live relayed connections by direction.' },

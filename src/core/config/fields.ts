@@ -1,8 +1,9 @@
 /**
  * The settings of `mesh-proxy run`, once. The command line builds its options
  * from this table, resolve() reads flags, environment and --config through it,
- * and test/core/config/fields.test.ts holds the README's flags table to it, so
- * a new setting is one row here (and one in the README, which the test asks for).
+ * and docs/flags.md is generated from it (`npm run docs:flags`;
+ * test/docs/flags-doc.test.ts fails when the page is stale), so a new setting
+ * is one row here.
  * Pure data.
  */
 import * as p from './parse.js'
@@ -69,7 +70,7 @@ export const FIELDS = {
     parse: p.either('allow', 'deny', '"allow" or "deny"')
   }),
   datacenter: field({ flag: '--datacenter <dc>', help: 'datacenter in expected upstream identities (default: our own certificate\'s)', default: 'our own certificate\'s', parse: p.str }),
-  identityForm: field({ flag: '--identity-form <form>', help: 'how SPIFFE IDs name services: consul, kubernetes (ns/<ns>/sa/<name>) or a template such as spiffe://{trustDomain}/workload/{service} (default consul)', default: 'consul', parse: p.identityForm }),
+  identityForm: field({ flag: '--identity-form <form>', help: 'how SPIFFE IDs name services: consul, kubernetes (ns/{namespace}/sa/{service}) or a template such as spiffe://{trustDomain}/workload/{service} (default consul)', default: 'consul', parse: p.identityForm }),
   namespace: field({ flag: '--namespace <ns>', help: 'namespace of this service and its upstreams (default: default)', default: 'default', parse: p.namespaceName }),
   logLevel: field({ flag: '--log-level <level>', env: 'MESH_PROXY_LOG_LEVEL', help: 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)', parse: p.logLevel }),
   unsafeTarget: field({ flag: '--unsafe-target', help: 'allow a non-loopback --to', parse: p.bool }),

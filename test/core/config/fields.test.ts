@@ -1,49 +1,17 @@
 // Why: the settings of `run` are listed once, in src/core/config/fields.ts.
-// The command line and resolveConfig read that table; the README's flags
-// table is written by hand, so this test holds it to the field table (flag,
-// file key, environment variable), and holds each row to itself: the key is
-// commander's name for the flag, the help names the env var and the default,
-// and the default the help states is the one resolveConfig applies.
+// The command line and resolveConfig read that table, and docs/flags.md is
+// generated from it (test/docs/flags-doc.test.ts holds the page and `run
+// --help` to it). This test holds each row to itself: the key is commander's
+// name for the flag, the help names the env var and the default, and the
+// default the help states is the one resolveConfig applies.
 import t from 'tap'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { Option } from 'commander'
 import { ConfigError } from '../../../src/core/errors.js'
-import { FIELDS, RUN_CLI_FLAGS, flagName, type Field, type Flag } from '../../../src/core/config/fields.js'
+import { FIELDS, RUN_CLI_FLAGS, type Field, type Flag } from '../../../src/core/config/fields.js'
 import { parseDuration, resolveConfig } from '../../../src/core/config/resolve.js'
-import { ROOT } from '../../helpers/paths.js'
 
 const fields = Object.entries(FIELDS) as Array<[string, Field<unknown>]>
 const cliOnly = Object.entries(RUN_CLI_FLAGS) as Array<[string, Flag]>
-
-interface Row { readonly flag: string, readonly fileKey: string, readonly env: string }
-
-/** The rows of the README's "Flags of `run`" table: | flag | file key | env | default | meaning |. */
-function readmeRows (): Row[] {
-  const text = readFileSync(join(ROOT, 'README.md'), 'utf8')
-  const start = text.indexOf('### Flags of `run`')
-  if (start < 0) throw new Error('README.md has no "### Flags of `run`" section')
-  const section = text.slice(start).split('\n').slice(1)
-  const rows: Row[] = []
-  for (const line of section) {
-    if (line.startsWith('#')) break
-    if (!line.startsWith('| `--')) continue
-    const cells = line.slice(1, -1).split(' | ').map(c => c.trim().replace(/^`|`$/g, ''))
-    rows.push({ flag: cells[0] ?? '', fileKey: cells[1] ?? '', env: cells[2] ?? '' })
-  }
-  return rows
-}
-
-t.test('the README flags table and the field table list the same flags, file keys and env vars', async t => {
-  const rows = readmeRows()
-  const want: Row[] = [
-    ...fields.map(([key, f]) => ({ flag: flagName(f), fileKey: key, env: f.env ?? '—' })),
-    ...cliOnly.map(([, f]) => ({ flag: flagName(f), fileKey: '—', env: '—' }))
-  ]
-  const byFlag = (l: readonly Row[]): Row[] => [...l].sort((a, b) => a.flag.localeCompare(b.flag))
-  t.same(byFlag(rows), byFlag(want), 'README.md "Flags of `run`" rows: | `--flag` | `fileKey` | `ENV` or — | ...')
-  t.equal(new Set(rows.map(r => r.flag)).size, rows.length, 'each flag once in the README')
-})
 
 t.test('each row is commander\'s name for its flag, and its help names the env var and the default', async t => {
   for (const [key, f] of [...fields, ...cliOnly]) {
