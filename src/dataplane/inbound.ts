@@ -198,7 +198,7 @@ export class InboundListener extends Listener<InboundConn> {
       this.#metrics.handshakeFailure(reason)
       this.#metrics.connection('inbound', 'tls_error')
       log.warn({ ...id, remote: remoteOf(sock), reason, err: toError(err).message }, 'conn rejected')
-      sock.destroy()
+      cut(sock) // a reset, on every Node: the caller's app sees one too
       return
     }
     trackTlsEnd(sock)
@@ -208,7 +208,7 @@ export class InboundListener extends Listener<InboundConn> {
     if (!decision.allowed) {
       this.#metrics.connection('inbound', 'denied_intention')
       log.info({ ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed, psk: viaPsk }, 'conn denied')
-      sock.destroy()
+      cut(sock) // a reset, on every Node: the caller's app sees one too
       return
     }
     // The access log: who, to what, by which rule, on every later line of this connection.
@@ -233,7 +233,7 @@ export class InboundListener extends Listener<InboundConn> {
 
   #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {
     const log = this.#opts.logger
-    let abort = (): void => { sock.destroy() }
+    let abort = (): void => { cut(sock) }
     let revokedBy: Decision | undefined
     const conn: InboundConn = {
       source,
@@ -254,7 +254,7 @@ export class InboundListener extends Listener<InboundConn> {
       this.#metrics.upstreamConnectError('local_app')
       this.#metrics.connection('inbound', 'upstream_error')
       log.warn({ ...access, reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
-      sock.destroy()
+      cut(sock)
       finish()
     }).catch(connBug(log, access, () => { abort(); finish() }))
   }

@@ -103,7 +103,12 @@ export class UpstreamListener extends Listener {
       if (log.isLevelEnabled('debug')) log.debug({ ...access, protocol: up.tls.getProtocol() }, 'conn opened')
       const r = relay(app, up.tls, this.#opts.timeouts, result => {
         const alert = result.bytesBtoA === 0 ? tlsAlertOf(result.error) : undefined
-        if (alert === undefined) logClosed(log, result, this.#metrics, 'outbound', 'app', access)
+        if (alert === undefined && result.bytesBtoA === 0 && result.reason === 'peer_aborted') {
+          // The far sidecar reset us before a byte came back: how it refuses (an intention
+          // denial, its app unreachable), or it died. Said here, where the caller looks.
+          this.#metrics.connection('outbound', 'peer_refused')
+          log.warn({ ...access, reason: 'peer_refused', bytesFromApp: result.bytesAtoB, durationMs: Math.round(result.durationMs), err: 'the upstream\'s sidecar reset the connection before answering: its intentions deny us, its app is unreachable, or it stopped (its log says which)' }, 'conn refused')
+        } else if (alert === undefined) logClosed(log, result, this.#metrics, 'outbound', 'app', access)
         else {
           // TLS 1.3: the client's handshake is done before the server has checked our
           // certificate, so its refusal arrives as an alert once bytes flow. Nothing was

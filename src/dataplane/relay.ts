@@ -62,12 +62,28 @@ export interface Relay {
 }
 
 /**
- * End `s` for a failed relay: a plaintext TCP socket is reset (its app must not
- * read the cut as an orderly end); a TLS socket is destroyed without close_notify.
+ * End `s` for a failed relay or a refusal: a plaintext TCP socket is reset (its
+ * app must not read the cut as an orderly end); a TLS socket is destroyed
+ * without close_notify, and when it sits on a TCP socket of its own (every
+ * socket our inbound accepted: `_parent`), that one is closed with a reset, so
+ * that the sidecar beyond sees a reset on every Node, not a bare close that
+ * Node 20 and 22 report as an end (tls/end.ts). (An outbound TLS socket has no
+ * such parent: its peer relies on close_notify tracking.)
+ *
+ * How: net.Socket's own reset flag (`resetAndClosing`, what resetAndDestroy()
+ * sets), set on the parent before the TLS socket is destroyed, so that the TCP
+ * handle is reset when Node closes it, after the TLS layer let go of it.
+ * Calling resetAndDestroy() on the parent itself closes the handle under the
+ * TLS layer's pending writes and crashes the process (seen on Node 20).
  */
 export function cut (s: Socket): void {
   if (s.destroyed) return
-  if (s instanceof TLSSocket) { s.destroy(); return }
+  if (s instanceof TLSSocket) {
+    const raw = (s as TLSSocket & { _parent?: (Socket & { resetAndClosing?: boolean }) | null })._parent
+    if (raw != null && !raw.destroyed && typeof raw.resetAndDestroy === 'function') raw.resetAndClosing = true
+    s.destroy()
+    return
+  }
   try { s.resetAndDestroy() } catch { s.destroy() } // not a TCP handle (a pipe in tests): as close as it gets
 }
 

@@ -10,7 +10,6 @@ import { createHash } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { makeMesh, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
 import { spawnCli } from '../helpers/cli.js'
-import { tlsEndTracking } from '../../src/tls/end.js'
 
 const MB = 1 << 20
 const CHUNK = Buffer.alloc(64 * 1024)
@@ -144,16 +143,16 @@ t.test('failures the app cannot otherwise see are resets', async t => {
   t.same(unreachable, { bytes: 0, sha: patternSha(0), reset: true, cleanEnd: false }, 'an upstream that cannot be reached: reset')
   t.match(await web.sink.waitFor(l => l.msg === 'conn refused'), { reason: 'upstream_unavailable' })
 
-  if (tlsEndTracking()) {
-    const denied = await drain(connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1'))
-    t.same(denied, { bytes: 0, sha: patternSha(0), reset: true, cleanEnd: false }, 'an intention denial at the far side: reset')
-  } else t.comment('skipped the denial case: a bare TCP close cannot be told from close_notify on this Node')
+  // On every Node: the denying inbound resets its TCP connection (relay.ts cut()), it does not just close it.
+  const denied = await drain(connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1'))
+  t.same(denied, { bytes: 0, sha: patternSha(0), reset: true, cleanEnd: false }, 'an intention denial at the far side: reset')
+  t.match(await web.sink.waitFor(l => l.msg === 'conn refused' && l.upstream === 'db'), { reason: 'peer_refused', err: /reset the connection before answering: its intentions deny us/ }, 'the caller\'s log says the peer refused it')
+  t.equal(web.metrics.get('mesh_proxy_connections_total', { direction: 'outbound', result: 'peer_refused' }), 1)
   await web.stop()
   await db.stop()
 })
 
 t.test('the far sidecar cannot connect to its app: the calling app is reset', async t => {
-  if (!await trackingOrSkip(t, 'a bare TCP close cannot be told from close_notify on this Node')) return
   const mesh = await meshAllowing(t)
   const gone = await startApp(t, () => {})
   await new Promise<void>(resolve => gone.server.close(() => resolve()))
@@ -162,7 +161,7 @@ t.test('the far sidecar cannot connect to its app: the calling app is reset', as
   const got = await drain(connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1'))
   t.same(got, { bytes: 0, sha: patternSha(0), reset: true, cleanEnd: false })
   t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'app_connect_failed' })
-  t.match(await web.sink.waitFor(l => l.msg === 'conn closed'), { reason: 'peer_aborted' })
+  t.match(await web.sink.waitFor(l => l.msg === 'conn refused'), { reason: 'peer_refused' })
   await web.stop()
   await db.stop()
 })
