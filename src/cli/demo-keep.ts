@@ -57,7 +57,7 @@ export function printKeep (m: DemoMesh, o: { temp: boolean }, say: (l: string) =
   say('')
   say('Try it (node only):')
   say(`  ${tryLine(m.webPort, 'hi from web')}       # db answers`)
-  say(`  ${tryLine(m.billingPort, 'hi from billing')}   # refused: prints nothing`)
+  say(`  ${tryLine(m.billingPort, 'hi from billing')}   # refused: prints refused: ECONNRESET`)
   say(`  node -e "fetch('http://${admin('web')}/certs').then(r => r.text()).then(console.log)"`)
   if (onPath('curl')) say(`  curl -s http://${admin('db')}/intentions`)
   say('')
@@ -70,9 +70,9 @@ export function printKeep (m: DemoMesh, o: { temp: boolean }, say: (l: string) =
   say('Ctrl-C (SIGINT) or SIGTERM stops the mesh.')
 }
 
-/** A one-line TCP client: send `text`, print the answer. */
+/** A one-line TCP client: send `text`, print the answer, or how the connection ended without one (a refusal is a reset). */
 function tryLine (port: number, text: string): string {
-  return `node -e "require('net').connect(${port}, '127.0.0.1', function () { this.end('${text}\\n') }).pipe(process.stdout)"`
+  return `node -e "const s = require('net').connect(${port}, '127.0.0.1', () => s.end('${text}\\n')); let r = ''; s.on('data', d => r += d).on('error', e => r ||= 'refused: ' + e.code).on('close', () => console.log(r || 'connection closed, no answer'))"`
 }
 
 function onPath (cmd: string): boolean {

@@ -7,6 +7,7 @@ import { readFile, readdir, mkdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CertificateError, errorCode, toError } from '../core/errors.js'
 import { createRootCa, crossSign, issueCert, signCsr, type IssuedCert } from '../ca/issue.js'
+import { MIN_LEAF_TTL_MS } from '../core/config/fields.js'
 import { consulServiceId } from '../core/identity/spiffe-id.js'
 import { certsFromPem, toPem } from '../core/identity/x509.js'
 import { PRIVATE_DIR, writeFileAtomic, fileExists } from '../fsutil/atomic.js'
@@ -15,7 +16,7 @@ import type { MeshLayout, MeshSettings } from './layout.js'
 /** Default leaf lifetime, as Consul's. */
 export const DEFAULT_LEAF_TTL_MS = 72 * 3_600_000
 /** Shortest leaf lifetime we issue. */
-export const MIN_LEAF_TTL_MS = 1_000
+export { MIN_LEAF_TTL_MS }
 
 
 /** Read the mesh dir's signer; a clear error when this dir has none. */

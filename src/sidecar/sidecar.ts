@@ -62,6 +62,8 @@ export class Sidecar {
   readonly #o: SidecarOptions
   readonly #metrics: Metrics
   readonly #plane: ControlPlane
+  /** The config in force: as given, with the upstreams of the last reload (/config shows it). */
+  #config: Config
   #upstreams: UpstreamSet | undefined
   #inbound: InboundListener | undefined
   #registration: Registration | undefined
@@ -73,6 +75,7 @@ export class Sidecar {
 
   constructor (opts: SidecarOptions) {
     this.#o = opts
+    this.#config = opts.config
     this.#metrics = opts.metrics ?? noopMetrics
     const deps: PlaneDeps = {
       config: opts.config,
@@ -86,7 +89,7 @@ export class Sidecar {
   }
 
   /** The effective configuration (no secrets: only file paths). */
-  get config (): Config { return this.#o.config }
+  get config (): Config { return this.#config }
 
   /** The current TLS generation (after start). */
   get tls (): TlsState { return this.#plane.tls.current }
@@ -204,7 +207,9 @@ export class Sidecar {
   /** SIGHUP with a config file: apply its upstreams without dropping anything (sidecar/upstreams.ts). */
   async setUpstreams (list: readonly UpstreamConfig[]): Promise<UpstreamsDiff> {
     if (this.#upstreams === undefined) throw new Error('sidecar not started')
-    return await this.#upstreams.set(list)
+    const diff = await this.#upstreams.set(list)
+    this.#config = Object.freeze({ ...this.#config, upstreams: list })
+    return diff
   }
 
   /** Graceful shutdown (see the order above). Idempotent. */

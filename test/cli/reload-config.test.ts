@@ -59,3 +59,16 @@ t.test('SIGHUP re-reads the config file\'s upstreams', async t => {
   t.equal(await running, 0)
   for (const s of [dbA, dbB, cache]) await s.stop()
 })
+
+t.test('after a reload, the config the sidecar shows (/config) has the upstreams in force', async t => {
+  const mesh = await makeMesh(t)
+  const web = await startSidecar(t, { service: 'web', upstream: ['db:0=127.0.0.1:1'], meshDir: mesh.dir })
+  const { parseUpstream } = await import('../../src/core/config/resolve.js')
+  const { sidecarView } = await import('../../src/admin/server.js')
+  const next = [parseUpstream('cache:0=127.0.0.1:2', '--upstream')]
+  await web.sidecar.setUpstreams(next)
+  t.same(web.sidecar.config.upstreams, next)
+  const shown = await sidecarView(web.sidecar, web.metrics).config() as { upstreams: unknown }
+  t.same(shown.upstreams, next, '/config shows the reloaded upstreams, not the ones it started with')
+  await web.stop()
+})

@@ -9,6 +9,9 @@
 import * as p from './parse.js'
 import type { Parser } from './parse.js'
 
+/** The shortest leaf the mesh dir's CA issues (meshdir/ca-store.ts refuses less). */
+export const MIN_LEAF_TTL_MS = 1_000
+
 /** Upper bound of --workers: more processes than this on one sidecar is a mistake, not a setting. */
 export const MAX_WORKERS = 64
 
@@ -118,7 +121,7 @@ export const FIELDS = {
     env: 'CONSUL_HTTP_ADDR',
     help: 'Consul agent: host:port, http(s)://host:port or unix:///path (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500)',
     default: '127.0.0.1:8500',
-    parse: p.str
+    parse: p.consulAddress
   }),
   consulToken: field({ flag: '--consul-token <token>', env: 'CONSUL_HTTP_TOKEN', help: 'ACL token sent as X-Consul-Token (env CONSUL_HTTP_TOKEN)', parse: p.str }),
   consulTokenFile: field({ flag: '--consul-token-file <file>', env: 'CONSUL_HTTP_TOKEN_FILE', help: 'file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)', parse: p.str }),
@@ -127,7 +130,7 @@ export const FIELDS = {
     flag: '--leaf-ttl <duration>',
     help: 'lifetime of leaves this sidecar issues itself when the mesh dir holds the CA (default 72h)',
     default: '72h',
-    parse: p.duration
+    parse: p.durationAtLeast(MIN_LEAF_TTL_MS, `leaves live at least ${MIN_LEAF_TTL_MS / 1000}s (e.g. 1h, 72h)`)
   })
 }
 

@@ -138,3 +138,19 @@ export const identityForm: Parser<IdentityForm> = (v, where) => {
   const text = str(v, where)
   try { return parseIdentityForm(text) } catch (err) { throw new ConfigError(where, (err as Error).message) }
 }
+
+/** `--leaf-ttl`: a duration of at least `min` ms (the CA store refuses shorter leaves). */
+export function durationAtLeast (min: number, what: string): Parser<number> {
+  return (v, where) => {
+    const ms = parseDuration(v, where)
+    if (ms < min) throw new ConfigError(where, `${JSON.stringify(v)} is too short: ${what}`)
+    return ms
+  }
+}
+
+/** `--consul-addr`: host:port, http://host:port, https://host:port or unix:///path, as Consul's CLI takes CONSUL_HTTP_ADDR. */
+export const consulAddress: Parser<string> = (v, where) => {
+  const s = str(v, where)
+  if (/^unix:\/\/\/.+/.test(s) || /^(https?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}\/?$/.test(s)) return s
+  throw new ConfigError(where, `${JSON.stringify(s)} is not a Consul agent address: give host:port, http://host:port, https://host:port or unix:///path/to/socket`)
+}

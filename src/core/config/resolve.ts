@@ -74,6 +74,7 @@ function settle (v: Values, raw: RawValues): Settled {
     cert: v.cert ?? null,
     key: v.key ?? null,
     ca: v.ca ?? null,
+    intentions: v.intentions ?? null,
     controlPlane: v.controlPlane ?? 'mesh',
     consul: { address: v.consulAddr ?? '127.0.0.1:8500', token: v.consulToken ?? null, tokenFile: v.consulTokenFile ?? null, caCertFile: v.consulCacert ?? null }
   }

@@ -25,6 +25,7 @@ export interface Settled {
   readonly cert: string | null
   readonly key: string | null
   readonly ca: string | null
+  readonly intentions: string | null
   readonly controlPlane: 'mesh' | 'consul'
   readonly consul: { readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
 }
@@ -63,7 +64,15 @@ export function planeOf (s: Settled, errors: ConfigError[]): PlaneConfig | null 
     const missing = ([['--cert', cert], ['--key', key], ['--ca', ca]] as const).filter(([, v]) => v === null).map(([f]) => f)
     errors.push(new ConfigError(missing[0] ?? '--cert', `--cert, --key and --ca go together; missing ${missing.join(', ')}`))
   }
-  if (s.controlPlane === 'consul') return { kind: 'consul', ...s.consul }
+  if (s.controlPlane === 'consul') {
+    // Consul issues the leaf and serves the intentions: files given too would be silently unused.
+    const unused = ([['--cert', cert], ['--key', key], ['--ca', ca], ['--intentions', s.intentions]] as const).filter(([, v]) => v !== null).map(([f]) => f)
+    if (unused.length > 0) errors.push(new ConfigError(unused[0]!, `${unused.join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used with --control-plane consul (the agent issues the certificates and serves the intentions); remove ${unused.length === 1 ? 'it' : 'them'}, or use --control-plane mesh`))
+    return { kind: 'consul', ...s.consul }
+  }
+  if (files !== null && meshDir === null && s.listen !== null && s.intentions === null) {
+    errors.push(new ConfigError('--intentions', 'is required with --listen and --cert/--key/--ca when there is no --mesh-dir: the intentions file the inbound checks peers against (e.g. --intentions ./intentions.json)'))
+  }
   if (files !== null) return files
   if (meshDir !== null) return { kind: 'mesh-dir', meshDir }
   if (!someFile) errors.push(new ConfigError('--mesh-dir', 'no certificates: give --mesh-dir (or MESH_DIR) for the embedded control plane, or --cert, --key and --ca'))

@@ -48,6 +48,11 @@ t.test('errors name the flag or JSON path', async t => {
     [{ ...base, to: '10.1.2.3:80' }, null, /^--to: 10\.1\.2\.3 is not a loopback address.*--unsafe-target/],
     [{ service: 'web', upstream: ['db:1'] }, null, /^--mesh-dir: no certificates/],
     [{ ...base, upstream: ['db:1'], sourceRateLimit: '' }, null, /^--source-rate-limit: must be a non-empty string$/],
+    [{ ...base, upstream: ['db:1'], leafTtl: '10ms' }, null, /^--leaf-ttl: "10ms" is too short: leaves live at least 1s/],
+    [{ service: 'web', upstream: ['db:1'], controlPlane: 'consul', cert: 'a.pem', key: 'a.key', ca: 'ca.pem' }, null, /^--cert: --cert, --key, --ca are not used with --control-plane consul .*remove them/],
+    [{ service: 'web', upstream: ['db:1'], controlPlane: 'consul', intentions: 'i.json' }, null, /^--intentions: --intentions is not used with --control-plane consul/],
+    [{ service: 'web', upstream: ['db:1'], controlPlane: 'consul', consulAddr: 'ftp://x' }, null, /^--consul-addr: "ftp:\/\/x" is not a Consul agent address/],
+    [{ service: 'db', listen: '127.0.0.1:1', to: '127.0.0.1:2', cert: 'a.pem', key: 'a.key', ca: 'ca.pem' }, null, /^--intentions: is required with --listen and --cert\/--key\/--ca when there is no --mesh-dir/],
     [{ service: 'web', cert: 'a.pem', upstream: ['db:1=127.0.0.1:2'] }, null, /--cert, --key and --ca go together; missing --key, --ca/],
     [{ service: 'web', cert: 'a', key: 'b', ca: 'c', upstream: ['db:1'] }, null, /upstream db has no instances/],
     [{ ...base, upstream: ['db:9000', 'cache:9000'] }, null, /127\.0\.0\.1:9000 is also used by --upstream db/],
@@ -86,5 +91,12 @@ t.test('an upstream service given twice is an error naming both', async t => {
     const got = errs({ ...base, upstream })
     if (want === null) t.same(got, [], `${name}: fine`)
     else t.match(got.join('\n'), want, `${name}: refused`)
+  }
+})
+
+t.test('--consul-addr takes what CONSUL_HTTP_ADDR takes', async t => {
+  for (const a of ['127.0.0.1:8500', 'consul.service:8500', '[::1]:8500', 'http://127.0.0.1:8500', 'https://consul.local:8501', 'unix:///run/consul/http.sock']) {
+    const c = resolveConfig({ flags: { service: 'web', upstream: ['db:1'], controlPlane: 'consul', consulAddr: a }, env: {}, file: null })
+    t.match(c.plane, { kind: 'consul', address: a }, a)
   }
 })
