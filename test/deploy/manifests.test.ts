@@ -13,7 +13,8 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { ROOT } from '../helpers/paths.js'
 import { main } from '../../src/cli/main.js'
-import { parseSpiffeId, toConsulService } from '../../src/core/identity/spiffe-id.js'
+import { parseSpiffeId } from '../../src/core/identity/spiffe-id.js'
+import { parseIdentityForm, spiffeIdOf, workloadOf } from '../../src/core/identity/forms.js'
 import { K8S_DIR, container, find, kustomizationResources, layOutPod, loadObjects, podContainers, type Obj } from './manifests.js'
 
 const spire = loadObjects('spire')
@@ -99,7 +100,7 @@ t.test('SPIRE: the agent reaches the server, the pods reach the agent socket', a
   }
 })
 
-t.test('entries: Consul-form IDs whose service names are the ServiceAccounts', async t => {
+t.test('entries: Kubernetes-form IDs, trust domain + namespace + ServiceAccount, the form the sidecars are told', async t => {
   const alias = entries.find(e => e.parent_id === `spiffe://${TD}/spire/server`)!
   t.ok(alias, 'a node alias for the agents')
   const cluster = /clusters = \{ "([^"]+)"/.exec(serverConf)![1]!
@@ -107,15 +108,20 @@ t.test('entries: Consul-form IDs whose service names are the ServiceAccounts', a
   t.match(agentConf, new RegExp(`cluster = "${cluster}"`), 'the agents attest in that cluster')
   for (const name of ['web', 'db']) {
     const deploy = find(demo, 'Deployment', name)
-    const e = entries.find(x => x.hint === name)!
-    const id = toConsulService(parseSpiffeId(e.spiffe_id as string))
-    t.ok(id, `${name}: ${String(e.spiffe_id)} is a Consul service ID`)
-    t.match(id, { trustDomain: TD, namespace: deploy.metadata.namespace, service: name })
-    t.equal(e.parent_id, alias.spiffe_id, `${name}: issued through the agents' alias`)
+    const ns = deploy.metadata.namespace as string
     const sa = deploy.spec.template.spec.serviceAccountName as string
     t.equal(sa, name, `${name}: the ServiceAccount is the service name`)
     find(demo, 'ServiceAccount', sa)
-    t.same(e.selectors, [{ type: 'k8s', value: `ns:${String(deploy.metadata.namespace)}` }, { type: 'k8s', value: `sa:${sa}` }])
+    const mpConf = JSON.parse(find(demo, 'ConfigMap', `${name}-mesh-proxy`).data['mesh-proxy.json'] as string) as Obj
+    t.equal(mpConf.identityForm, 'kubernetes', `${name}: mesh-proxy is told the form SPIRE issues on Kubernetes`)
+    t.equal(mpConf.namespace, ns, `${name}: mesh-proxy's namespace is the pod's`)
+    const form = parseIdentityForm(mpConf.identityForm as string)
+    const e = entries.find(x => x.hint === name)!
+    t.equal(e.spiffe_id, `spiffe://${TD}/ns/${ns}/sa/${sa}`, `${name}: the entry's ID is trust domain + namespace + ServiceAccount`)
+    t.equal(e.spiffe_id, spiffeIdOf(form, { trustDomain: TD, namespace: ns, service: sa, datacenter: 'dc1' }).uri, `${name}: ... which is the ID mesh-proxy's form gives the service`)
+    t.same(workloadOf(form, parseSpiffeId(e.spiffe_id as string)), { trustDomain: TD, namespace: ns, service: name, datacenter: null }, `${name}: and it maps back to ${ns}/${name}, the name intentions use`)
+    t.equal(e.parent_id, alias.spiffe_id, `${name}: issued through the agents' alias`)
+    t.same(e.selectors, [{ type: 'k8s', value: `ns:${ns}` }, { type: 'k8s', value: `sa:${sa}` }])
     t.equal(hcl(find(demo, 'ConfigMap', `${name}-spiffe-helper`).data['helper.conf'], 'hint'), name, `${name}: spiffe-helper asks for this entry`)
     t.ok(e.x509_svid_ttl <= 3600, 'a short-lived SVID, renewed by the agent at half-life')
   }
@@ -148,7 +154,7 @@ t.test('the pods: volumes, the sidecar args against the real CLI, probes and por
     const { code, config } = await dryRun(args)
     t.equal(code, 0, `${name}: mesh-proxy accepts the manifest's args and config file`)
     configs[name] = config
-    t.match(config, { service: name, namespace: d.metadata.namespace, plane: { kind: 'files' }, admin: { host: '0.0.0.0' } })
+    t.match(config, { service: name, namespace: d.metadata.namespace, identityForm: 'kubernetes', plane: { kind: 'files' }, admin: { host: '0.0.0.0' } })
     // The certificate files are what spiffe-helper writes, on the volume both containers mount
     // (the paths in the pod, mapped to where each container's mount is laid out here).
     const helperLocal = paths('spiffe-helper')
