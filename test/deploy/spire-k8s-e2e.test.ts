@@ -159,8 +159,12 @@ t.test('the Kubernetes manifests run as local processes: SPIRE → spiffe-helper
   const idOf = (svc: string): string => entries.entries.find(e => e.hint === svc)!.spiffe_id as string
   t.equal(db.started.spiffeId, idOf('db'), 'db runs with the SVID of its entry')
   t.equal(web.started.spiffeId, idOf('web'), 'web runs with the SVID of its entry')
+  t.equal(idOf('db'), `spiffe://${TD}/ns/mesh-demo/sa/db`, 'the entries are of the Kubernetes form (ns/<namespace>/sa/<ServiceAccount>), as mesh-proxy.json\'s identityForm says')
 
   t.equal(await echoRoundTrip(upPort, 'hello db'), 'hello db', 'bytes go web → db and back')
+  // db's access log: the peer's SPIFFE ID as SPIRE issued it, and the service it maps to under the form (what the intention names).
+  const closed = await db.sink.waitFor(l => l.msg === 'conn closed')
+  t.match(closed, { peer: idOf('web'), source: 'mesh-demo/web', destination: 'mesh-demo/db' }, 'db took web\'s sa/web SVID as mesh-demo/web')
 
   /** The leaf db's public listener presents to a new connection (a fresh TLS client holding web's files, no session to resume). */
   const dbLeafNow = async (): Promise<string> => {
