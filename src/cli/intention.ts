@@ -34,6 +34,7 @@ export interface CreateOptions {
   description?: string
   meta?: string[]
   audit?: boolean
+  sourceTrustDomain?: string
 }
 
 function parseMeta (pairs: string[] | undefined): Record<string, string> | undefined {
@@ -59,13 +60,15 @@ function describe (i: Intention): string {
 
 /** Create (or with replace, update) source -> destination. */
 export async function intentionCreate (src: string, dst: string, o: CreateOptions, say: Say): Promise<number> {
-  const k = pairKey(src, dst)
+  const td = o.sourceTrustDomain
+  const k = pairKey(src, dst, td)
   const meta = parseMeta(o.meta)
   const doc = await updateIntentions(await intentionsPath(o.meshDir), cur => {
-    const existing = cur.intentions.findIndex(i => pairKey(i.source, i.destination) === k)
+    const existing = cur.intentions.findIndex(i => pairKey(i.source, i.destination, i.sourceTrustDomain) === k)
     if (existing >= 0 && o.replace !== true) throw new IntentionError(`an intention ${k} already exists (${cur.intentions[existing]!.action}); use -replace to change it`)
     const next: Intention = {
       source: src,
+      ...(td === undefined ? {} : { sourceTrustDomain: td }),
       destination: dst,
       action: o.action,
       ...(o.description === undefined ? {} : { description: o.description }),
@@ -77,7 +80,7 @@ export async function intentionCreate (src: string, dst: string, o: CreateOption
     const intentions = existing >= 0 ? cur.intentions.map((i, n) => n === existing ? next : i) : [...cur.intentions, next]
     return { ...cur, intentions }
   })
-  say(`${o.replace === true ? 'Created or replaced' : 'Created'}: ${src} => ${dst} (${o.action}${o.audit === true ? ', audit' : ''}) [index ${doc.index}]`)
+  say(`${o.replace === true ? 'Created or replaced' : 'Created'}: ${src}${td === undefined ? '' : ` (${td})`} => ${dst} (${o.action}${o.audit === true ? ', audit' : ''}) [index ${doc.index}]`)
   return 0
 }
 

@@ -32,7 +32,7 @@ Precedence: flags > environment (MESH_DIR, MESH_PROXY_LOG_LEVEL) > --config file
 Durations: 500ms, 10s, 5m, 1h or a number of milliseconds.`
 
 /** Consul's CLI spells flags with one dash (`-allow`); commander wants two. */
-const CONSUL_FLAGS = /^-(allow|deny|replace|description|meta|audit|source|explain|json)(=.*)?$/
+const CONSUL_FLAGS = /^-(allow|deny|replace|description|meta|audit|source|source-trust-domain|explain|json)(=.*)?$/
 
 function normalise (argv: readonly string[]): string[] {
   const i = argv.indexOf('intention')
@@ -148,9 +148,10 @@ function intentionCommands (p: Command, { out, done }: Ctx): void {
     .option('--description <text>', 'free text')
     .option('--meta <key=value>', 'metadata (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--audit', 'with -deny: log and count "would deny" but allow (dry run)')
+    .option('--source-trust-domain <td>', 'the source is a service of this federated trust domain (--federate), not ours')
     .addOption(meshDirOpt())
-    .addHelpText('after', '\nExamples:\n  mesh-proxy intention create -allow web db\n  mesh-proxy intention create -deny web \'*\'\n  mesh-proxy intention create -deny \'*\' db -description "lock down db"\n  mesh-proxy intention create -replace -allow billing db')
-    .action(async (s: string, d: string, o: { allow?: boolean, deny?: boolean, replace?: boolean, description?: string, meta?: string[], audit?: boolean, meshDir: string }) => {
+    .addHelpText('after', '\nExamples:\n  mesh-proxy intention create -allow web db\n  mesh-proxy intention create -allow web db -source-trust-domain other.org\n  mesh-proxy intention create -deny web \'*\'\n  mesh-proxy intention create -deny \'*\' db -description "lock down db"\n  mesh-proxy intention create -replace -allow billing db')
+    .action(async (s: string, d: string, o: { allow?: boolean, deny?: boolean, replace?: boolean, description?: string, meta?: string[], audit?: boolean, sourceTrustDomain?: string, meshDir: string }) => {
       if (o.allow === o.deny) throw new MeshProxyError(ERR.USAGE, 'give exactly one of -allow or -deny')
       await done(intentionCreate(s, d, { ...o, action: o.allow === true ? 'allow' : 'deny' }, out))
     })

@@ -62,3 +62,16 @@ t.test('a corrupt store is exit 2 with the file named', async t => {
   t.equal(r.code, 2)
   t.match(r.err, /intentions file .*intentions\.json is not valid JSON/)
 })
+
+t.test('intention create -source-trust-domain: a source of a federated trust domain, beside ours', async t => {
+  const dir = t.testdir({})
+  const d = ['--mesh-dir', dir]
+  t.equal((await run(['intention', 'create', '-deny', 'web', 'db', ...d])).code, 0)
+  const r = await run(['intention', 'create', '-allow', 'web', 'db', '-source-trust-domain', 'other.org', ...d])
+  t.equal(r.code, 0)
+  t.match(r.out, /^Created: web \(other\.org\) => db \(allow\)/)
+  t.equal((await run(['intention', 'create', '-allow', 'web', 'db', '-source-trust-domain', 'other.org', ...d])).code, 2, 'the same pair of that trust domain again: refused without -replace')
+  t.equal((await run(['intention', 'create', '-allow', 'web', 'db', '-source-trust-domain', 'Not A Domain', ...d])).code, 2)
+  const doc = await readIntentions(join(dir, 'intentions.json'))
+  t.same(doc.intentions.map(i => [i.source, i.sourceTrustDomain, i.action]), [['web', undefined, 'deny'], ['web', 'other.org', 'allow']])
+})

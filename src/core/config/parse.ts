@@ -8,9 +8,10 @@
 import { isIP } from 'node:net'
 import { ConfigError } from '../errors.js'
 import { DEFAULT_UPSTREAM_BIND_HOST } from './defaults.js'
-import type { Config, HostPort, UpstreamConfig } from './types.js'
+import type { Federation, Config, HostPort, UpstreamConfig } from './types.js'
 import { parseRateLimit, type RateLimit } from './rate-limit.js'
 import { parseIdentityForm, type IdentityForm } from '../identity/forms.js'
+import { parseTrustDomain } from '../identity/spiffe-id.js'
 
 /** One parser: raw value and where it came from, to the typed value. */
 export type Parser<T> = (raw: unknown, where: string) => T
@@ -153,4 +154,22 @@ export const consulAddress: Parser<string> = (v, where) => {
   const s = str(v, where)
   if (/^unix:\/\/\/.+/.test(s) || /^(https?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}\/?$/.test(s)) return s
   throw new ConfigError(where, `${JSON.stringify(s)} is not a Consul agent address: give host:port, http://host:port, https://host:port or unix:///path/to/socket`)
+}
+
+/** `--federate other.org=bundle.json`: repeatable; each trust domain once. */
+export const federations: Parser<Federation[]> = (v, where) => {
+  const list = (Array.isArray(v) ? v : [v]).map(x => {
+    const text = str(x, where)
+    const i = text.indexOf('=')
+    if (i <= 0 || i === text.length - 1) throw new ConfigError(where, `${JSON.stringify(text)} is not <trust domain>=<bundle file> (e.g. other.org=/etc/mesh/other.org.json)`)
+    let trustDomain: string
+    try { trustDomain = parseTrustDomain(text.slice(0, i)) } catch (err) { throw new ConfigError(where, `${JSON.stringify(text.slice(0, i))} is not a trust domain name (${(err as Error).message})`) }
+    return { trustDomain, bundleFile: text.slice(i + 1) }
+  })
+  const seen = new Set<string>()
+  for (const f of list) {
+    if (seen.has(f.trustDomain)) throw new ConfigError(where, `${f.trustDomain} is given twice; give each federated trust domain one bundle file`)
+    seen.add(f.trustDomain)
+  }
+  return list
 }

@@ -86,6 +86,7 @@ function build (service: string, plane: PlaneConfig, v: Values, s: Settled): Con
     service,
     namespace: v.namespace ?? DEFAULT_NAMESPACE,
     identityForm: v.identityForm ?? parseIdentityForm('consul'),
+    federate: v.federate ?? [],
     listen: s.listen,
     to: s.to,
     upstreams: s.upstreams,

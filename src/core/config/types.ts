@@ -15,6 +15,13 @@ export interface UpstreamConfig {
   readonly instances: readonly HostPort[] | null
 }
 
+/** Another trust domain we accept peers of (SPIFFE federation): its bundle, as a file we follow. */
+export interface Federation {
+  readonly trustDomain: string
+  /** A SPIFFE bundle (JSON, as SPIRE's federation endpoint serves it) or PEM roots. */
+  readonly bundleFile: string
+}
+
 /** The five per-connection timeouts plus the shutdown drain. 0 disables idle and lifetime. */
 export interface Timeouts {
   /** TLS handshake, inbound and outbound, measured from TCP accept/connect. */
@@ -50,6 +57,8 @@ export interface Config {
   readonly namespace: string
   /** How SPIFFE IDs name services, ours, our peers' and our upstreams' (core/identity/forms.ts). */
   readonly identityForm: IdentityForm
+  /** Trust domains besides ours whose peers may connect (each verified against its own bundle only); empty = none. */
+  readonly federate: readonly Federation[]
   /** Public mTLS listener; null when the sidecar only has upstreams. */
   readonly listen: HostPort | null
   /** The local app; null when there is no inbound side. */

@@ -11,6 +11,7 @@
  * Pure: values in, values out. The store (file, watch) lives in store.ts.
  */
 import { IntentionError } from '../errors.js'
+import { parseTrustDomain } from '../identity/spiffe-id.js'
 
 /** What an intention does. */
 export type Action = 'allow' | 'deny'
@@ -23,6 +24,13 @@ export const DEFAULT_NAMESPACE = 'default'
 /** One intention as stored. */
 export interface Intention {
   readonly source: string
+  /**
+   * Beyond Consul: the source is a service of this federated trust domain
+   * (`--federate`), not of ours. Absent: our own trust domain. A peer of a
+   * federated trust domain is allowed only by an intention that names its
+   * trust domain; the default policy never lets one in.
+   */
+  readonly sourceTrustDomain?: string
   readonly destination: string
   readonly action: Action
   readonly description?: string
@@ -44,10 +52,11 @@ export interface IntentionsDoc {
   readonly intentions: readonly Intention[]
 }
 
-/** A service reference: namespace and name, either of which may be `*`. */
+/** A service reference: namespace and name, either of which may be `*`; `trustDomain` set for a peer of a federated trust domain. */
 export interface ServiceRef {
   readonly namespace: string
   readonly name: string
+  readonly trustDomain?: string
 }
 
 /** The outcome of one decision, used alike by the inbound path, the logs and `intention check --explain`. */
@@ -85,7 +94,8 @@ export function parseServiceRef (s: string, field: string): ServiceRef {
 
 /** Canonical string of a ServiceRef: `name` in the default namespace, else `ns/name`. */
 export function formatServiceRef (r: ServiceRef): string {
-  return r.namespace === DEFAULT_NAMESPACE ? r.name : `${r.namespace}/${r.name}`
+  const name = r.namespace === DEFAULT_NAMESPACE ? r.name : `${r.namespace}/${r.name}`
+  return r.trustDomain === undefined ? name : `${name} (${r.trustDomain})`
 }
 
 function exactParts (r: ServiceRef): number {
@@ -120,7 +130,7 @@ export function validateIntentionsDoc (json: unknown, what: string): IntentionsD
   const intentions = list.map((raw: unknown, i): Intention => {
     const at = `${what}: intentions[${i}]`
     const ixn = validateIntention(raw, at)
-    const key = pairKey(ixn.source, ixn.destination)
+    const key = pairKey(ixn.source, ixn.destination, ixn.sourceTrustDomain)
     const prev = seen.get(key)
     if (prev !== undefined) throw new IntentionError(`${at}: duplicate ${key} (also intentions[${prev}]); (source, destination) must be unique`)
     seen.set(key, i)
@@ -129,7 +139,7 @@ export function validateIntentionsDoc (json: unknown, what: string): IntentionsD
   return { index, defaultPolicy, intentions }
 }
 
-const INTENTION_FIELDS = ['source', 'destination', 'action', 'description', 'meta', 'audit', 'createIndex', 'modifyIndex']
+const INTENTION_FIELDS = ['source', 'sourceTrustDomain', 'destination', 'action', 'description', 'meta', 'audit', 'createIndex', 'modifyIndex']
 
 /** Validate one intention; `at` names it in errors. */
 export function validateIntention (raw: unknown, at: string): Intention {
@@ -140,6 +150,11 @@ export function validateIntention (raw: unknown, at: string): Intention {
   }
   parseServiceRef(r.source as string, `${at}.source`)
   parseServiceRef(r.destination as string, `${at}.destination`)
+  if (r.sourceTrustDomain !== undefined) {
+    try { parseTrustDomain(r.sourceTrustDomain as string) } catch (err) {
+      throw new IntentionError(`${at}.sourceTrustDomain: ${JSON.stringify(r.sourceTrustDomain)} is not a trust domain name (${(err as Error).message})`)
+    }
+  }
   if (r.action !== 'allow' && r.action !== 'deny') throw new IntentionError(`${at}.action: must be "allow" or "deny", got ${JSON.stringify(r.action)}`)
   if (r.description !== undefined && typeof r.description !== 'string') throw new IntentionError(`${at}.description: must be a string`)
   if (r.audit !== undefined && typeof r.audit !== 'boolean') throw new IntentionError(`${at}.audit: must be true or false`)
@@ -163,23 +178,16 @@ interface Compiled { ixn: Intention, precedence: number, source: ServiceRef }
  * three lookups, whatever the number of intentions.
  */
 export function compileAuthorizer (doc: IntentionsDoc, destination: ServiceRef): Authorizer {
-  const exact = new Map<string, Compiled>()
-  const byNs = new Map<string, Compiled>()
-  let any: Compiled | undefined
-  const better = (cur: Compiled | undefined, c: Compiled): boolean => cur === undefined || c.precedence > cur.precedence
+  // One group of maps per source trust domain ('' for ours).
+  const groups = new Map<string, Group>()
   for (const ixn of doc.intentions) {
     const dst = parseServiceRef(ixn.destination, 'destination')
     if (!matches(dst, destination)) continue
     const source = parseServiceRef(ixn.source, 'source')
-    const c: Compiled = { ixn, precedence: precedenceOf(source, dst), source }
-    if (source.namespace === WILDCARD) {
-      if (better(any, c)) any = c
-    } else if (source.name === WILDCARD) {
-      if (better(byNs.get(source.namespace), c)) byNs.set(source.namespace, c)
-    } else {
-      const key = source.namespace + '/' + source.name
-      if (better(exact.get(key), c)) exact.set(key, c)
-    }
+    const td = ixn.sourceTrustDomain ?? ''
+    let g = groups.get(td)
+    if (g === undefined) groups.set(td, g = { exact: new Map(), byNs: new Map(), any: undefined })
+    addTo(g, { ixn, precedence: precedenceOf(source, dst), source })
   }
   const dest = formatServiceRef(destination)
   const fallback: Decision = {
@@ -188,17 +196,46 @@ export function compileAuthorizer (doc: IntentionsDoc, destination: ServiceRef):
     precedence: 0,
     reason: `no intention matched; default policy is ${doc.defaultPolicy}`
   }
+  const local = groups.get('')
   return (source: ServiceRef): Decision => {
-    let best = exact.get(source.namespace + '/' + source.name)
-    const ns = byNs.get(source.namespace)
-    if (ns !== undefined && (best === undefined || ns.precedence > best.precedence)) best = ns
-    if (any !== undefined && (best === undefined || any.precedence > best.precedence)) best = any
-    if (best === undefined) return fallback
+    const td = source.trustDomain
+    const best = lookup(td === undefined ? local : groups.get(td), source)
+    if (best === undefined) return td === undefined ? fallback : foreignFallback(td)
     const { ixn, precedence } = best
-    const rule = `intention ${ixn.source} => ${ixn.destination} (${ixn.action}${ixn.audit === true ? ', audit' : ''}, precedence ${precedence}) matched ${formatServiceRef(source)} => ${dest}`
+    const rule = `intention ${ixn.source}${ixn.sourceTrustDomain === undefined ? '' : ` (${ixn.sourceTrustDomain})`} => ${ixn.destination} (${ixn.action}${ixn.audit === true ? ', audit' : ''}, precedence ${precedence}) matched ${formatServiceRef(source)} => ${dest}`
     if (ixn.audit === true) return { allowed: true, intention: ixn, precedence, reason: `would deny: ${rule}; allowed because the intention is in audit mode`, audit: true }
     return { allowed: ixn.action === 'allow', intention: ixn, precedence, reason: rule }
   }
+}
+
+/** The intentions of one source trust domain that apply to the destination: exact source, namespace wildcard, full wildcard. */
+interface Group { exact: Map<string, Compiled>, byNs: Map<string, Compiled>, any: Compiled | undefined }
+
+function addTo (g: Group, c: Compiled): void {
+  const better = (cur: Compiled | undefined): boolean => cur === undefined || c.precedence > cur.precedence
+  if (c.source.namespace === WILDCARD) {
+    if (better(g.any)) g.any = c
+  } else if (c.source.name === WILDCARD) {
+    if (better(g.byNs.get(c.source.namespace))) g.byNs.set(c.source.namespace, c)
+  } else {
+    const key = c.source.namespace + '/' + c.source.name
+    if (better(g.exact.get(key))) g.exact.set(key, c)
+  }
+}
+
+/** At most three lookups, whatever the number of intentions. */
+function lookup (g: Group | undefined, source: ServiceRef): Compiled | undefined {
+  if (g === undefined) return undefined
+  let best = g.exact.get(source.namespace + '/' + source.name)
+  const ns = g.byNs.get(source.namespace)
+  if (ns !== undefined && (best === undefined || ns.precedence > best.precedence)) best = ns
+  if (g.any !== undefined && (best === undefined || g.any.precedence > best.precedence)) best = g.any
+  return best
+}
+
+/** A federated peer that no intention names: denied whatever the default policy (federation opens nothing by itself). */
+function foreignFallback (trustDomain: string): Decision {
+  return { allowed: false, intention: 'default', precedence: 0, reason: `no intention names a source of trust domain ${trustDomain}; a federated peer needs one (sourceTrustDomain), the default policy does not apply to it` }
 }
 
 /** One-off decision (CLI `intention check`); the sidecar compiles once instead. */
@@ -208,12 +245,15 @@ export function decide (doc: IntentionsDoc, source: string, destination: string)
 
 /** Describe a decision's deciding rule in a few words, for log fields. */
 export function decidedBy (d: Decision): string {
-  return d.intention === 'default' ? 'default policy' : `${d.intention.source} => ${d.intention.destination}`
+  if (d.intention === 'default') return 'default policy'
+  const td = d.intention.sourceTrustDomain
+  return `${d.intention.source}${td === undefined ? '' : ` (${td})`} => ${d.intention.destination}`
 }
 
 /** The canonical (source, destination) key of an intention, e.g. `web -> db`. */
-export function pairKey (source: string, destination: string): string {
-  return `${formatServiceRef(parseServiceRef(source, 'source'))} -> ${formatServiceRef(parseServiceRef(destination, 'destination'))}`
+export function pairKey (source: string, destination: string, sourceTrustDomain?: string): string {
+  const src = { ...parseServiceRef(source, 'source'), ...(sourceTrustDomain === undefined ? {} : { trustDomain: sourceTrustDomain }) }
+  return `${formatServiceRef(src)} -> ${formatServiceRef(parseServiceRef(destination, 'destination'))}`
 }
 
 /** An intention with its precedence, for listings. */

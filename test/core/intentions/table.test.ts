@@ -87,3 +87,32 @@ t.test('match by destination and by source, in precedence order', async t => {
   t.same(show(matchIntentions(doc, 'destination', 'db')), ['web>db:9', '*>db:8', 'web>*:6', '*>*:5'])
   t.same(show(matchIntentions(doc, 'source', 'web')), ['web>cache:9', 'web>db:9', '*>db:8', 'web>*:6', '*>*:5'])
 })
+
+t.test('federated sources: matched only by intentions naming their trust domain; the default policy never admits them', async t => {
+  const doc = validateIntentionsDoc({
+    index: 1,
+    defaultPolicy: 'allow',
+    intentions: [
+      { source: 'web', destination: 'db', action: 'deny' },
+      { source: 'web', sourceTrustDomain: 'other.org', destination: 'db', action: 'allow' },
+      { source: '*', sourceTrustDomain: 'third.org', destination: 'db', action: 'deny' }
+    ]
+  }, 'test')
+  const authorize = compileAuthorizer(doc, { namespace: 'default', name: 'db' })
+  const rows: Array<[string, { namespace: string, name: string, trustDomain?: string }, boolean, RegExp]> = [
+    ['our web: the local intention', { namespace: 'default', name: 'web' }, false, /intention web => db \(deny/],
+    ['our billing: the default policy (allow)', { namespace: 'default', name: 'billing' }, true, /default policy is allow/],
+    ['web of other.org: its own intention', { namespace: 'default', name: 'web', trustDomain: 'other.org' }, true, /intention web \(other\.org\) => db \(allow.*matched web \(other\.org\) => db/],
+    ['billing of other.org: nothing names it, denied although the default is allow', { namespace: 'default', name: 'billing', trustDomain: 'other.org' }, false, /no intention names a source of trust domain other\.org/],
+    ['anyone of third.org: the wildcard of third.org', { namespace: 'default', name: 'web', trustDomain: 'third.org' }, false, /intention \* \(third\.org\) => db \(deny/],
+    ['a trust domain no intention mentions', { namespace: 'default', name: 'web', trustDomain: 'fourth.org' }, false, /trust domain fourth\.org/]
+  ]
+  for (const [name, source, allowed, reason] of rows) {
+    const d = authorize(source)
+    t.equal(d.allowed, allowed, name)
+    t.match(d.reason, reason, name)
+  }
+  t.throws(() => validateIntentionsDoc({ intentions: [{ source: 'web', sourceTrustDomain: 'Bad Domain', destination: 'db', action: 'allow' }] }, 'f'), /sourceTrustDomain: "Bad Domain" is not a trust domain name/)
+  t.doesNotThrow(() => validateIntentionsDoc({ intentions: [{ source: 'web', destination: 'db', action: 'allow' }, { source: 'web', sourceTrustDomain: 'other.org', destination: 'db', action: 'deny' }] }, 'f'), 'the same pair from two trust domains is two intentions')
+  t.throws(() => validateIntentionsDoc({ intentions: [{ source: 'web', sourceTrustDomain: 'other.org', destination: 'db', action: 'allow' }, { source: 'web', sourceTrustDomain: 'other.org', destination: 'db', action: 'deny' }] }, 'f'), /duplicate web \(other\.org\) -> db/)
+})
