@@ -94,7 +94,7 @@ process.on('SIGALRM', () => killAll('SIGKILL'))
  * A block as a terminal would run it: in its own process group (detached), so
  * that it can be ended whole. The reader's environment need not hold our
  * settings, so none is lent to the blocks, but one: the default admin address
- * (127.0.0.1:19000) is made one that is taken, as it is for the second sidecar
+ * (loopback, port 19000) is made one that is taken, as it is for the second sidecar
  * on a machine, so that a sidecar the text starts without its own --admin fails
  * here as it would for the reader.
  */
