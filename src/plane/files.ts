@@ -11,7 +11,7 @@ import type { Registration } from '../core/resolver.js'
 import type { TlsState } from '../tls/context.js'
 import type { CertManager } from './cert-manager.js'
 import type { FileIntentions } from './intentions-file.js'
-import { certManager, fileIntentions } from './mesh-dir.js'
+import { certManager, fileIntentions, registerIn } from './local.js'
 import type { ControlPlane, PlaneDeps } from './types.js'
 
 /** The files plane. */
@@ -37,8 +37,7 @@ export class FilesPlane implements ControlPlane {
   get notReadyReason (): undefined { return undefined }
 
   get register (): ((host: string, port: number) => Promise<Registration>) | undefined {
-    const catalog = this.#catalog
-    return catalog === null || !this.#deps.leader ? undefined : (host, port) => catalog.register(this.#deps.config.service, host, port)
+    return registerIn(this.#deps, this.#catalog)
   }
 
   async start (): Promise<void> {

@@ -8,33 +8,10 @@ import { MeshCatalog } from '../meshdir/catalog.js'
 import { Cell } from '../core/watched.js'
 import type { Registration } from '../core/resolver.js'
 import type { TlsState } from '../tls/context.js'
-import { CertManager, type CertSource } from './cert-manager.js'
-import { FileIntentions } from './intentions-file.js'
+import type { CertManager } from './cert-manager.js'
+import type { FileIntentions } from './intentions-file.js'
+import { certManager, fileIntentions, registerIn } from './local.js'
 import type { ControlPlane, PlaneDeps } from './types.js'
-
-/** Certificates from `source`, into `cell`, as every local plane runs them. */
-export function certManager (deps: PlaneDeps, source: CertSource, cell: Cell<TlsState>): CertManager {
-  return new CertManager({
-    source,
-    service: deps.config.service,
-    identityForm: deps.config.identityForm,
-    logger: deps.logger,
-    metrics: deps.metrics,
-    leafTtlMs: deps.config.leafTtlMs,
-    renew: deps.leader,
-    ...(deps.rootChangeJitterMs === undefined ? {} : { rootChangeJitterMs: deps.rootChangeJitterMs }),
-    onChange: state => cell.set(state)
-  })
-}
-
-/** Intentions from `path` when this sidecar has an inbound side, else none. */
-export function fileIntentions (deps: PlaneDeps, path: string | undefined): FileIntentions | null {
-  const cfg = deps.config
-  if (cfg.listen === null) return null
-  // resolveConfig refuses --listen without a mesh dir or --intentions.
-  if (path === undefined) throw new Error('no intentions file: give --mesh-dir or --intentions with --listen')
-  return new FileIntentions(path, { namespace: cfg.namespace, name: cfg.service }, { defaultPolicy: cfg.defaultPolicy, logger: deps.logger, metrics: deps.metrics })
-}
 
 /** The mesh dir as the control plane. */
 export class MeshDirPlane implements ControlPlane {
@@ -59,8 +36,7 @@ export class MeshDirPlane implements ControlPlane {
   get notReadyReason (): undefined { return undefined }
 
   get register (): ((host: string, port: number) => Promise<Registration>) | undefined {
-    // Only the leader of --workers registers: one entry per sidecar, not per process.
-    return this.#deps.leader ? (host, port) => this.#catalog.register(this.#deps.config.service, host, port) : undefined
+    return registerIn(this.#deps, this.#catalog)
   }
 
   async start (): Promise<void> {
