@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { fileExists } from '../fsutil/atomic.js'
 import { CertificateError, errorCode, toError } from '../core/errors.js'
 import { bundleFromPem, type TrustBundle } from '../core/identity/bundle.js'
-import { parseSpiffeBundle, toTrustBundle } from '../core/identity/spiffe-bundle.js'
+import { bundleFromText } from '../core/identity/spiffe-bundle.js'
 import { parseOwnSvid, type OwnSvid } from '../core/identity/svid.js'
 import { notOfForm, spiffeIdOf, workloadOf, type IdentityForm } from '../core/identity/forms.js'
 import { issueLeaf, DEFAULT_LEAF_TTL_MS } from '../meshdir/ca-store.js'
@@ -35,9 +35,7 @@ export async function loadFromFiles (files: { cert: string, key: string, ca: str
   const svid = parseOwnSvid(certPem, keyPem, { cert: `--cert ${files.cert}`, key: `--key ${files.key}` })
   checkServiceMatches(svid, service, form, `--cert ${files.cert}`)
   // --ca may be PEM roots or a SPIFFE bundle document (JWKS, as SPIRE and spiffe-helper write it).
-  const bundle = caPem.trimStart().startsWith('{')
-    ? toTrustBundle(parseSpiffeBundle(svid.id.trustDomain, caPem))
-    : bundleFromPem(caPem, svid.id.trustDomain, `--ca ${files.ca}`)
+  const bundle = bundleFromText(caPem, svid.id.trustDomain, `--ca ${files.ca}`)
   checkBundleCovers(bundle, svid, `--ca ${files.ca}`)
   return { svid, bundle }
 }

@@ -7,14 +7,12 @@
  * chain's root belongs to the peer's own trust domain). Pure.
  */
 import { CertificateError } from '../errors.js'
-import { bundleFromPem, makeBundle, type RootCert, type TrustBundle } from './bundle.js'
-import { parseSpiffeBundle, toTrustBundle } from './spiffe-bundle.js'
+import { makeBundle, type RootCert, type TrustBundle } from './bundle.js'
+import { bundleFromText } from './spiffe-bundle.js'
 
 /** The roots of `trustDomain` in `text`; `what` names the file in errors. */
 export function federatedRoots (trustDomain: string, text: string, what: string): RootCert[] {
-  const bundle = text.trimStart().startsWith('{')
-    ? toTrustBundle(parseSpiffeBundle(trustDomain, text))
-    : bundleFromPem(text, trustDomain, what)
+  const bundle = bundleFromText(text, trustDomain, what)
   const stray = bundle.roots.find(r => r.trustDomain !== trustDomain)
   if (stray !== undefined) throw new CertificateError(`${what}: a root of trust domain ${stray.trustDomain} (${stray.cert.subject}) in the bundle of ${trustDomain}; a federated bundle holds its own trust domain's roots only`)
   if (bundle.roots.length === 0) throw new CertificateError(`${what}: no X.509 roots for ${trustDomain}`)

@@ -6,7 +6,7 @@
  */
 import { CertificateError } from '../errors.js'
 import { certFacts, type CertFacts } from './x509.js'
-import { makeBundle, type TrustBundle } from './bundle.js'
+import { bundleFromPem, makeBundle, type TrustBundle } from './bundle.js'
 
 /** A parsed SPIFFE bundle. */
 export interface SpiffeBundle {
@@ -64,4 +64,15 @@ export function formatSpiffeBundle (bundle: TrustBundle, trustDomain: string, op
     x5c: [r.cert.der.toString('base64')]
   }))
   return JSON.stringify({ keys, spiffe_sequence: opts.sequence ?? 1, spiffe_refresh_hint: opts.refreshHintSeconds ?? 300 }, null, 2) + '\n'
+}
+
+/**
+ * A trust bundle file as --ca and --federate take it: a SPIFFE bundle document
+ * (JSON: SPIRE, spiffe-helper, a federation endpoint) or PEM roots, for
+ * `trustDomain` (PEM roots carrying a `spiffe://` URI SAN keep theirs).
+ */
+export function bundleFromText (text: string, trustDomain: string, what: string): TrustBundle {
+  return text.trimStart().startsWith('{')
+    ? toTrustBundle(parseSpiffeBundle(trustDomain, text))
+    : bundleFromPem(text, trustDomain, what)
 }
