@@ -5,14 +5,14 @@
  * refresher, a spire-server bundle export); a file that fails validation keeps
  * the previous roots and is logged. Everything else is the inner plane's.
  */
-import { readFile } from 'node:fs/promises'
 import type { Federation } from '../core/config/types.js'
-import { CertificateError, toError } from '../core/errors.js'
+import { toError } from '../core/errors.js'
 import { federate, federatedRoots } from '../core/identity/federation.js'
 import type { RootCert } from '../core/identity/bundle.js'
 import { Cell } from '../core/watched.js'
 import { FileWatcher } from '../fsutil/watch.js'
 import { buildTlsState, type TlsState } from '../tls/context.js'
+import { readMaterialFile } from './material.js'
 import type { ControlPlane, PlaneDeps } from './types.js'
 
 /** `inner` with the federated trust domains' roots in its bundle. */
@@ -82,9 +82,5 @@ export class FederatedPlane implements ControlPlane {
 
 async function read (f: Federation): Promise<RootCert[]> {
   const what = `--federate ${f.trustDomain}=${f.bundleFile}`
-  let text: string
-  try { text = await readFile(f.bundleFile, 'utf8') } catch (err) {
-    throw new CertificateError(`${what}: cannot read (${toError(err).message})`)
-  }
-  return federatedRoots(f.trustDomain, text, what)
+  return federatedRoots(f.trustDomain, await readMaterialFile(f.bundleFile, what), what)
 }

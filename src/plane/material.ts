@@ -19,19 +19,20 @@ export interface Material {
   readonly bundle: TrustBundle
 }
 
-async function readText (path: string, flag: string): Promise<string> {
+/** Read a certificate, key or bundle file; the error starts with `what` (the flag and the path) and says why in plain words. */
+export async function readMaterialFile (path: string, what: string): Promise<string> {
   try {
     return await readFile(path, 'utf8')
   } catch (err) {
     const code = errorCode(err)
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : toError(err).message
-    throw new CertificateError(`${flag} ${path}: cannot read (${why})`)
+    throw new CertificateError(`${what}: cannot read (${why})`)
   }
 }
 
 /** Load from plain files; the SVID must be a Consul service identity for `service`. */
 export async function loadFromFiles (files: { cert: string, key: string, ca: string }, service: string, form: IdentityForm): Promise<Material> {
-  const [certPem, keyPem, caPem] = await Promise.all([readText(files.cert, '--cert'), readText(files.key, '--key'), readText(files.ca, '--ca')])
+  const [certPem, keyPem, caPem] = await Promise.all([readMaterialFile(files.cert, `--cert ${files.cert}`), readMaterialFile(files.key, `--key ${files.key}`), readMaterialFile(files.ca, `--ca ${files.ca}`)])
   const svid = parseOwnSvid(certPem, keyPem, { cert: `--cert ${files.cert}`, key: `--key ${files.key}` })
   checkServiceMatches(svid, service, form, `--cert ${files.cert}`)
   // --ca may be PEM roots or a SPIFFE bundle document (JWKS, as SPIRE and spiffe-helper write it).
@@ -46,7 +47,7 @@ export async function loadFromMeshDir (layout: MeshLayout, settings: MeshSetting
   const keyPath = layout.keyFor(service)
   if (!await fileExists(certPath) && await fileExists(layout.caKey)) await issueLeaf(layout, settings, service, leafTtlMs, meshDirId(settings, service, form))
   if (!await fileExists(certPath)) throw new CertificateError(`mesh dir ${layout.root} has no certificate for ${service} (${certPath}) and no CA to issue one; run "mesh-proxy cert issue ${service} --mesh-dir ${layout.root}"`)
-  const [certPem, keyPem, bundlePem] = await Promise.all([readText(certPath, 'mesh dir certificate'), readText(keyPath, 'mesh dir key'), readText(layout.bundle, 'mesh dir bundle')])
+  const [certPem, keyPem, bundlePem] = await Promise.all([readMaterialFile(certPath, `mesh dir certificate ${certPath}`), readMaterialFile(keyPath, `mesh dir key ${keyPath}`), readMaterialFile(layout.bundle, `mesh dir bundle ${layout.bundle}`)])
   const svid = parseOwnSvid(certPem, keyPem, { cert: certPath, key: keyPath })
   checkServiceMatches(svid, service, form, certPath)
   const bundle = bundleFromPem(bundlePem, settings.trustDomain, layout.bundle)
