@@ -31,8 +31,6 @@ export interface InboundOptions {
   readonly service: ServiceRef
   /** How a peer's SPIFFE ID names its service (core/identity/forms.ts). */
   readonly identityForm: IdentityForm
-  /** Federated trust domains whose peers are accepted (their chains were verified against their own roots). */
-  readonly federated?: ReadonlySet<string>
   readonly listen: HostPort
   readonly app: HostPort
   readonly timeouts: Timeouts
@@ -195,7 +193,7 @@ export class InboundListener extends Listener<InboundConn> {
       if (w === null) throw new PeerIdentityError('not_a_service', notOfForm(this.#opts.identityForm, peer.id.uri))
       const td = peer.id.trustDomain
       const foreign = td !== state.svid.id.trustDomain
-      if (foreign && this.#opts.federated?.has(td) !== true) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain} (to accept its peers, federate it: --federate ${td}=<its bundle>)`)
+      if (foreign && !state.federated.has(td)) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain} (to accept its peers, federate it: --federate ${td}=<its bundle>)`)
       source = foreign ? { namespace: w.namespace, name: w.service, trustDomain: td } : { namespace: w.namespace, name: w.service }
     } catch (err) {
       const reason = err instanceof PeerIdentityError ? err.reason : 'bad_certificate'

@@ -65,7 +65,7 @@ export class FederatedPlane implements ControlPlane {
   /** One new TLS generation: the inner plane's SVID, its bundle plus the federated roots. */
   #rebuild (): void {
     const inner = this.#inner.tls.current
-    this.#tls.set(buildTlsState(inner.svid, federate(inner.bundle, inner.svid.id.trustDomain, this.#roots)))
+    this.#tls.set(buildTlsState(inner.svid, federate(inner.bundle, inner.svid.id.trustDomain, this.#roots), [...inner.federated, ...this.#roots.keys()]))
   }
 
   async reload (): Promise<void> {

@@ -29,6 +29,8 @@ export interface TlsState {
    * siblings on the same files have the same one, so they may share PSKs (psk.ts).
    */
   readonly generation: string
+  /** Trust domains besides ours whose peers this generation accepts (their roots are in `bundle`): --federate, or the Workload API's federated bundles. */
+  readonly federated: ReadonlySet<string>
 }
 
 /**
@@ -40,8 +42,8 @@ export interface TlsState {
 export const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_256_GCM_SHA384',
   ...DEFAULT_CIPHERS.split(':').filter(c => !c.startsWith('TLS_'))].join(':')
 
-/** Build a TLS state from an SVID and bundle. */
-export function buildTlsState (svid: OwnSvid, bundle: TrustBundle): TlsState {
+/** Build a TLS state from an SVID and bundle (holding the roots of the `federated` trust domains too). */
+export function buildTlsState (svid: OwnSvid, bundle: TrustBundle, federated: Iterable<string> = []): TlsState {
   const serverOptions: SecureContextOptions = {
     cert: svid.certPem,
     key: svid.keyPem,
@@ -60,6 +62,7 @@ export function buildTlsState (svid: OwnSvid, bundle: TrustBundle): TlsState {
     clientContext: createSecureContext(serverOptions),
     verifier: new PeerVerifier(bundle),
     psks: new PskTable(),
-    generation: createHash('sha256').update(svid.certPem).update('\n').update(bundle.pem).digest('hex')
+    generation: createHash('sha256').update(svid.certPem).update('\n').update(bundle.pem).digest('hex'),
+    federated: new Set(federated)
   }
 }
