@@ -29,7 +29,11 @@ export const ERR = {
   /** The Consul agent could not be reached or did not answer in time. */
   CONSUL_UNREACHABLE: 'MP_ERR_CONSUL_UNREACHABLE',
   /** The Consul agent answered, but with an error status or a response that fails validation. */
-  CONSUL_RESPONSE: 'MP_ERR_CONSUL_RESPONSE'
+  CONSUL_RESPONSE: 'MP_ERR_CONSUL_RESPONSE',
+  /** The SPIFFE Workload API (the SPIRE agent's socket) could not be reached, or ended the stream. */
+  WORKLOAD_API_UNREACHABLE: 'MP_ERR_WORKLOAD_API_UNREACHABLE',
+  /** The Workload API answered with an error status (no identity for this workload, say) or a response that fails validation. */
+  WORKLOAD_API_RESPONSE: 'MP_ERR_WORKLOAD_API_RESPONSE'
 } as const
 
 /** One of {@link ERR}'s values. */
@@ -121,6 +125,20 @@ export class ConsulError extends MeshProxyError {
   constructor (message: string, options?: { cause?: unknown, unreachable?: boolean }) {
     const { unreachable, ...errorOptions } = options ?? {}
     super(unreachable === true ? ERR.CONSUL_UNREACHABLE : ERR.CONSUL_RESPONSE, message, options === undefined ? undefined : errorOptions)
+  }
+}
+
+/**
+ * Errors from the SPIFFE Workload API or on the way to it, as for Consul:
+ * `MP_ERR_WORKLOAD_API_UNREACHABLE` (no connection, or the stream ended: the
+ * sidecar keeps its current SVID and reconnects) or
+ * `MP_ERR_WORKLOAD_API_RESPONSE` (an error status or a bad response: the
+ * previous good state stays).
+ */
+export class WorkloadApiError extends MeshProxyError {
+  constructor (message: string, options?: { cause?: unknown, unreachable?: boolean }) {
+    const { unreachable, ...errorOptions } = options ?? {}
+    super(unreachable === true ? ERR.WORKLOAD_API_UNREACHABLE : ERR.WORKLOAD_API_RESPONSE, message, options === undefined ? undefined : errorOptions)
   }
 }
 

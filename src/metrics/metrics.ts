@@ -59,7 +59,7 @@ export const METRICS = {
   auditDenials: { name: 'mesh_proxy_intention_audit_denials_total', type: 'counter', help: 'Connections an audit-mode intention would have denied.' },
   certExpiry: { name: 'mesh_proxy_cert_expiry_timestamp_seconds', type: 'gauge', help: 'Expiry of our leaf certificate (unix seconds).' },
   intentionsVersion: { name: 'mesh_proxy_intentions_version', type: 'gauge', help: 'Index of the intention table in use.' },
-  controlPlaneUp: { name: 'mesh_proxy_control_plane_up', type: 'gauge', help: '1 while the Consul agent answers, 0 while the sidecar serves from its cache.' },
+  controlPlaneUp: { name: 'mesh_proxy_control_plane_up', type: 'gauge', help: '1 while the control plane agent (Consul, or the Workload API) answers, 0 while the sidecar serves from what it last had.' },
   buildInfo: { name: 'mesh_proxy_build_info', type: 'gauge', help: 'Always 1; the labels say the mesh-proxy version and the Node and OpenSSL it runs on.' }
 } as const satisfies Record<string, { name: string, type: Kind, help: string }>
 

@@ -3,6 +3,7 @@ import { ConsulPlane } from './consul.js'
 import { FilesPlane } from './files.js'
 import { MeshDirPlane } from './mesh-dir.js'
 import { FederatedPlane } from './federation.js'
+import { SpiffePlane } from './spiffe.js'
 import type { ControlPlane, PlaneDeps } from './types.js'
 
 export type { ControlPlane, IntentionsState, PlaneDeps } from './types.js'
@@ -19,5 +20,6 @@ function basePlane (deps: PlaneDeps): ControlPlane {
     case 'mesh-dir': return new MeshDirPlane(deps, p.meshDir)
     case 'files': return new FilesPlane(deps, p)
     case 'consul': return new ConsulPlane(deps, p)
+    case 'spiffe': return new SpiffePlane(deps, p)
   }
 }

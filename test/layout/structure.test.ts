@@ -24,6 +24,7 @@ export const RANKS: Readonly<Record<string, number>> = {
   tls: 3,
   meshdir: 4,
   consul: 4,
+  spiffe: 4,
   dataplane: 5,
   plane: 5,
   sidecar: 6,

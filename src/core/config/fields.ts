@@ -113,9 +113,15 @@ export const FIELDS = {
   }),
   controlPlane: field({
     flag: '--control-plane <kind>',
-    help: 'mesh (mesh dir or --cert/--key/--ca) or consul (the local agent)',
-    choices: ['mesh', 'consul'],
-    parse: p.either('mesh', 'consul', '"mesh" (mesh dir or --cert/--key/--ca) or "consul"')
+    help: 'mesh (mesh dir or --cert/--key/--ca), consul (the local agent) or spiffe (the SPIFFE Workload API: a SPIRE agent)',
+    choices: ['mesh', 'consul', 'spiffe'],
+    parse: p.oneOf(['mesh', 'consul', 'spiffe'] as const, '"mesh" (mesh dir or --cert/--key/--ca), "consul" or "spiffe"')
+  }),
+  spiffeEndpointSocket: field({
+    flag: '--spiffe-endpoint-socket <addr>',
+    env: 'SPIFFE_ENDPOINT_SOCKET',
+    help: 'the Workload API with --control-plane spiffe: unix:///path or tcp://<ip>:<port> (env SPIFFE_ENDPOINT_SOCKET)',
+    parse: p.workloadEndpoint
   }),
   consulAddr: field({
     flag: '--consul-addr <addr>',

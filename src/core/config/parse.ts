@@ -8,7 +8,7 @@
 import { isIP } from 'node:net'
 import { ConfigError } from '../errors.js'
 import { DEFAULT_UPSTREAM_BIND_HOST } from './defaults.js'
-import type { Federation, Config, HostPort, UpstreamConfig } from './types.js'
+import type { Federation, Config, HostPort, UpstreamConfig, WorkloadEndpoint } from './types.js'
 import { parseRateLimit, type RateLimit } from './rate-limit.js'
 import { parseIdentityForm, type IdentityForm } from '../identity/forms.js'
 import { parseTrustDomain } from '../identity/spiffe-id.js'
@@ -119,6 +119,14 @@ export function either<A extends string, B extends string> (a: A, b: B, what: st
   }
 }
 
+/** One of `choices`; `what` is the rest of the message after `must be `. */
+export function oneOf<C extends string> (choices: readonly C[], what: string): Parser<C> {
+  return (v, where) => {
+    if (typeof v !== 'string' || !(choices as readonly string[]).includes(v)) throw new ConfigError(where, `must be ${what}, got ${JSON.stringify(v)}`)
+    return v as C
+  }
+}
+
 /** A whole number from `min` to `max`; `what` is the rest of the message after `must be `. */
 export function wholeNumber (min: number, max: number, what: string): Parser<number> {
   return (v, where) => {
@@ -154,6 +162,22 @@ export const consulAddress: Parser<string> = (v, where) => {
   const s = str(v, where)
   if (/^unix:\/\/\/.+/.test(s) || /^(https?:\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}\/?$/.test(s)) return s
   throw new ConfigError(where, `${JSON.stringify(s)} is not a Consul agent address: give host:port, http://host:port, https://host:port or unix:///path/to/socket`)
+}
+
+/**
+ * `--spiffe-endpoint-socket` / SPIFFE_ENDPOINT_SOCKET (SPIFFE Workload Endpoint
+ * standard, section 4): `unix:///path` (or `unix:/path`), or `tcp://<IP>:<port>`
+ * with an IP address, never a name.
+ */
+export const workloadEndpoint: Parser<WorkloadEndpoint> = (v, where) => {
+  const s = str(v, where)
+  const unix = /^unix:(?:\/\/)?(\/[^?#]+)$/.exec(s)
+  if (unix !== null) return { kind: 'unix', path: unix[1]! }
+  const tcp = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(s)
+  if (tcp !== null && isIP(tcp[1]!.replace(/^\[|\]$/g, '')) !== 0 && Number(tcp[2]) > 0 && Number(tcp[2]) < 65536) {
+    return { kind: 'tcp', host: tcp[1]!.replace(/^\[|\]$/g, ''), port: Number(tcp[2]) }
+  }
+  throw new ConfigError(where, `${JSON.stringify(s)} is not a Workload API address: give unix:///path/to/agent.sock (SPIRE's default is unix:///tmp/spire-agent/public/api.sock) or tcp://<IP address>:<port>`)
 }
 
 /** `--federate other.org=bundle.json`: repeatable; each trust domain once. */

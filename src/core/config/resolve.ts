@@ -76,6 +76,7 @@ function settle (v: Values, raw: RawValues): Settled {
     ca: v.ca ?? null,
     intentions: v.intentions ?? null,
     controlPlane: v.controlPlane ?? 'mesh',
+    spiffeEndpoint: v.spiffeEndpointSocket ?? null,
     consul: { address: v.consulAddr ?? '127.0.0.1:8500', token: v.consulToken ?? null, tokenFile: v.consulTokenFile ?? null, caCertFile: v.consulCacert ?? null }
   }
 }

@@ -7,7 +7,7 @@
 import { ConfigError } from '../errors.js'
 import { FIELDS, flagName } from './fields.js'
 import { isLoopback } from './parse.js'
-import type { HostPort, PlaneConfig, Timeouts, UpstreamConfig } from './types.js'
+import type { HostPort, PlaneConfig, Timeouts, UpstreamConfig, WorkloadEndpoint } from './types.js'
 
 /** The settings the rules look at, defaults applied. */
 export interface Settled {
@@ -26,8 +26,22 @@ export interface Settled {
   readonly key: string | null
   readonly ca: string | null
   readonly intentions: string | null
-  readonly controlPlane: 'mesh' | 'consul'
+  readonly controlPlane: 'mesh' | 'consul' | 'spiffe'
+  readonly spiffeEndpoint: WorkloadEndpoint | null
   readonly consul: { readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
+}
+
+/** The Workload API streams the SVIDs and bundles; intentions and the catalog come from files, as with --cert/--key/--ca. */
+function spiffePlane (s: Settled, errors: ConfigError[], someFile: boolean): PlaneConfig | null {
+  if (someFile) errors.push(new ConfigError('--cert', '--cert, --key and --ca are not used with --control-plane spiffe (the Workload API delivers the SVID and bundles); remove them, or use --control-plane mesh'))
+  if (s.listen !== null && s.meshDir === null && s.intentions === null) {
+    errors.push(new ConfigError('--intentions', 'is required with --listen and --control-plane spiffe when there is no --mesh-dir: the intentions file the inbound checks peers against (e.g. --intentions ./intentions.json)'))
+  }
+  if (s.spiffeEndpoint === null) {
+    errors.push(new ConfigError('--spiffe-endpoint-socket', 'is required with --control-plane spiffe: where the Workload API listens (e.g. --spiffe-endpoint-socket unix:///run/spire/agent.sock, or SPIFFE_ENDPOINT_SOCKET)'))
+    return null
+  }
+  return { kind: 'spiffe', endpoint: s.spiffeEndpoint, meshDir: s.meshDir }
 }
 
 /** A zero handshake, connect or close timeout would fail every connection; idle and lifetime take 0 as off. */
@@ -70,6 +84,7 @@ export function planeOf (s: Settled, errors: ConfigError[]): PlaneConfig | null 
     if (unused.length > 0) errors.push(new ConfigError(unused[0]!, `${unused.join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used with --control-plane consul (the agent issues the certificates and serves the intentions); remove ${unused.length === 1 ? 'it' : 'them'}, or use --control-plane mesh`))
     return { kind: 'consul', ...s.consul }
   }
+  if (s.controlPlane === 'spiffe') return spiffePlane(s, errors, someFile)
   if (files !== null && meshDir === null && s.listen !== null && s.intentions === null) {
     errors.push(new ConfigError('--intentions', 'is required with --listen and --cert/--key/--ca when there is no --mesh-dir: the intentions file the inbound checks peers against (e.g. --intentions ./intentions.json)'))
   }

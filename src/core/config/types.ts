@@ -44,12 +44,18 @@ export interface Timeouts {
  *   intentions and the catalog from its files;
  * - files: `--cert/--key/--ca` written by someone else (spiffe-helper,
  *   cert-manager); intentions and catalog from a mesh dir when one is given too;
- * - consul: the local Consul agent (`--control-plane consul`).
+ * - consul: the local Consul agent (`--control-plane consul`);
+ * - spiffe: the SPIFFE Workload API (`--control-plane spiffe`, the SPIRE agent's
+ *   socket): SVIDs and bundles streamed; intentions and catalog as for files.
  */
 export type PlaneConfig =
   | { readonly kind: 'mesh-dir', readonly meshDir: string }
   | { readonly kind: 'files', readonly cert: string, readonly key: string, readonly ca: string, readonly meshDir: string | null }
   | { readonly kind: 'consul', readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
+  | { readonly kind: 'spiffe', readonly endpoint: WorkloadEndpoint, readonly meshDir: string | null }
+
+/** Where the SPIFFE Workload API listens (SPIFFE_ENDPOINT_SOCKET: `unix:///path` or `tcp://<ip>:<port>`). */
+export type WorkloadEndpoint = { readonly kind: 'unix', readonly path: string } | { readonly kind: 'tcp', readonly host: string, readonly port: number }
 
 /** Effective sidecar configuration. */
 export interface Config {
