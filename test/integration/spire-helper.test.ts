@@ -9,74 +9,15 @@
 // They come from test/peers/install.sh; without them the file skips, and
 // fails under CI=true.
 import t, { type Test } from 'tap'
-import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { startApp, startSidecar, echo, TD } from '../helpers/mesh.js'
 import { consulServiceId } from '../../src/core/identity/spiffe-id.js'
-import { needPeers, spawnPeer, keepConnecting, freePort } from '../peers/peers.js'
+import { needPeers, spawnPeer, keepConnecting } from '../peers/peers.js'
+import { startSpire } from '../peers/spire.js'
 
 const { env, skip } = needPeers(t, ['SPIRE_SERVER_BIN', 'SPIRE_AGENT_BIN', 'SPIFFE_HELPER_BIN'])
 const idOf = (service: string): string => consulServiceId({ trustDomain: TD, datacenter: 'dc1', service }).uri
-const run = promisify(execFile)
-const SVID_TTL_S = 20 // the agent renews at half-life: a rotation every ~10 s
-
-/** spire-server and spire-agent on loopback, the agent attested by a join token; entries for `services`. */
-async function startSpire (t: Test, services: string[]): Promise<{ dir: string, agentSocket: string }> {
-  // Short: UNIX socket paths are limited to 108 bytes, tap's fixture dirs are longer.
-  const dir = await mkdtemp(join(tmpdir(), 'mp-spire-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const serverSocket = join(dir, 'server.sock')
-  const agentSocket = join(dir, 'agent.sock')
-  const port = await freePort()
-  await writeFile(join(dir, 'server.conf'), `
-server {
-  bind_address = "127.0.0.1"
-  bind_port = "${port}"
-  socket_path = "${serverSocket}"
-  trust_domain = "${TD}"
-  data_dir = "${join(dir, 'server-data')}"
-  log_level = "INFO"
-  ca_key_type = "ec-p256"
-  default_x509_svid_ttl = "${SVID_TTL_S}s"
-}
-plugins {
-  DataStore "sql" { plugin_data { database_type = "sqlite3" connection_string = "${join(dir, 'datastore.sqlite3')}" } }
-  KeyManager "memory" { plugin_data {} }
-  NodeAttestor "join_token" { plugin_data {} }
-}
-`)
-  const server = spawnPeer(t, env.SPIRE_SERVER_BIN!, ['run', '-config', join(dir, 'server.conf')])
-  await server.waitFor(/Starting Server APIs.*network=tcp|network=tcp.*Starting Server APIs/)
-  await server.waitFor(/Starting Server APIs.*network=unix|network=unix.*Starting Server APIs/)
-  const cli = async (...args: string[]): Promise<string> => (await run(env.SPIRE_SERVER_BIN!, [...args, '-socketPath', serverSocket])).stdout
-  await writeFile(join(dir, 'bootstrap-bundle.pem'), await cli('bundle', 'show'))
-  const token = (await cli('token', 'generate', '-spiffeID', `spiffe://${TD}/host/agent`)).match(/Token: (\S+)/)![1]!
-  for (const s of services) {
-    await cli('entry', 'create', '-parentID', `spiffe://${TD}/host/agent`, '-spiffeID', idOf(s), '-selector', `unix:uid:${process.getuid!()}`, '-x509SVIDTTL', String(SVID_TTL_S), '-hint', s)
-  }
-  await writeFile(join(dir, 'agent.conf'), `
-agent {
-  data_dir = "${join(dir, 'agent-data')}"
-  log_level = "INFO"
-  server_address = "127.0.0.1"
-  server_port = "${port}"
-  socket_path = "${agentSocket}"
-  trust_bundle_path = "${join(dir, 'bootstrap-bundle.pem')}"
-  trust_domain = "${TD}"
-}
-plugins {
-  NodeAttestor "join_token" { plugin_data {} }
-  KeyManager "memory" { plugin_data {} }
-  WorkloadAttestor "unix" { plugin_data {} }
-}
-`)
-  const agent = spawnPeer(t, env.SPIRE_AGENT_BIN!, ['run', '-config', join(dir, 'agent.conf'), '-joinToken', token])
-  await agent.waitFor(/Starting Workload and SDS APIs/)
-  return { dir, agentSocket }
-}
 
 /** spiffe-helper in daemon mode for the entry hinted `service`; resolves with the files once first written. */
 async function startHelper (t: Test, spire: { dir: string, agentSocket: string }, service: string): Promise<{ cert: string, key: string, ca: string, updates: () => number }> {
@@ -98,7 +39,7 @@ daemon_mode = true
 }
 
 t.test('SVIDs from SPIRE through spiffe-helper files rotate under load: no failed connection', { skip, timeout: 120_000 }, async t => {
-  const spire = await startSpire(t, ['db', 'web'])
+  const spire = await startSpire(t, env, TD, ['db', 'web'].map(s => ({ id: idOf(s), hint: s })))
   const dbFiles = await startHelper(t, spire, 'db')
   const webFiles = await startHelper(t, spire, 'web')
   const intentions = join(spire.dir, 'intentions.json')
