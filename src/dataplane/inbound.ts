@@ -19,6 +19,7 @@ import { PendingHandshakes } from './handshake.js'
 import { cut, relay } from './relay.js'
 import { trackTlsEnd } from '../tls/end.js'
 import { connBug, logClosed } from './finish.js'
+import { proxyHeaderFor } from './app-header.js'
 import type { TlsState } from '../tls/context.js'
 import { SESSION_LIFETIME_MS, resumableUntil } from '../tls/session-cache.js'
 import { exportPsk, sharedPsk, type ServerPsk, type SharedPsk } from '../tls/psk.js'
@@ -35,6 +36,8 @@ export interface InboundOptions {
   readonly federated?: ReadonlySet<string>
   readonly listen: HostPort
   readonly app: HostPort
+  /** `v2`: the app gets a PROXY v2 header before the first byte (app-header.ts). */
+  readonly proxyProtocol?: 'off' | 'v2'
   readonly timeouts: Timeouts
   /** 0 = unlimited; counts connections in the handshake too. */
   readonly maxConnections?: number
@@ -223,7 +226,7 @@ export class InboundListener extends Listener<InboundConn> {
     } else if (log.isLevelEnabled('debug')) {
       log.debug({ ...access, precedence: decision.precedence, decision: decision.reason }, 'conn opened')
     }
-    this.#serve(sock, access, source)
+    this.#serve(sock, access, source, peerId)
   }
 
   /** After a full handshake whose peer passed every check: keep the connection's PSK with that peer. */
@@ -235,7 +238,7 @@ export class InboundListener extends Listener<InboundConn> {
     this.#opts.sharePsk?.(sharedPsk(state.generation, made.identity, e))
   }
 
-  #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {
+  #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef, peerId: string): void {
     const log = this.#opts.logger
     let abort = (): void => { cut(sock) }
     let revokedBy: Decision | undefined
@@ -249,6 +252,8 @@ export class InboundListener extends Listener<InboundConn> {
     const finish = this.track(conn)
     dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs).then(app => {
       if (sock.destroyed) { cut(app); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); finish(); return }
+      // Once, before the relay owns the sockets: the app reads it before any byte of the peer's.
+      if (this.#opts.proxyProtocol === 'v2') app.write(proxyHeaderFor(sock, peerId))
       const r = relay(sock, app, this.#opts.timeouts, result => {
         logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? access : { ...access, intention: decidedBy(revokedBy), decision: revokedBy.reason })
         finish()

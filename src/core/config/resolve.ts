@@ -26,6 +26,7 @@ export function resolveConfig (src: ConfigSources): Config {
   const s = settle(v, raw)
   errors.push(...positiveTimeouts(s.timeouts))
   errors.push(...sideErrors(s, errors.length))
+  if (v.proxyProtocol === 'v2' && s.to === null) errors.push(new ConfigError('--proxy-protocol', 'v2 is a header to the local app on inbound connections: give --to (the app) too, or leave --proxy-protocol off'))
   const plane = planeOf(s, errors)
   errors.push(...upstreamErrors(s), ...portErrors(s))
   // A missing service or plane has its error in the list already.
@@ -90,6 +91,7 @@ function build (service: string, plane: PlaneConfig, v: Values, s: Settled): Con
     listen: s.listen,
     to: s.to,
     upstreams: s.upstreams,
+    proxyProtocol: v.proxyProtocol ?? 'off',
     plane,
     intentionsFile: v.intentions ?? null,
     defaultPolicy: v.defaultPolicy ?? null,

@@ -64,6 +64,8 @@ export interface Config {
   /** The local app; null when there is no inbound side. */
   readonly to: HostPort | null
   readonly upstreams: readonly UpstreamConfig[]
+  /** What the app receives before the first byte of an inbound connection: a PROXY v2 header (core/proxy-protocol.ts), or nothing. */
+  readonly proxyProtocol: 'off' | 'v2'
   /** Where certificates, intentions and upstream instances come from (the control plane). */
   readonly plane: PlaneConfig
   /** Intentions file instead of the mesh dir's (mesh-dir and files planes). */
