@@ -6,7 +6,8 @@
 import { createServer, type TLSSocket } from 'node:tls'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { HostPort, Timeouts } from '../core/config/types.js'
+import type { Endpoint, HostPort, Timeouts } from '../core/config/types.js'
+import { formatEndpoint } from '../core/config/endpoint.js'
 import { PeerIdentityError, errorCode, ignoreError, isRoutineCloseError, toError } from '../core/errors.js'
 import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
@@ -35,7 +36,8 @@ export interface InboundOptions {
   /** Federated trust domains whose peers are accepted (their chains were verified against their own roots). */
   readonly federated?: ReadonlySet<string>
   readonly listen: HostPort
-  readonly app: HostPort
+  /** The local app: TCP or a UNIX socket. */
+  readonly app: Endpoint
   /** `v2`: the app gets a PROXY v2 header before the first byte (app-header.ts). */
   readonly proxyProtocol?: 'off' | 'v2'
   readonly timeouts: Timeouts
@@ -90,7 +92,7 @@ export class InboundListener extends Listener<InboundConn> {
     this.#rate = opts.sourceRateLimit == null ? null : new SourceRateLimiter(opts.sourceRateLimit)
     this.#handshakes = new PendingHandshakes(opts.timeouts.handshakeTimeoutMs)
     this.#destination = formatServiceRef(opts.service)
-    this.#appAddr = `${opts.app.host}:${opts.app.port}`
+    this.#appAddr = formatEndpoint(opts.app)
   }
 
   /** Bind and start accepting; resolves with the bound address. Rejects (e.g. EADDRINUSE) with a clear error. */
