@@ -12,7 +12,7 @@ import type { Endpoint, HostPort, UnixSocket } from './types.js'
  */
 export const MAX_UNIX_PATH_BYTES = 107
 
-/** The default mode of the sockets we create: owner and group may connect (as Consul's `unix_socket` `mode`). */
+/** The default mode of the sockets we create: the owner and its group may connect, others not. */
 export const DEFAULT_UNIX_SOCKET_MODE = 0o660
 
 /** A UNIX socket, not a TCP address. */
