@@ -9,7 +9,7 @@
 import type { Server, AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { Endpoint, HostPort, Timeouts } from '../core/config/types.js'
-import { isUnix } from '../core/config/endpoint.js'
+import { DEFAULT_UNIX_SOCKET_MODE, isUnix } from '../core/config/endpoint.js'
 import { listen } from '../net/listen.js'
 import { listenUnix } from '../net/unix.js'
 import type { Metrics } from '../metrics/metrics.js'
@@ -49,7 +49,7 @@ export abstract class Listener<C extends TrackedConn = TrackedConn> {
   protected async bind (server: Server, at: Endpoint, flag: string, unixMode?: number): Promise<Endpoint> {
     this.#server = server
     if (isUnix(at)) {
-      const { replacedStale } = await listenUnix(server, at.path, flag, unixMode ?? 0o600)
+      const { replacedStale } = await listenUnix(server, at.path, flag, unixMode ?? DEFAULT_UNIX_SOCKET_MODE)
       if (replacedStale) this.base.logger.warn({ listener: this.base.kind, flag, path: at.path }, 'stale socket replaced')
       return at
     }

@@ -5,6 +5,7 @@
 import t from 'tap'
 import { resolveConfig } from '../../../src/core/config/resolve.js'
 import { formatEndpoint, isUnix, parseSocketMode, parseUnixSocket } from '../../../src/core/config/endpoint.js'
+import { publicConfig } from '../../../src/core/config/public.js'
 
 function errorsOf (flags: Record<string, unknown>, file: Record<string, unknown> | null = null): string[] {
   try { resolveConfig({ flags, env: {}, file, fileName: 'sidecar.json' }); return [] } catch (err) { return (err as AggregateError).errors.map((e: Error) => e.message) }
@@ -20,6 +21,7 @@ t.test('what --to and --upstream accept', async t => {
     ['pay', { host: '127.0.0.1', port: 9191 }, null]
   ], 'a socket upstream, with instances; TCP unchanged')
   t.equal(c.unixSocketMode, 0o660, 'mode 0660 by default')
+  t.equal(publicConfig(c).unixSocketMode, '0660', 'shown in octal (GET /config, --dry-run), as it is given')
   t.same(resolveConfig({ flags: { ...base, to: 'unix:app.sock' }, env: {}, file: null }).to, { path: 'app.sock' }, 'a relative path, relative to the working directory')
   t.same(errorsOf({ ...base, to: 'unix:/run/app.sock' }), [], 'a UNIX socket needs no --unsafe-target: it is local')
   t.equal(resolveConfig({ flags: base, env: {}, file: { to: 'unix:/run/app.sock', upstream: ['db:unix:/run/db.sock'], unixSocketMode: '0600' } }).unixSocketMode, 0o600, 'from the file, as a string')
