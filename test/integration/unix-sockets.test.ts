@@ -92,6 +92,21 @@ t.test('--unix-socket-mode 0600 is honoured', async t => {
   t.notOk(existsSync(path), 'removed on close')
 })
 
+t.test('a reload that drops a socket upstream removes its file; one that adds one creates it', async t => {
+  const dir = await socketDir(t)
+  const mesh = await makeMesh(t)
+  const a = join(dir, 'a.sock')
+  const b = join(dir, 'b.sock')
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:unix:${a}=127.0.0.1:1`], meshDir: mesh.dir })
+  t.ok(existsSync(a))
+  const diff = await web.sidecar.setUpstreams([{ service: 'cache', bind: { path: b }, instances: [{ host: '127.0.0.1', port: 1 }] }])
+  t.same(diff, { added: ['cache'], removed: ['db'], updated: [] })
+  t.notOk(existsSync(a), 'the dropped upstream\'s file is gone')
+  t.equal((await lstat(b)).mode & 0o777, 0o660, 'the added one is there, mode 0660')
+  await web.stop()
+  t.notOk(existsSync(b), 'and gone on close')
+})
+
 t.test('a stale socket of a process that died is replaced, with a warning', async t => {
   const dir = await socketDir(t)
   const mesh = await makeMesh(t)
