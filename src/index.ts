@@ -13,7 +13,7 @@ export type { SidecarOptions, SidecarState, SidecarAddresses } from './sidecar/s
 
 export { resolveConfig } from './core/config/resolve.js'
 export type { ConfigSources } from './core/config/resolve.js'
-export type { Config, HostPort, PlaneConfig, Timeouts, UpstreamConfig } from './core/config/types.js'
+export type { Config, Endpoint, HostPort, PlaneConfig, Timeouts, UnixSocket, UpstreamConfig } from './core/config/types.js'
 
 export {
   ERR,

@@ -6,7 +6,8 @@
 import { createServer, type TLSSocket } from 'node:tls'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { HostPort, Timeouts } from '../core/config/types.js'
+import type { Endpoint, HostPort, Timeouts } from '../core/config/types.js'
+import { formatEndpoint } from '../core/config/endpoint.js'
 import { PeerIdentityError, errorCode, ignoreError, isRoutineCloseError, toError } from '../core/errors.js'
 import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
@@ -19,6 +20,7 @@ import { PendingHandshakes } from './handshake.js'
 import { cut, relay } from './relay.js'
 import { trackTlsEnd } from '../tls/end.js'
 import { connBug, logClosed } from './finish.js'
+import { proxyHeaderFor } from './app-header.js'
 import type { TlsState } from '../tls/context.js'
 import { SESSION_LIFETIME_MS, resumableUntil } from '../tls/session-cache.js'
 import { exportPsk, sharedPsk, type ServerPsk, type SharedPsk } from '../tls/psk.js'
@@ -32,7 +34,10 @@ export interface InboundOptions {
   /** How a peer's SPIFFE ID names its service (core/identity/forms.ts). */
   readonly identityForm: IdentityForm
   readonly listen: HostPort
-  readonly app: HostPort
+  /** The local app: TCP or a UNIX socket. */
+  readonly app: Endpoint
+  /** `v2`: the app gets a PROXY v2 header before the first byte (app-header.ts). */
+  readonly proxyProtocol?: 'off' | 'v2'
   readonly timeouts: Timeouts
   /** 0 = unlimited; counts connections in the handshake too. */
   readonly maxConnections?: number
@@ -85,7 +90,7 @@ export class InboundListener extends Listener<InboundConn> {
     this.#rate = opts.sourceRateLimit == null ? null : new SourceRateLimiter(opts.sourceRateLimit)
     this.#handshakes = new PendingHandshakes(opts.timeouts.handshakeTimeoutMs)
     this.#destination = formatServiceRef(opts.service)
-    this.#appAddr = `${opts.app.host}:${opts.app.port}`
+    this.#appAddr = formatEndpoint(opts.app)
   }
 
   /** Bind and start accepting; resolves with the bound address. Rejects (e.g. EADDRINUSE) with a clear error. */
@@ -221,7 +226,7 @@ export class InboundListener extends Listener<InboundConn> {
     } else if (log.isLevelEnabled('debug')) {
       log.debug({ ...access, precedence: decision.precedence, decision: decision.reason }, 'conn opened')
     }
-    this.#serve(sock, access, source)
+    this.#serve(sock, access, source, peerId)
   }
 
   /** After a full handshake whose peer passed every check: keep the connection's PSK with that peer. */
@@ -233,7 +238,7 @@ export class InboundListener extends Listener<InboundConn> {
     this.#opts.sharePsk?.(sharedPsk(state.generation, made.identity, e))
   }
 
-  #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef): void {
+  #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef, peerId: string): void {
     const log = this.#opts.logger
     let abort = (): void => { cut(sock) }
     let revokedBy: Decision | undefined
@@ -247,6 +252,8 @@ export class InboundListener extends Listener<InboundConn> {
     const finish = this.track(conn)
     dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs).then(app => {
       if (sock.destroyed) { cut(app); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); finish(); return }
+      // Once, before the relay owns the sockets: the app reads it before any byte of the peer's.
+      if (this.#opts.proxyProtocol === 'v2') app.write(proxyHeaderFor(sock, peerId))
       const r = relay(sock, app, this.#opts.timeouts, result => {
         logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? access : { ...access, intention: decidedBy(revokedBy), decision: revokedBy.reason })
         finish()

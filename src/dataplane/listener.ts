@@ -8,8 +8,10 @@
  */
 import type { Server, AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import type { HostPort, Timeouts } from '../core/config/types.js'
+import type { Endpoint, HostPort, Timeouts } from '../core/config/types.js'
+import { DEFAULT_UNIX_SOCKET_MODE, isUnix } from '../core/config/endpoint.js'
 import { listen } from '../net/listen.js'
+import { listenUnix } from '../net/unix.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { ConnRegistry, type TrackedConn } from './conn-registry.js'
 
@@ -37,9 +39,20 @@ export abstract class Listener<C extends TrackedConn = TrackedConn> {
   /** Live connections (0 after close). */
   get connections (): number { return this.registry.size }
 
-  /** Listen on `at`; resolves with the bound address, rejects with a ListenError naming `flag`. */
-  protected async bind (server: Server, at: HostPort, flag: string): Promise<HostPort> {
+  /**
+   * Listen on `at`; resolves with the bound address, rejects with a ListenError
+   * naming `flag`. A UNIX socket gets `unixMode`; a stale one in its place (a
+   * process that died) is replaced, with a warning (net/unix.ts).
+   */
+  protected async bind (server: Server, at: HostPort, flag: string): Promise<HostPort>
+  protected async bind (server: Server, at: Endpoint, flag: string, unixMode: number): Promise<Endpoint>
+  protected async bind (server: Server, at: Endpoint, flag: string, unixMode?: number): Promise<Endpoint> {
     this.#server = server
+    if (isUnix(at)) {
+      const { replacedStale } = await listenUnix(server, at.path, flag, unixMode ?? DEFAULT_UNIX_SOCKET_MODE)
+      if (replacedStale) this.base.logger.warn({ listener: this.base.kind, flag, path: at.path }, 'stale socket replaced')
+      return at
+    }
     await listen(server, at, flag)
     const a = server.address() as AddressInfo
     return { host: a.address, port: a.port }

@@ -6,13 +6,14 @@
  */
 import { createServer, type Socket } from 'node:net'
 import type { Logger } from 'pino'
-import type { HostPort, Timeouts } from '../core/config/types.js'
+import type { Endpoint, Timeouts } from '../core/config/types.js'
 import type { Instance, Resolver } from '../core/resolver.js'
 import type { Watched } from '../core/watched.js'
 import { PeerIdentityError, errorCode, ignoreError, toError } from '../core/errors.js'
 import { spiffeIdOf, type IdentityForm } from '../core/identity/forms.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { dial } from '../net/dial.js'
+import { DEFAULT_UNIX_SOCKET_MODE } from '../core/config/endpoint.js'
 import type { TlsState } from '../tls/context.js'
 import type { TLSSocket } from 'node:tls'
 import { cut, relay } from './relay.js'
@@ -28,7 +29,10 @@ export interface OutboundOptions {
   /** How the upstream's SPIFFE ID names it (core/identity/forms.ts). */
   readonly identityForm: IdentityForm
   readonly datacenter: string
-  readonly bind: HostPort
+  /** A TCP address or a UNIX socket path (created with `unixSocketMode`). */
+  readonly bind: Endpoint
+  /** Mode of the UNIX socket file (default 0o660). */
+  readonly unixSocketMode?: number
   readonly resolver: Resolver
   readonly timeouts: Timeouts
   /** 0 = unlimited. */
@@ -64,11 +68,11 @@ export class UpstreamListener extends Listener {
     this.#metrics = metrics
   }
 
-  /** Bind; resolves with the bound address. */
-  async start (): Promise<HostPort> {
+  /** Bind; resolves with the bound address (the path, for a UNIX socket). */
+  async start (): Promise<Endpoint> {
     // pauseOnConnect: the app's first bytes wait in the kernel until the upstream is ready.
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, app => this.#onApp(app))
-    return await this.bind(server, this.#opts.bind, `--upstream ${this.#opts.upstream}`)
+    return await this.bind(server, this.#opts.bind, `--upstream ${this.#opts.upstream}`, this.#opts.unixSocketMode ?? DEFAULT_UNIX_SOCKET_MODE)
   }
 
   #namesFor (state: TlsState): { sni: string, expected: string } {

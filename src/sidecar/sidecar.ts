@@ -13,7 +13,8 @@
  *        plane. Idempotent; destroy() skips the drain.
  */
 import type { Logger } from 'pino'
-import type { Config, HostPort, UpstreamConfig } from '../core/config/types.js'
+import type { Config, Endpoint, HostPort, UpstreamConfig } from '../core/config/types.js'
+import { formatEndpoint, isUnix } from '../core/config/endpoint.js'
 import { DEFAULT_DATACENTER } from '../core/config/defaults.js'
 import type { Registration } from '../core/resolver.js'
 import type { IntentionsDoc } from '../core/intentions/table.js'
@@ -54,7 +55,10 @@ export type SidecarState = 'starting' | 'ready' | 'draining' | 'stopped'
 /** Where the sidecar ended up listening. */
 export interface SidecarAddresses {
   readonly inbound: HostPort | null
+  /** Upstreams on TCP ports. */
   readonly upstreams: ReadonlyMap<string, HostPort>
+  /** Upstreams on UNIX sockets (`db:unix:/run/db.sock`): their paths. */
+  readonly upstreamSockets: ReadonlyMap<string, string>
 }
 
 /** A running sidecar. */
@@ -149,10 +153,15 @@ export class Sidecar {
     const datacenter = cfg.datacenter ?? own?.datacenter ?? DEFAULT_DATACENTER
     this.#upstreams = new UpstreamSet({ config: cfg, datacenter, tls: plane.tls, resolver: plane.resolver, logger: this.#o.logger, metrics: this.#metrics })
     const upstreams = new Map<string, HostPort>()
-    for (const u of cfg.upstreams) upstreams.set(u.service, await this.#upstreams.add(u))
+    const upstreamSockets = new Map<string, string>()
+    for (const u of cfg.upstreams) {
+      const at = await this.#upstreams.add(u)
+      if (isUnix(at)) upstreamSockets.set(u.service, at.path)
+      else upstreams.set(u.service, at)
+    }
     const inbound = await this.#startInbound()
-    this.#logStarted(inbound, upstreams)
-    return { inbound, upstreams }
+    this.#logStarted(inbound, [...upstreams, ...[...upstreamSockets].map(([s, path]) => [s, { path }] as const)])
+    return { inbound, upstreams, upstreamSockets }
   }
 
   /** The public listener and our registration, when this sidecar has an inbound side. */
@@ -161,7 +170,7 @@ export class Sidecar {
     const intentions = this.#plane.intentions
     if (cfg.listen === null || cfg.to === null || intentions === null) return null
     const me = { namespace: cfg.namespace, name: cfg.service }
-    this.#inbound = new InboundListener({ service: me, identityForm: cfg.identityForm, listen: cfg.listen, app: cfg.to, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: this.#plane.tls, authorize: () => intentions.current.authorize, logger: this.#o.logger, metrics: this.#metrics, sharePsk: this.#o.sharePsk })
+    this.#inbound = new InboundListener({ service: me, identityForm: cfg.identityForm, listen: cfg.listen, app: cfg.to, proxyProtocol: cfg.proxyProtocol, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: this.#plane.tls, authorize: () => intentions.current.authorize, logger: this.#o.logger, metrics: this.#metrics, sharePsk: this.#o.sharePsk })
     const at = await this.#inbound.start()
     if (this.#plane.register !== undefined) {
       const host = at.host === '0.0.0.0' || at.host === '::' ? '127.0.0.1' : at.host
@@ -170,7 +179,7 @@ export class Sidecar {
     return at
   }
 
-  #logStarted (inbound: HostPort | null, upstreams: ReadonlyMap<string, HostPort>): void {
+  #logStarted (inbound: HostPort | null, upstreams: ReadonlyArray<readonly [string, Endpoint]>): void {
     const cfg = this.#o.config
     const tls = this.#plane.tls.current
     this.#o.logger.info({
@@ -178,8 +187,8 @@ export class Sidecar {
       spiffeId: tls.svid.id.uri,
       notAfter: tls.svid.chain[0]!.notAfter.toISOString(),
       trustDomains: tls.bundle.trustDomains,
-      inbound: inbound === null || cfg.to === null ? null : `${inbound.host}:${inbound.port} => ${cfg.to.host}:${cfg.to.port}`,
-      upstreams: [...upstreams].map(([s, hp]) => `${hp.host}:${hp.port} => ${s}`),
+      inbound: inbound === null || cfg.to === null ? null : `${inbound.host}:${inbound.port} => ${formatEndpoint(cfg.to)}`,
+      upstreams: upstreams.map(([s, at]) => `${formatEndpoint(at)} => ${s}`),
       mode: this.#plane.mode, ...buildInfo()
     }, 'sidecar started')
   }

@@ -5,7 +5,8 @@
  * changed instance list takes effect for new connections.
  */
 import type { Logger } from 'pino'
-import type { Config, HostPort, UpstreamConfig } from '../core/config/types.js'
+import type { Config, Endpoint, HostPort, UpstreamConfig } from '../core/config/types.js'
+import { formatEndpoint, isUnix } from '../core/config/endpoint.js'
 import { ConfigError } from '../core/errors.js'
 import { staticResolver, type Resolver } from '../core/resolver.js'
 import type { Watched } from '../core/watched.js'
@@ -47,15 +48,15 @@ export class UpstreamSet {
   }
 
   /** Start a listener for `u`; resolves with where it listens. */
-  async add (u: UpstreamConfig): Promise<HostPort> {
+  async add (u: UpstreamConfig): Promise<Endpoint> {
     const { config: cfg, tls, logger, metrics, datacenter } = this.#o
     // resolveConfig refuses a service given twice; a second listener here would outlive close().
     if (this.#byService.has(u.service)) throw new ConfigError('--upstream', `${u.service} is given twice; give each upstream service once`)
     const resolver = u.instances !== null ? this.#staticResolver : this.#o.resolver
     // resolveConfig refuses an upstream without instances when the plane has no catalog.
-    if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${u.bind.port}=host:port,...)`)
+    if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${isUnix(u.bind) ? formatEndpoint(u.bind) : u.bind.port}=host:port,...)`)
     if (u.instances !== null) this.#static.set(u.service, u.instances)
-    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics })
+    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, bind: u.bind, unixSocketMode: cfg.unixSocketMode, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics })
     this.#byService.set(u.service, { cfg: u, listener })
     return await listener.start()
   }
@@ -83,7 +84,7 @@ export class UpstreamSet {
     for (const u of list) {
       if (this.#byService.has(u.service)) continue
       const at = await this.add(u)
-      listening[u.service] = `${at.host}:${at.port}`
+      listening[u.service] = formatEndpoint(at)
       diff.added.push(u.service)
     }
     this.#o.logger.info({ ...diff, listening }, 'upstreams reloaded')
@@ -98,5 +99,5 @@ export class UpstreamSet {
 
 /** Same address, and both explicit or both resolved: the listener can stay. */
 function sameListener (a: UpstreamConfig, b: UpstreamConfig): boolean {
-  return a.bind.host === b.bind.host && a.bind.port === b.bind.port && (a.instances === null) === (b.instances === null)
+  return formatEndpoint(a.bind) === formatEndpoint(b.bind) && (a.instances === null) === (b.instances === null)
 }

@@ -58,8 +58,21 @@ export const FIELDS = {
     parse: p.serviceName
   }),
   listen: field({ flag: '--listen <host:port>', help: 'public mTLS listener (default 0.0.0.0:21000 when --to is given)', default: '0.0.0.0:21000 when --to is given', parse: p.hostPort }),
-  to: field({ flag: '--to <host:port>', help: 'the local app inbound connections go to (loopback unless --unsafe-target)', parse: p.hostPort }),
-  upstream: field({ flag: '--upstream <spec>', help: 'upstream: db:9191, db:127.0.0.2:9191, or db:9191=host:port,host:port (repeatable)', repeatable: true, parse: p.upstreams }),
+  to: field({ flag: '--to <host:port|unix:path>', help: 'the local app inbound connections go to: host:port (loopback unless --unsafe-target) or unix:/run/app.sock', parse: p.endpoint }),
+  upstream: field({ flag: '--upstream <spec>', help: 'upstream: db:9191, db:127.0.0.2:9191, db:unix:/run/db.sock, or db:9191=host:port,host:port (repeatable)', repeatable: true, parse: p.upstreams }),
+  unixSocketMode: field({
+    flag: '--unix-socket-mode <mode>',
+    help: 'permission bits of the UNIX sockets upstream listeners create, in octal (default 0660)',
+    default: '0660',
+    parse: p.socketMode
+  }),
+  proxyProtocol: field({
+    flag: '--proxy-protocol <version>',
+    help: 'before the first byte of each inbound connection, send the app a PROXY protocol header: v2 (the peer\'s address, its SPIFFE ID in TLV 0xD0, verified TLS) or off (default off)',
+    default: 'off',
+    choices: ['off', 'v2'],
+    parse: p.either('off', 'v2', '"v2" (a PROXY protocol v2 header to the app, docs/proxy-protocol.md) or "off"')
+  }),
   meshDir: field({ flag: '--mesh-dir <dir>', env: 'MESH_DIR', help: 'the embedded control plane directory (env MESH_DIR)', parse: p.str }),
   cert: field({ flag: '--cert <file>', help: 'our SVID (PEM, leaf first) instead of the mesh dir', parse: p.str }),
   key: field({ flag: '--key <file>', help: 'the SVID private key (PEM)', parse: p.str }),

@@ -8,10 +8,11 @@
 import { isIP } from 'node:net'
 import { ConfigError } from '../errors.js'
 import { DEFAULT_UPSTREAM_BIND_HOST } from './defaults.js'
-import type { Federation, Config, HostPort, UpstreamConfig, WorkloadEndpoint } from './types.js'
+import type { Endpoint, Federation, Config, HostPort, UpstreamConfig, WorkloadEndpoint } from './types.js'
 import { parseRateLimit, type RateLimit } from './rate-limit.js'
 import { parseIdentityForm, type IdentityForm } from '../identity/forms.js'
 import { parseTrustDomain } from '../identity/spiffe-id.js'
+import { isUnixSpec, parseEndpoint, parseSocketMode, parseUnixSocket } from './endpoint.js'
 
 /** One parser: raw value and where it came from, to the typed value. */
 export type Parser<T> = (raw: unknown, where: string) => T
@@ -43,17 +44,17 @@ export function parseDuration (v: unknown, field: string): number {
 }
 
 /**
- * Parse an upstream: `db:9191`, `db:127.0.0.2:9191`, and with explicit
- * instances `db:9191=10.0.0.5:21000,10.0.0.6:21000`.
+ * Parse an upstream: `db:9191`, `db:127.0.0.2:9191`, `db:unix:/run/db.sock`,
+ * and with explicit instances `db:9191=10.0.0.5:21000,10.0.0.6:21000`.
  */
 export function parseUpstream (s: string, field: string): UpstreamConfig {
   const [left, right] = s.split('=', 2) as [string, string | undefined]
   const i = left.indexOf(':')
-  if (i <= 0) throw new ConfigError(field, `${JSON.stringify(s)} is not service:port, service:host:port or service:port=host:port,... (e.g. db:9191)`)
+  if (i <= 0) throw new ConfigError(field, `${JSON.stringify(s)} is not service:port, service:host:port, service:unix:/path or service:port=host:port,... (e.g. db:9191)`)
   const service = left.slice(0, i)
   if (!SERVICE.test(service)) throw new ConfigError(field, `upstream service name ${JSON.stringify(service)} is invalid (letters, digits, '-', '_')`)
   const rest = left.slice(i + 1)
-  const bind = /^\d+$/.test(rest) ? parseHostPort(`${DEFAULT_UPSTREAM_BIND_HOST}:${rest}`, field) : parseHostPort(rest, field)
+  const bind = /^\d+$/.test(rest) ? parseHostPort(`${DEFAULT_UPSTREAM_BIND_HOST}:${rest}`, field) : isUnixSpec(rest) ? parseUnixSocket(rest, field) : parseHostPort(rest, field)
   let instances: HostPort[] | null = null
   if (right !== undefined) {
     instances = right.split(',').filter(x => x !== '').map(x => parseHostPort(x, field))
@@ -82,6 +83,12 @@ export const bool: Parser<boolean> = (v, where) => {
 }
 
 export const hostPort: Parser<HostPort> = (v, where) => parseHostPort(str(v, where), where)
+
+/** `--to`: `host:port` or `unix:/path` (core/config/endpoint.ts). */
+export const endpoint: Parser<Endpoint> = (v, where) => parseEndpoint(str(v, where), where, parseHostPort)
+
+/** `--unix-socket-mode`: octal bits as a string (endpoint.ts). */
+export const socketMode: Parser<number> = parseSocketMode
 
 /** `--admin`: a listener, or `off` (null) for none. */
 export const hostPortOrOff: Parser<HostPort | null> = (v, where) => v === 'off' ? null : hostPort(v, where)

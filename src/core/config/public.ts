@@ -7,8 +7,8 @@
  */
 import type { Config } from './types.js'
 
-/** The Config as shown: the identity form by its name (consul, kubernetes or the template). */
-export type PublicConfig = Omit<Config, 'identityForm'> & { readonly identityForm: string }
+/** The Config as shown: the identity form by its name (consul, kubernetes or the template), the socket mode in octal (`0660`). */
+export type PublicConfig = Omit<Config, 'identityForm' | 'unixSocketMode'> & { readonly identityForm: string, readonly unixSocketMode: string }
 
 /** What a secret field shows (the same word as the log's, log.ts). */
 export const REDACTED = '[redacted]'
@@ -16,7 +16,7 @@ export const REDACTED = '[redacted]'
 /** `config` with every secret replaced by REDACTED. */
 export function publicConfig (config: Config): PublicConfig {
   const p = config.plane
-  const shown = { ...config, identityForm: config.identityForm.name }
+  const shown = { ...config, identityForm: config.identityForm.name, unixSocketMode: config.unixSocketMode.toString(8).padStart(4, '0') }
   if (p.kind !== 'consul' || p.token === null) return shown
   return { ...shown, plane: { ...p, token: REDACTED } }
 }

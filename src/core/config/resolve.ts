@@ -10,9 +10,10 @@ import { DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_TIMEOUTS, DEF
 import { FIELDS, FIELD_KEYS, flagName, type Field, type FieldKey, type Values } from './fields.js'
 import { parseHostPort } from './parse.js'
 import { pickSources, type ConfigSources, type RawValues } from './sources.js'
-import { planeOf, portErrors, positiveTimeouts, sideErrors, upstreamErrors, type Settled } from './rules.js'
+import { planeOf, portErrors, positiveTimeouts, sideErrors, unixSocketErrors, upstreamErrors, type Settled } from './rules.js'
 import type { Config, PlaneConfig } from './types.js'
 import { parseIdentityForm } from '../identity/forms.js'
+import { DEFAULT_UNIX_SOCKET_MODE } from './endpoint.js'
 
 export { parseHostPort, parseDuration, parseUpstream, isLoopback } from './parse.js'
 export { FIELDS, MAX_WORKERS } from './fields.js'
@@ -26,8 +27,9 @@ export function resolveConfig (src: ConfigSources): Config {
   const s = settle(v, raw)
   errors.push(...positiveTimeouts(s.timeouts))
   errors.push(...sideErrors(s, errors.length))
+  if (v.proxyProtocol === 'v2' && s.to === null) errors.push(new ConfigError('--proxy-protocol', 'v2 is a header to the local app on inbound connections: give --to (the app) too, or leave --proxy-protocol off'))
   const plane = planeOf(s, errors)
-  errors.push(...upstreamErrors(s), ...portErrors(s))
+  errors.push(...upstreamErrors(s), ...portErrors(s), ...unixSocketErrors(s.upstreams, v.unixSocketMode !== undefined, v.workers ?? 1))
   // A missing service or plane has its error in the list already.
   if (v.service === undefined || plane === null || errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
   return deepFreeze(build(v.service, plane, v, s))
@@ -91,6 +93,8 @@ function build (service: string, plane: PlaneConfig, v: Values, s: Settled): Con
     listen: s.listen,
     to: s.to,
     upstreams: s.upstreams,
+    proxyProtocol: v.proxyProtocol ?? 'off',
+    unixSocketMode: v.unixSocketMode ?? DEFAULT_UNIX_SOCKET_MODE,
     plane,
     intentionsFile: v.intentions ?? null,
     defaultPolicy: v.defaultPolicy ?? null,

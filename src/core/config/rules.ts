@@ -7,12 +7,13 @@
 import { ConfigError } from '../errors.js'
 import { FIELDS, flagName } from './fields.js'
 import { isLoopback } from './parse.js'
-import type { HostPort, PlaneConfig, Timeouts, UpstreamConfig, WorkloadEndpoint } from './types.js'
+import type { Endpoint, HostPort, PlaneConfig, Timeouts, UpstreamConfig, WorkloadEndpoint } from './types.js'
+import { formatEndpoint, isUnix } from './endpoint.js'
 
 /** The settings the rules look at, defaults applied. */
 export interface Settled {
   readonly listen: HostPort | null
-  readonly to: HostPort | null
+  readonly to: Endpoint | null
   readonly upstreams: readonly UpstreamConfig[]
   /**
    * As given: null for `off`, undefined when not given. The default admin
@@ -59,7 +60,8 @@ export function sideErrors (s: Settled, earlier: number): ConfigError[] {
   const errors: ConfigError[] = []
   const { listen, to } = s
   if (listen !== null && to === null) errors.push(new ConfigError('--to', 'is required with --listen: the local app address inbound connections go to (e.g. --to 127.0.0.1:8080)'))
-  if (to !== null && !isLoopback(to.host) && !s.unsafeTarget) errors.push(new ConfigError('--to', `${to.host} is not a loopback address; the app target must be local (127.0.0.0/8, ::1, localhost) unless you pass --unsafe-target`))
+  // A UNIX socket is local by construction.
+  if (to !== null && !isUnix(to) && !isLoopback(to.host) && !s.unsafeTarget) errors.push(new ConfigError('--to', `${to.host} is not a loopback address; the app target must be local (127.0.0.0/8, ::1, localhost) unless you pass --unsafe-target`))
   if (listen === null && s.upstreams.length === 0 && earlier + errors.length === 0) errors.push(new ConfigError('--listen', 'nothing to do: give --listen/--to for inbound and/or --upstream for outbound'))
   return errors
 }
@@ -103,28 +105,46 @@ export function upstreamErrors (s: Settled): ConfigError[] {
   const errors: ConfigError[] = []
   const seen = new Map<string, string>()
   for (const u of s.upstreams) {
-    const given = `${u.service}:${u.bind.host}:${u.bind.port}`
+    const given = `${u.service}:${formatEndpoint(u.bind)}`
     const first = seen.get(u.service)
     if (first !== undefined) errors.push(new ConfigError('--upstream', `${u.service} is given twice (${first} and ${given}); give each upstream service once, with one local port`))
     else seen.set(u.service, given)
   }
   for (const u of s.upstreams) {
-    if (u.instances === null && s.meshDir === null && s.controlPlane === 'mesh') errors.push(new ConfigError('--upstream', `upstream ${u.service} has no instances: list them (${u.service}:${u.bind.port}=host:port,...) or give --mesh-dir so it resolves through the catalog`))
+    if (u.instances === null && s.meshDir === null && s.controlPlane === 'mesh') errors.push(new ConfigError('--upstream', `upstream ${u.service} has no instances: list them (${u.service}:${isUnix(u.bind) ? formatEndpoint(u.bind) : u.bind.port}=host:port,...) or give --mesh-dir so it resolves through the catalog`))
   }
   return errors
 }
 
-/** Every listener needs its own port (port 0, "any free port", never collides). */
+/**
+ * Every listener needs its own port (port 0, "any free port", never collides)
+ * and every UNIX socket its own path; and no upstream may bind the app's
+ * socket (it would be taken for a live socket of another process, or replace it).
+ */
 export function portErrors (s: Settled): ConfigError[] {
   const errors: ConfigError[] = []
   const ports = new Map<string, string>()
-  const listeners: Array<readonly [string, HostPort | null]> = [['--listen', s.listen], ['--admin', s.admin ?? null], ...s.upstreams.map(u => [`--upstream ${u.service}`, u.bind] as const)]
+  const app: Array<readonly [string, Endpoint | null]> = s.to !== null && isUnix(s.to) ? [['--to', s.to]] : []
+  const listeners: Array<readonly [string, Endpoint | null]> = [...app, ['--listen', s.listen], ['--admin', s.admin ?? null], ...s.upstreams.map(u => [`--upstream ${u.service}`, u.bind] as const)]
   for (const [what, hp] of listeners) {
-    if (hp === null || hp.port === 0) continue
-    const k = `${hp.host}:${hp.port}`
+    if (hp === null || (!isUnix(hp) && hp.port === 0)) continue
+    const k = formatEndpoint(hp)
     const prev = ports.get(k)
-    if (prev !== undefined) errors.push(new ConfigError(what, `${k} is also used by ${prev}; every listener needs its own port`))
+    if (prev !== undefined) errors.push(new ConfigError(what, `${k} is also used by ${prev}; every listener needs its own ${isUnix(hp) ? 'socket path' : 'port'}`))
     ports.set(k, what)
   }
+  return errors
+}
+
+/**
+ * `--unix-socket-mode` is for the sockets upstream listeners create; and
+ * `--workers` shares listeners through node:cluster, whose primary binds a
+ * UNIX path without our stale-socket check: not together yet.
+ */
+export function unixSocketErrors (upstreams: readonly UpstreamConfig[], modeGiven: boolean, workers: number): ConfigError[] {
+  const unix = upstreams.filter(u => isUnix(u.bind))
+  const errors: ConfigError[] = []
+  if (modeGiven && unix.length === 0) errors.push(new ConfigError('--unix-socket-mode', 'is the mode of the UNIX sockets upstream listeners create, and no --upstream binds one (e.g. --upstream db:unix:/run/db.sock); remove it, or bind an upstream to a socket'))
+  if (workers > 1 && unix.length > 0) errors.push(new ConfigError('--workers', `UNIX-socket upstreams (${unix.map(u => u.service).join(', ')}) are not supported with --workers ${workers} yet; use --workers 1, or bind those upstreams to a loopback port`))
   return errors
 }

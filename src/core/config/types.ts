@@ -7,10 +7,19 @@ export interface HostPort {
   readonly port: number
 }
 
+/** A UNIX domain socket, given as `unix:/run/app.sock` (core/config/endpoint.ts). */
+export interface UnixSocket {
+  readonly path: string
+}
+
+/** Where the local app is, or where an upstream listener binds: TCP or a UNIX socket. */
+export type Endpoint = HostPort | UnixSocket
+
 /** One upstream: a local plaintext listener that leads to a service's sidecars. */
 export interface UpstreamConfig {
   readonly service: string
-  readonly bind: HostPort
+  /** A TCP address, or a UNIX socket this sidecar creates (mode `unixSocketMode`). */
+  readonly bind: Endpoint
   /** Explicit instances (`db:9191=h:p,h:p`), or null to resolve through the mesh dir catalog. */
   readonly instances: readonly HostPort[] | null
 }
@@ -67,9 +76,13 @@ export interface Config {
   readonly federate: readonly Federation[]
   /** Public mTLS listener; null when the sidecar only has upstreams. */
   readonly listen: HostPort | null
-  /** The local app; null when there is no inbound side. */
-  readonly to: HostPort | null
+  /** The local app (TCP, or a UNIX socket it listens on); null when there is no inbound side. */
+  readonly to: Endpoint | null
   readonly upstreams: readonly UpstreamConfig[]
+  /** What the app receives before the first byte of an inbound connection: a PROXY v2 header (core/proxy-protocol.ts), or nothing. */
+  readonly proxyProtocol: 'off' | 'v2'
+  /** Permission bits of the UNIX sockets the upstream listeners create (0o660 by default). */
+  readonly unixSocketMode: number
   /** Where certificates, intentions and upstream instances come from (the control plane). */
   readonly plane: PlaneConfig
   /** Intentions file instead of the mesh dir's (mesh-dir and files planes). */

@@ -48,6 +48,8 @@ t.test('the default the help states is the one resolveConfig applies', async t =
     ['namespace', c.namespace, FIELDS.namespace.default],
     ['admin', c.admin === null ? 'off' : `${c.admin.host}:${c.admin.port}`, FIELDS.admin.default],
     ['sourceRateLimit', c.sourceRateLimit === null ? 'off' : 'on', FIELDS.sourceRateLimit.default],
+    ['proxyProtocol', c.proxyProtocol, FIELDS.proxyProtocol.default],
+    ['unixSocketMode', `0${c.unixSocketMode.toString(8)}`, FIELDS.unixSocketMode.default],
     ['consulAddr', consul.plane.kind === 'consul' ? consul.plane.address : consul.plane.kind, FIELDS.consulAddr.default]
   ]
   for (const [name, got, shown] of rows) t.equal(got, shown, `${name}: default ${String(shown)}`)
