@@ -2,6 +2,8 @@
  * The public listener (consul NewPublicListener): terminate mTLS from other
  * sidecars, check the peer's SVID, ask the intention table once, and only then
  * connect to the local app and relay. Deny means the app never sees a byte.
+ * A peer that negotiated a tunnel (tls/alpn.ts) is handed to tunnel-inbound.ts,
+ * whose streams come back here, one connection each, through #serve.
  */
 import { createServer, type TLSSocket } from 'node:tls'
 import type { Socket } from 'node:net'
@@ -17,7 +19,7 @@ import type { Watched } from '../core/watched.js'
 import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
 import { dial } from '../net/dial.js'
 import { PendingHandshakes } from './handshake.js'
-import { cut, relay } from './relay.js'
+import { cut, isStream, relay } from './relay.js'
 import { trackTlsEnd } from '../tls/end.js'
 import { connBug, logClosed } from './finish.js'
 import { proxyHeaderFor } from './app-header.js'
@@ -25,7 +27,11 @@ import type { TlsState } from '../tls/context.js'
 import { SESSION_LIFETIME_MS, resumableUntil } from '../tls/session-cache.js'
 import { exportPsk, sharedPsk, type ServerPsk, type SharedPsk } from '../tls/psk.js'
 import type { PeerIdentity } from '../tls/peer.js'
-import { notOfForm, workloadOf, type IdentityForm, type Workload } from '../core/identity/forms.js'
+import type { IdentityForm } from '../core/identity/forms.js'
+import { PeerChecker, remoteOf } from './inbound-peer.js'
+import { selectAlpn, TUNNEL_ALPN } from '../tls/alpn.js'
+import type { ServerHttp2Stream } from 'node:http2'
+import { TunnelAcceptor } from './tunnel-inbound.js'
 
 /** What an inbound listener needs. */
 export interface InboundOptions {
@@ -55,12 +61,6 @@ export interface InboundOptions {
 
 let nextConnId = 0
 
-/** `host:port` of the client, also once the TLS socket is gone (from its TCP socket, `_parent`). */
-function remoteOf (sock: TLSSocket): string | undefined {
-  const s = sock.remoteAddress === undefined ? (sock as TLSSocket & { _parent?: { remoteAddress?: string, remotePort?: number } })._parent : sock
-  return s?.remoteAddress === undefined ? undefined : `${s.remoteAddress}:${s.remotePort}`
-}
-
 /** A live inbound connection: who it is from, so a changed table can re-check it. */
 interface InboundConn extends TrackedConn {
   readonly source: ServiceRef
@@ -80,7 +80,8 @@ export class InboundListener extends Listener<InboundConn> {
   readonly #appAddr: string
   /** The PSK each socket's handshake was offered and we knew, until its 'secureConnection' (psk.ts). */
   readonly #pskOffered = new WeakMap<TLSSocket, ServerPsk>()
-  readonly #workloads = new WeakMap<PeerIdentity, Workload | null>()
+  readonly #peers: PeerChecker
+  readonly #tunnels: TunnelAcceptor
 
   constructor (opts: InboundOptions) {
     const metrics = opts.metrics ?? noopMetrics
@@ -91,6 +92,14 @@ export class InboundListener extends Listener<InboundConn> {
     this.#handshakes = new PendingHandshakes(opts.timeouts.handshakeTimeoutMs)
     this.#destination = formatServiceRef(opts.service)
     this.#appAddr = formatEndpoint(opts.app)
+    this.#peers = new PeerChecker(opts.identityForm)
+    this.#tunnels = new TunnelAcceptor({
+      logger: opts.logger,
+      metrics,
+      destination: this.#destination,
+      authorize: () => this.#opts.authorize(),
+      serve: (stream, access, peer) => this.#serve(stream, { ...access, app: this.#appAddr }, peer.source, peer.peerId, peer.tls)
+    })
   }
 
   /** Bind and start accepting; resolves with the bound address. Rejects (e.g. EADDRINUSE) with a clear error. */
@@ -115,14 +124,17 @@ export class InboundListener extends Listener<InboundConn> {
       sessionTimeout: SESSION_LIFETIME_MS / 1000,
       // A PSK made with a client of ours on an earlier, fully verified handshake (psk.ts);
       // an identity we do not know means a full certificate handshake.
-      pskCallback: (sock: TLSSocket, identity: string) => this.#onPsk(sock, identity)
+      pskCallback: (sock: TLSSocket, identity: string) => this.#onPsk(sock, identity),
+      // A mesh-proxy outbound asks for a tunnel; anyone else keeps a connection per session.
+      ALPNCallback: selectAlpn
     })
     server.on('connection', (raw: Socket) => this.#onTcp(raw))
     server.on('secureConnection', (sock: TLSSocket) => { this.#onSecure(sock) })
     server.on('tlsClientError', (err: Error, sock: TLSSocket) => this.#onTlsError(err, sock))
     const at = await this.bind(server, this.#opts.listen, '--listen')
     // A new TLS generation is used by new handshakes; live connections keep theirs.
-    this.#unsubscribe = this.#opts.tls.onChange(state => { server.setSecureContext(state.serverOptions) })
+    // Tunnels of the old one are closed gracefully: their streams finish, new streams need a new tunnel.
+    this.#unsubscribe = this.#opts.tls.onChange(state => { server.setSecureContext(state.serverOptions); this.#tunnels.closeAll() })
     return at
   }
 
@@ -154,13 +166,6 @@ export class InboundListener extends Listener<InboundConn> {
     this.#opts.logger[level]({ listener: 'inbound', remote: remoteOf(sock), reason, err: err.message }, 'conn rejected')
   }
 
-  /** The peer's service under our identity form; once per verified peer (the verifier caches PeerIdentity objects). */
-  #workloadOf (peer: PeerIdentity): Workload | null {
-    let w = this.#workloads.get(peer)
-    if (w === undefined) this.#workloads.set(peer, w = workloadOf(this.#opts.identityForm, peer.id))
-    return w
-  }
-
   #onPsk (sock: TLSSocket, identity: string): Buffer | null {
     const known = this.#opts.tls.current.psks.get(identity, Date.now())
     if (known === undefined) return null
@@ -183,23 +188,9 @@ export class InboundListener extends Listener<InboundConn> {
     const psk = resumed ? this.#pskOffered.get(sock) : undefined
     this.#pskOffered.delete(sock) // not kept for the connection's life
     let source: ServiceRef
-    let peerId: string
     let peer: PeerIdentity
     try {
-      // Only a PSK of ours stands in for the certificate check (the peer was verified when it was made).
-      if (psk === undefined && !sock.authorized) {
-        if (sock.getPeerX509Certificate() === undefined) throw new PeerIdentityError('no_certificate', 'peer presented no certificate')
-        const verdict = sock.authorizationError?.toString() ?? 'unverified'
-        throw new PeerIdentityError(verdict, `peer certificate chain was not verified against our trust bundle: ${verdict}`)
-      }
-      peer = psk?.peer ?? state.verifier.verifySocket(sock)
-      peerId = peer.id.uri
-      const w = this.#workloadOf(peer)
-      if (w === null) throw new PeerIdentityError('not_a_service', notOfForm(this.#opts.identityForm, peer.id.uri))
-      const td = peer.id.trustDomain
-      const foreign = td !== state.svid.id.trustDomain
-      if (foreign && !state.federated.has(td)) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain} (to accept its peers, federate it: --federate ${td}=<its bundle>)`)
-      source = foreign ? { namespace: w.namespace, name: w.service, trustDomain: td } : { namespace: w.namespace, name: w.service }
+      ({ peer, source } = this.#peers.check(sock, state, psk?.peer))
     } catch (err) {
       const reason = err instanceof PeerIdentityError ? err.reason : 'bad_certificate'
       this.#metrics.handshakeFailure(reason)
@@ -208,8 +199,13 @@ export class InboundListener extends Listener<InboundConn> {
       cut(sock) // a reset, on every Node: the caller's app sees one too
       return
     }
-    trackTlsEnd(sock)
+    const peerId = peer.id.uri
     if (!resumed) this.#rememberPsk(sock, state, peer)
+    if (sock.alpnProtocol === TUNNEL_ALPN) {
+      this.#tunnels.adopt(sock, { id, peerId, source, resumed, psk: psk !== undefined, remote: remoteOf(sock), tls: sock })
+      return
+    }
+    trackTlsEnd(sock)
     const decision = this.#opts.authorize()(source)
     const viaPsk = psk !== undefined
     if (!decision.allowed) {
@@ -226,7 +222,7 @@ export class InboundListener extends Listener<InboundConn> {
     } else if (log.isLevelEnabled('debug')) {
       log.debug({ ...access, precedence: decision.precedence, decision: decision.reason }, 'conn opened')
     }
-    this.#serve(sock, access, source, peerId)
+    this.#serve(sock, access, source, peerId, sock)
   }
 
   /** After a full handshake whose peer passed every check: keep the connection's PSK with that peer. */
@@ -238,7 +234,12 @@ export class InboundListener extends Listener<InboundConn> {
     this.#opts.sharePsk?.(sharedPsk(state.generation, made.identity, e))
   }
 
-  #serve (sock: TLSSocket, access: Record<string, unknown>, source: ServiceRef, peerId: string): void {
+  /**
+   * Connect to the app and relay; `sock` is the peer's TLS connection `tls`, or
+   * a stream of its tunnel on `tls` (answered 200 once the app is connected,
+   * 503 if it cannot be).
+   */
+  #serve (sock: TLSSocket | ServerHttp2Stream, access: Record<string, unknown>, source: ServiceRef, peerId: string, tls: TLSSocket): void {
     const log = this.#opts.logger
     let abort = (): void => { cut(sock) }
     let revokedBy: Decision | undefined
@@ -253,7 +254,8 @@ export class InboundListener extends Listener<InboundConn> {
     dial(this.#opts.app, this.#opts.timeouts.connectTimeoutMs).then(app => {
       if (sock.destroyed) { cut(app); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); this.#metrics.connection('inbound', 'aborted'); finish(); return }
       // Once, before the relay owns the sockets: the app reads it before any byte of the peer's.
-      if (this.#opts.proxyProtocol === 'v2') app.write(proxyHeaderFor(sock, peerId))
+      if (this.#opts.proxyProtocol === 'v2') app.write(proxyHeaderFor(tls, peerId))
+      if (isStream(sock)) sock.respond({ ':status': 200 })
       const r = relay(sock, app, this.#opts.timeouts, result => {
         logClosed(log, result, this.#metrics, 'inbound', 'peer', revokedBy === undefined ? access : { ...access, intention: decidedBy(revokedBy), decision: revokedBy.reason })
         finish()
@@ -263,7 +265,8 @@ export class InboundListener extends Listener<InboundConn> {
       this.#metrics.upstreamConnectError('local_app')
       this.#metrics.connection('inbound', 'upstream_error')
       log.warn({ ...access, reason: 'app_connect_failed', err: toError(err).message }, 'conn closed')
-      cut(sock)
+      if (isStream(sock) && !sock.destroyed && !sock.headersSent) sock.respond({ ':status': 503 }, { endStream: true })
+      else cut(sock)
       finish()
     }).catch(connBug(log, access, () => { abort(); finish() }))
   }
@@ -286,5 +289,10 @@ export class InboundListener extends Listener<InboundConn> {
     this.#unsubscribe?.()
     // Peers still in the handshake were never admitted: nothing to drain.
     this.#handshakes.destroyAll()
+    this.#tunnels.closeAll()
+  }
+
+  protected override async afterClose (): Promise<void> {
+    await this.#tunnels.destroy()
   }
 }

@@ -79,8 +79,8 @@ export abstract class Listener<C extends TrackedConn = TrackedConn> {
 
   /** Before the drain: what the subclass stops at once (handshakes that were never admitted). */
   protected beforeDrain (): void {}
-  /** After the drain: what the subclass releases (caches). */
-  protected afterClose (): void {}
+  /** After the drain: what the subclass releases (caches, tunnels); close() resolves after it. */
+  protected afterClose (): void | Promise<void> {}
 
   /** Stop accepting, let live connections finish for up to drainTimeoutMs, then close them. Idempotent. */
   close (): Promise<void> {
@@ -90,7 +90,7 @@ export abstract class Listener<C extends TrackedConn = TrackedConn> {
       this.beforeDrain()
       await this.registry.drain(this.base.timeouts.drainTimeoutMs)
       await stopped
-      this.afterClose()
+      await this.afterClose()
     })()
     return this.#closing
   }

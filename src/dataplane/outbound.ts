@@ -15,8 +15,10 @@ import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { dial } from '../net/dial.js'
 import { DEFAULT_UNIX_SOCKET_MODE } from '../core/config/endpoint.js'
 import type { TlsState } from '../tls/context.js'
-import type { TLSSocket } from 'node:tls'
-import { cut, relay } from './relay.js'
+import { cut, relay, type RelayResult } from './relay.js'
+import type { ClientHttp2Stream } from 'node:http2'
+import { TUNNEL_ALPN } from '../tls/alpn.js'
+import { StreamRefused, TunnelPool } from './tunnel-pool.js'
 import { connBug, logClosed } from './finish.js'
 import { Listener } from './listener.js'
 import { Resumption } from './resumption.js'
@@ -41,7 +43,12 @@ export interface OutboundOptions {
   readonly tls: Watched<TlsState>
   readonly logger: Logger
   readonly metrics?: Metrics
+  /** Carry app connections as streams of pooled tunnels to instances that take them (tunnel-pool.ts). */
+  readonly tunnel?: boolean
 }
+
+/** A verified way to the upstream: a plain mTLS connection, or a stream on a tunnel (`up` is the tunnel's connection). */
+type Connected = { readonly up: Upstream, readonly instance: Instance, readonly stream?: ClientHttp2Stream }
 
 let nextConnId = 0
 
@@ -60,12 +67,19 @@ export class UpstreamListener extends Listener {
   #rr = 0
   /** SNI and the server's SPIFFE ID for the current trust domain (built once per trust domain, not per connection). */
   #names: { td: string, sni: string, expected: string } | undefined
+  readonly #pool: TunnelPool | undefined
+  #unsubscribe: (() => void) | undefined
 
   constructor (opts: OutboundOptions) {
     const metrics = opts.metrics ?? noopMetrics
     super({ kind: 'outbound', timeouts: opts.timeouts, maxConnections: opts.maxConnections ?? 0, logger: opts.logger, metrics })
     this.#opts = opts
     this.#metrics = metrics
+    this.#pool = opts.tunnel !== true
+      ? undefined
+      : new TunnelPool({ connect: instance => this.#attempt(instance, true), connectTimeoutMs: opts.timeouts.connectTimeoutMs, logger: opts.logger, metrics, fields: { listener: 'outbound', upstream: opts.upstream } })
+    // A new TLS generation: today's tunnels take no new streams (ours must show the new leaf).
+    if (this.#pool !== undefined) this.#unsubscribe = opts.tls.onChange(() => this.#pool?.retireAll())
   }
 
   /** Bind; resolves with the bound address (the path, for a UNIX socket). */
@@ -101,66 +115,88 @@ export class UpstreamListener extends Listener {
     app.on('error', ignoreError) // reported through the relay or the refusal below
     // Callbacks once the relay runs, not an async function awaiting it: a suspended
     // one (and its promises) would be held for the connection's whole life.
-    this.#connectUpstream(id).then(up => {
-      if (app.destroyed) { up.tls.destroy(); finish(); return }
-      const access = { ...id, peer: up.peerId, instance: `${up.instance.host}:${up.instance.port}`, resumed: up.resumed, psk: up.psk }
+    this.#connectUpstream(id).then(c => {
+      const mesh = c.stream ?? c.up.tls
+      if (app.destroyed) { cut(mesh); finish(); return }
+      const up = c.up
+      const access = { ...id, peer: up.peerId, instance: `${c.instance.host}:${c.instance.port}`, resumed: up.resumed, psk: up.psk, ...(c.stream === undefined ? {} : { tunnel: true }) }
       if (log.isLevelEnabled('debug')) log.debug({ ...access, protocol: up.tls.getProtocol() }, 'conn opened')
-      const r = relay(app, up.tls, this.#opts.timeouts, result => {
-        const alert = result.bytesBtoA === 0 ? tlsAlertOf(result.error) : undefined
-        if (alert === undefined && result.bytesBtoA === 0 && result.reason === 'peer_aborted') {
-          // The far sidecar reset us before a byte came back: how it refuses (an intention
-          // denial, its app unreachable), or it died. Said here, where the caller looks.
-          this.#metrics.connection('outbound', 'peer_refused')
-          log.warn({ ...access, reason: 'peer_refused', bytesFromApp: result.bytesAtoB, durationMs: Math.round(result.durationMs), err: 'the upstream\'s sidecar reset the connection before answering: its intentions deny us, its app is unreachable, or it stopped (its log says which)' }, 'conn refused')
-        } else if (alert === undefined) logClosed(log, result, this.#metrics, 'outbound', 'app', access)
-        else {
-          // TLS 1.3: the client's handshake is done before the server has checked our
-          // certificate, so its refusal arrives as an alert once bytes flow. Nothing was
-          // answered: a refusal, not a relayed connection (and the app was reset).
-          this.#metrics.handshakeFailure(alert)
-          this.#metrics.connection('outbound', 'tls_error')
-          log.warn({ ...access, reason: alert, err: result.error!.message }, 'conn refused')
-        }
-        finish()
-      })
+      const r = relay(app, mesh, this.#opts.timeouts, result => { this.#closed(result, access); finish() })
       abort = () => r.abort()
     }, (err: unknown) => {
       const up = toError(err)
-      const result = up instanceof PeerIdentityError ? 'tls_error' : 'upstream_error'
+      const result = up instanceof PeerIdentityError ? 'tls_error' : up instanceof StreamRefused ? 'peer_refused' : 'upstream_error'
       this.#metrics.connection('outbound', result)
-      log.warn({ ...id, reason: up instanceof PeerIdentityError ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
+      log.warn({ ...id, reason: up instanceof PeerIdentityError || up instanceof StreamRefused ? up.reason : 'upstream_unavailable', err: up.message }, 'conn refused')
       cut(app)
       finish()
     }).catch(connBug(log, id, () => { abort(); finish() }))
   }
 
-  async #connectUpstream (id: Record<string, unknown>): Promise<Upstream & { instance: Instance }> {
+  /** The one line (and metrics) for a connection that was relayed, or refused once bytes flowed. */
+  #closed (result: RelayResult, access: Record<string, unknown>): void {
+    const log = this.#opts.logger
+    const alert = result.bytesBtoA === 0 ? tlsAlertOf(result.error) : undefined
+    if (alert === undefined && result.bytesBtoA === 0 && result.reason === 'peer_aborted' && access.tunnel === undefined) {
+      // The far sidecar reset us before a byte came back: how it refuses (an intention
+      // denial, its app unreachable), or it died. Said here, where the caller looks.
+      // (A tunnel's stream is answered before it opens: its refusals never get here.)
+      this.#metrics.connection('outbound', 'peer_refused')
+      log.warn({ ...access, reason: 'peer_refused', bytesFromApp: result.bytesAtoB, durationMs: Math.round(result.durationMs), err: 'the upstream\'s sidecar reset the connection before answering: its intentions deny us, its app is unreachable, or it stopped (its log says which)' }, 'conn refused')
+    } else if (alert === undefined) logClosed(log, result, this.#metrics, 'outbound', 'app', access)
+    else {
+      // TLS 1.3: the client's handshake is done before the server has checked our
+      // certificate, so its refusal arrives as an alert once bytes flow. Nothing was
+      // answered: a refusal, not a relayed connection (and the app was reset).
+      this.#metrics.handshakeFailure(alert)
+      this.#metrics.connection('outbound', 'tls_error')
+      log.warn({ ...access, reason: alert, err: result.error!.message }, 'conn refused')
+    }
+  }
+
+  /** An instance, tried in turn: a stream of a tunnel to it when tunnels are on and it takes them, else a plain mTLS connection. */
+  async #connectUpstream (id: Record<string, unknown>): Promise<Connected> {
     const instances = await this.#opts.resolver.instances(this.#opts.upstream)
     if (instances.length === 0) throw new Error(`no instances of ${this.#opts.upstream} are known (is its sidecar running and registered in the mesh dir catalog?)`)
     const start = this.#rr++
     let last: Error | undefined
     for (let k = 0; k < instances.length; k++) {
       const instance = instances[(start + k) % instances.length]!
-      const state = this.#opts.tls.current
-      const key = `${instance.host}:${instance.port}`
-      const attempt = new UpstreamAttempt({ state, names: this.#namesFor(state), key, resumption: this.#resumption, handshakeTimeoutMs: this.#opts.timeouts.handshakeTimeoutMs, metrics: this.#metrics })
-      let tls: TLSSocket
       try {
-        // One socket for TCP and TLS (no plain Socket object under the TLSSocket):
-        // the handshake starts as soon as TCP is up.
-        tls = await dial(instance, this.#opts.timeouts.connectTimeoutMs, attempt.open)
+        if (this.#pool !== undefined && this.#pool.tunnels(`${instance.host}:${instance.port}`)) {
+          const opened = await this.#pool.open(instance)
+          return 'stream' in opened ? { ...opened, instance } : { up: opened.plain, instance }
+        }
+        return { up: await this.#attempt(instance, false), instance }
       } catch (err) {
+        // An identity failure or a refusal is the answer; an unreachable instance is not: try the next.
+        if (err instanceof PeerIdentityError || err instanceof StreamRefused) throw err
         last = toError(err)
         this.#metrics.upstreamConnectError(this.#opts.upstream)
         this.#opts.logger.debug({ ...id, instance: `${instance.host}:${instance.port}`, err: last.message }, 'upstream instance unreachable')
-        continue
       }
-      return { ...await attempt.handshake(tls), instance }
     }
     throw last ?? new Error('no instance reachable')
   }
 
-  protected override afterClose (): void {
+  /** One verified mTLS connection to `instance` (TUNNEL_ALPN offered for a tunnel). */
+  async #attempt (instance: Instance, tunnel: boolean): Promise<Upstream> {
+    const state = this.#opts.tls.current
+    const key = `${instance.host}:${instance.port}`
+    const attempt = new UpstreamAttempt({ state, names: this.#namesFor(state), key, resumption: this.#resumption, handshakeTimeoutMs: this.#opts.timeouts.handshakeTimeoutMs, metrics: this.#metrics, ...(tunnel ? { alpn: [TUNNEL_ALPN] } : {}) })
+    // One socket for TCP and TLS (no plain Socket object under the TLSSocket):
+    // the handshake starts as soon as TCP is up.
+    const tls = await dial(instance, this.#opts.timeouts.connectTimeoutMs, attempt.open)
+    return await attempt.handshake(tls)
+  }
+
+  protected override beforeDrain (): void {
+    this.#unsubscribe?.()
+    this.#pool?.retireAll()
+  }
+
+  protected override async afterClose (): Promise<void> {
     this.#resumption.clear()
+    await this.#pool?.destroy()
   }
 }

@@ -21,8 +21,14 @@
  *   or reset, an app that reset, a timeout, an abort: the plaintext side is
  *   reset (RST), never closed as if the stream had ended, and the TLS side is
  *   destroyed without close_notify, so the sidecar beyond resets its app too.
+ * - The mesh side may also be a stream of a pooled tunnel (an HTTP/2 CONNECT
+ *   stream, tunnel-*.ts): END_STREAM is its FIN, RST_STREAM its reset
+ *   (CONNECT_ERROR, RFC 9113 §8.5), and its bytes are counted here (a stream
+ *   has no bytesRead): one integer add per chunk on that side only.
  */
 import type { Socket } from 'node:net'
+import { constants as h2, type Http2Stream } from 'node:http2'
+import type { Duplex } from 'node:stream'
 import { TLSSocket } from 'node:tls'
 import { isRoutineCloseError } from '../core/errors.js'
 import { idleSweep, type IdleEntry, type IdleSweep } from './idle-sweep.js'
@@ -76,8 +82,12 @@ export interface Relay {
  * Calling resetAndDestroy() on the parent itself closes the handle under the
  * TLS layer's pending writes and crashes the process (seen on Node 20).
  */
-export function cut (s: Socket): void {
+export function cut (s: Socket | Http2Stream): void {
   if (s.destroyed) return
+  if (isStream(s)) {
+    s.close(h2.NGHTTP2_CONNECT_ERROR)
+    return
+  }
   if (s instanceof TLSSocket) {
     const raw = (s as TLSSocket & { _parent?: (Socket & { resetAndClosing?: boolean }) | null })._parent
     if (raw != null && !raw.destroyed && typeof raw.resetAndDestroy === 'function') raw.resetAndClosing = true
@@ -87,8 +97,16 @@ export function cut (s: Socket): void {
   try { s.resetAndDestroy() } catch { s.destroy() } // not a TCP handle (a pipe in tests): as close as it gets
 }
 
+/** An HTTP/2 stream, not a socket (streams have an RST code, sockets none). */
+export function isStream (s: Duplex): s is Http2Stream {
+  return 'rstCode' in s
+}
+
+/** One side of a relay: a TCP or TLS socket, or a tunnel's stream (always the mesh side). */
+export type RelaySide = Socket | Http2Stream
+
 /** Start relaying between `a` and `b`; `onDone` gets the result once both sockets are closed. */
-export function relay (a: Socket, b: Socket, opts: RelayOptions, onDone?: (r: RelayResult) => void): Relay {
+export function relay (a: RelaySide, b: RelaySide, opts: RelayOptions, onDone?: (r: RelayResult) => void): Relay {
   return new Run(a, b, opts, onDone).start()
 }
 
@@ -103,11 +121,19 @@ function unrefTimer (ms: number, fn: () => void): NodeJS.Timeout {
  * Chunks from `from` to `to` as they come, with backpressure. Per chunk: the
  * idle stamp and one write, nothing else.
  */
-function forward (from: Socket, to: Socket, idle: IdleEntry | undefined, sweep: IdleSweep | undefined): void {
-  from.on('data', (chunk: Buffer) => {
-    if (idle !== undefined) idle.last = sweep!.tick
-    if (!to.write(chunk)) from.pause()
-  })
+function forward (from: RelaySide, to: RelaySide, idle: IdleEntry | undefined, sweep: IdleSweep | undefined, count: ((n: number) => void) | undefined): void {
+  if (count === undefined) {
+    from.on('data', (chunk: Buffer) => {
+      if (idle !== undefined) idle.last = sweep!.tick
+      if (!to.write(chunk)) from.pause()
+    })
+  } else {
+    from.on('data', (chunk: Buffer) => {
+      count(chunk.length)
+      if (idle !== undefined) idle.last = sweep!.tick
+      if (!to.write(chunk)) from.pause()
+    })
+  }
   to.on('drain', () => { from.resume() })
   // A socket accepted with pauseOnConnect is not flowing: start it, as pipe() does.
   if (to.writableNeedDrain) from.pause()
@@ -116,8 +142,11 @@ function forward (from: Socket, to: Socket, idle: IdleEntry | undefined, sweep: 
 
 /** One relay's state; listeners are plain closures over it ('end' and 'close' fire at most once: no once() wrappers). */
 class Run {
-  readonly #a: Socket
-  readonly #b: Socket
+  readonly #a: RelaySide
+  readonly #b: RelaySide
+  /** Bytes read from a side that is a stream (a socket counts its own). */
+  #streamBytesA = 0
+  #streamBytesB = 0
   readonly #opts: RelayOptions
   readonly #onDone: ((r: RelayResult) => void) | undefined
   readonly #started = performance.now()
@@ -133,7 +162,7 @@ class Run {
   #done: Promise<RelayResult> | undefined
   #resolveDone: ((r: RelayResult) => void) | undefined
 
-  constructor (a: Socket, b: Socket, opts: RelayOptions, onDone: ((r: RelayResult) => void) | undefined) {
+  constructor (a: RelaySide, b: RelaySide, opts: RelayOptions, onDone: ((r: RelayResult) => void) | undefined) {
     this.#a = a
     this.#b = b
     this.#opts = opts
@@ -149,11 +178,14 @@ class Run {
     if (!b.readableEnded) b.on('end', () => this.#endOf(b, a))
     const onClose = (): void => this.#onClose()
     for (const s of [a, b]) {
-      s.on('error', (err: Error) => this.#teardown(!isRoutineCloseError(err) ? 'error' : s instanceof TLSSocket ? 'peer_aborted' : 'app_aborted', err))
-      s.on('close', onClose)
+      // A stream's error is the far side's RST_STREAM or its tunnel's end: the peer aborted.
+      s.on('error', (err: Error) => this.#teardown(isStream(s) ? 'peer_aborted' : !isRoutineCloseError(err) ? 'error' : s instanceof TLSSocket ? 'peer_aborted' : 'app_aborted', err))
+      // A stream closed before its END_STREAM (RST_STREAM NO_ERROR, its session gone): aborted too.
+      if (isStream(s)) s.on('close', () => { if (!s.readableEnded) this.#reason ??= 'peer_aborted'; onClose() })
+      else s.on('close', onClose)
     }
-    forward(a, b, this.#idle, this.#sweep)
-    forward(b, a, this.#idle, this.#sweep)
+    forward(a, b, this.#idle, this.#sweep, isStream(a) ? n => { this.#streamBytesA += n } : undefined)
+    forward(b, a, this.#idle, this.#sweep, isStream(b) ? n => { this.#streamBytesB += n } : undefined)
     if (this.#opts.maxConnLifetimeMs > 0) this.#lifeTimer = unrefTimer(this.#opts.maxConnLifetimeMs, () => this.#teardown('max_lifetime'))
     // Events that happened before the relay started will not be emitted again:
     // a peer that sent its EOF during the TLS handshake (Node reads ahead to
@@ -181,8 +213,9 @@ class Run {
     cut(this.#b)
   }
 
-  #endOf (from: Socket, to: Socket): void {
-    if (!endedCleanly(from)) { this.#teardown('peer_aborted'); return }
+  #endOf (from: RelaySide, to: RelaySide): void {
+    // (A stream's 'end' is its END_STREAM: always clean.)
+    if (!isStream(from) && !endedCleanly(from)) { this.#teardown('peer_aborted'); return }
     to.end()
     this.#ends++
     if (this.#ends === 1 && this.#opts.closeTimeoutMs > 0) this.#closeTimer = unrefTimer(this.#opts.closeTimeoutMs, () => this.#teardown('close_timeout'))
@@ -199,8 +232,8 @@ class Run {
     clearTimeout(this.#lifeTimer)
     if (this.#idle !== undefined) this.#sweep!.delete(this.#idle)
     const result: RelayResult = {
-      bytesAtoB: this.#a.bytesRead,
-      bytesBtoA: this.#b.bytesRead,
+      bytesAtoB: isStream(this.#a) ? this.#streamBytesA : this.#a.bytesRead,
+      bytesBtoA: isStream(this.#b) ? this.#streamBytesB : this.#b.bytesRead,
       durationMs: performance.now() - this.#started,
       reason: this.#reason ?? 'eof',
       ...(this.#firstError === undefined ? {} : { error: this.#firstError })

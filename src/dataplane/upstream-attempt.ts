@@ -46,6 +46,8 @@ export interface AttemptOptions {
   readonly resumption: Resumption
   readonly handshakeTimeoutMs: number
   readonly metrics: Metrics
+  /** ALPN to offer (TUNNEL_ALPN for a pooled tunnel); none for a plain connection. */
+  readonly alpn?: readonly string[]
 }
 
 /** One attempt; see the module comment. */
@@ -77,6 +79,7 @@ export class UpstreamAttempt {
       // (allowHalfOpen stays false, the default, until the handshake is done: a peer's EOF must end it.)
       secureContext: this.#o.state.clientContext,
       servername: this.#o.names.sni,
+      ...(this.#o.alpn === undefined ? {} : { ALPNProtocols: [...this.#o.alpn] }),
       // The ticket is set once below, before TCP is up and the ClientHello is
       // written: given as `session` here, Node 20 decodes it twice (in
       // TLSSocket's _init and again in connect()), ~15 % of the outbound's CPU

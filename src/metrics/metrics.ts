@@ -30,6 +30,8 @@ export interface Metrics {
   intentionsVersion (index: number): void
   /** Whether the Consul agent answers (control plane "consul" only). */
   controlPlaneUp (up: boolean): void
+  /** Live pooled tunnels (mTLS connections carrying streams); returns the undo. */
+  trackTunnel (direction: Direction): () => void
 }
 
 /** Metrics that do nothing (library default). */
@@ -43,7 +45,8 @@ export const noopMetrics: Metrics = {
   auditDenial: () => {},
   certExpiry: () => {},
   intentionsVersion: () => {},
-  controlPlaneUp: () => {}
+  controlPlaneUp: () => {},
+  trackTunnel: () => () => {}
 }
 
 type Kind = 'counter' | 'gauge' | 'histogram'
@@ -51,7 +54,8 @@ type Kind = 'counter' | 'gauge' | 'histogram'
 /** Every metric family: name, type and help. The table in docs/metrics.md is this list. */
 export const METRICS = {
   connections: { name: 'mesh_proxy_connections_total', type: 'counter', help: 'Finished connections by direction and result (allowed, denied_intention, tls_error, upstream_error, relay_error, revoked, over_limit, rate_limited, aborted).' },
-  active: { name: 'mesh_proxy_connections_active', type: 'gauge', help: 'Live relayed connections by direction.' },
+  active: { name: 'mesh_proxy_connections_active', type: 'gauge', help: 'Live relayed connections by direction (a stream of a tunnel is one).' },
+  tunnels: { name: 'mesh_proxy_tunnels_active', type: 'gauge', help: 'Live pooled tunnels (mTLS connections carrying HTTP/2 CONNECT streams) by direction.' },
   handshakeFailures: { name: 'mesh_proxy_handshake_failures_total', type: 'counter', help: 'TLS handshake and SVID failures by reason.' },
   upstreamConnectErrors: { name: 'mesh_proxy_upstream_connect_errors_total', type: 'counter', help: 'Failed TCP connects by upstream (local_app for the inbound app).' },
   bytes: { name: 'mesh_proxy_bytes_total', type: 'counter', help: 'Relayed bytes by direction and flow (to_app, from_app), added at connection close.' },
@@ -116,13 +120,16 @@ export class MetricsRegistry implements Metrics {
   connection (direction: Direction, result: string): void { this.#add(METRICS.connections.name, { direction, result }, 1) }
   handshakeFailure (reason: string): void { this.#add(METRICS.handshakeFailures.name, { reason }, 1) }
   upstreamConnectError (upstream: string): void { this.#add(METRICS.upstreamConnectErrors.name, { upstream }, 1) }
-  trackActive (direction: Direction): () => void {
-    this.#add(METRICS.active.name, { direction }, 1)
+  trackActive (direction: Direction): () => void { return this.#gauge(METRICS.active.name, direction) }
+  trackTunnel (direction: Direction): () => void { return this.#gauge(METRICS.tunnels.name, direction) }
+
+  #gauge (name: string, direction: Direction): () => void {
+    this.#add(name, { direction }, 1)
     let undone = false
     return () => {
       if (undone) return
       undone = true
-      this.#add(METRICS.active.name, { direction }, -1)
+      this.#add(name, { direction }, -1)
     }
   }
 

@@ -56,7 +56,7 @@ export class UpstreamSet {
     // resolveConfig refuses an upstream without instances when the plane has no catalog.
     if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${isUnix(u.bind) ? formatEndpoint(u.bind) : u.bind.port}=host:port,...)`)
     if (u.instances !== null) this.#static.set(u.service, u.instances)
-    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, bind: u.bind, unixSocketMode: cfg.unixSocketMode, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics })
+    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, bind: u.bind, unixSocketMode: cfg.unixSocketMode, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics, tunnel: cfg.tunnelUpstreams.includes('*') || cfg.tunnelUpstreams.includes(u.service) })
     this.#byService.set(u.service, { cfg: u, listener })
     return await listener.start()
   }

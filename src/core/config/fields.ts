@@ -60,6 +60,13 @@ export const FIELDS = {
   listen: field({ flag: '--listen <host:port>', help: 'public mTLS listener (default 0.0.0.0:21000 when --to is given)', default: '0.0.0.0:21000 when --to is given', parse: p.hostPort }),
   to: field({ flag: '--to <host:port|unix:path>', help: 'the local app inbound connections go to: host:port (loopback unless --unsafe-target) or unix:/run/app.sock', parse: p.endpoint }),
   upstream: field({ flag: '--upstream <spec>', help: 'upstream: db:9191, db:127.0.0.2:9191, db:unix:/run/db.sock, or db:9191=host:port,host:port (repeatable)', repeatable: true, parse: p.upstreams }),
+  upstreamTunnel: field({
+    flag: '--upstream-tunnel <service>',
+    help: 'carry this upstream\'s connections as streams of pooled mTLS tunnels to mesh-proxy sidecars (HTTP/2 CONNECT; * for every upstream; repeatable; default none)',
+    default: 'none',
+    repeatable: true,
+    parse: p.tunnelUpstreams
+  }),
   unixSocketMode: field({
     flag: '--unix-socket-mode <mode>',
     help: 'permission bits of the UNIX sockets upstream listeners create, in octal (default 0660)',

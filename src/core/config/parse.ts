@@ -101,6 +101,13 @@ export const upstreams: Parser<UpstreamConfig[]> = (v, where) => {
   return list.map(u => parseUpstream(str(u, where), where))
 }
 
+/** `--upstream-tunnel db --upstream-tunnel billing`, or `*`: the upstreams that use pooled tunnels. */
+export const tunnelUpstreams: Parser<string[]> = (v, where) => {
+  const list = (Array.isArray(v) ? v : [v]).map(x => str(x, where))
+  for (const s of list) if (s !== '*' && !SERVICE.test(s)) throw new ConfigError(where, `${JSON.stringify(s)} is not an upstream service name (or * for every upstream)`)
+  return list
+}
+
 export const serviceName: Parser<string> = (v, where) => {
   const s = str(v, where)
   if (!SERVICE.test(s)) throw new ConfigError(where, `${JSON.stringify(s)} is not a valid service name (letters, digits, '-' and '_', at most 63)`)

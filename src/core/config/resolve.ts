@@ -27,6 +27,8 @@ export function resolveConfig (src: ConfigSources): Config {
   const s = settle(v, raw)
   errors.push(...positiveTimeouts(s.timeouts))
   errors.push(...sideErrors(s, errors.length))
+  const unknown = (v.upstreamTunnel ?? []).filter(n => n !== '*' && !s.upstreams.some(u => u.service === n))
+  if (unknown.length > 0) errors.push(new ConfigError('--upstream-tunnel', `${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not an upstream of this sidecar (it has: ${s.upstreams.map(u => u.service).join(', ') || 'none'}); give the --upstream too, or drop the name`))
   if (v.proxyProtocol === 'v2' && s.to === null) errors.push(new ConfigError('--proxy-protocol', 'v2 is a header to the local app on inbound connections: give --to (the app) too, or leave --proxy-protocol off'))
   const plane = planeOf(s, errors)
   errors.push(...upstreamErrors(s), ...portErrors(s), ...unixSocketErrors(s.upstreams, v.unixSocketMode !== undefined, v.workers ?? 1))
@@ -93,6 +95,7 @@ function build (service: string, plane: PlaneConfig, v: Values, s: Settled): Con
     listen: s.listen,
     to: s.to,
     upstreams: s.upstreams,
+    tunnelUpstreams: v.upstreamTunnel ?? [],
     proxyProtocol: v.proxyProtocol ?? 'off',
     unixSocketMode: v.unixSocketMode ?? DEFAULT_UNIX_SOCKET_MODE,
     plane,

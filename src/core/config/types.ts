@@ -79,6 +79,8 @@ export interface Config {
   /** The local app (TCP, or a UNIX socket it listens on); null when there is no inbound side. */
   readonly to: Endpoint | null
   readonly upstreams: readonly UpstreamConfig[]
+  /** Upstreams whose connections are streams of pooled tunnels (`*`: all); docs/tunnels.md. */
+  readonly tunnelUpstreams: readonly string[]
   /** What the app receives before the first byte of an inbound connection: a PROXY v2 header (core/proxy-protocol.ts), or nothing. */
   readonly proxyProtocol: 'off' | 'v2'
   /** Permission bits of the UNIX sockets the upstream listeners create (0o660 by default). */
