@@ -231,15 +231,15 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
     }
   })
   const extra = (process.env.MESH_BENCH_ARGS ?? '').split(' ').filter(x => x !== '')
-  const meshProxy = (workers: number): PairKind => {
+  const meshProxy = (workers: number, tunnel = false): PairKind => {
     const w = workers === 1 ? [] : ['--workers', String(workers)]
     const started = (l: string): boolean => l.includes(workers === 1 ? '"sidecar started"' : '"workers ready"')
     return {
-      name: workers === 1 ? 'mesh-proxy pair' : `mesh-proxy pair, --workers ${workers}`,
+      name: (workers === 1 ? 'mesh-proxy pair' : `mesh-proxy pair, --workers ${workers}`) + (tunnel ? ', --upstream-tunnel' : ''),
       start: async target => {
         const [inPort, outPort] = [await freePort(), await freePort()]
         const a = await startNode([BIN, ...sidecarArgs.inbound(mesh, inPort, target), '--admin', 'off', ...w, ...extra], started)
-        const b = await startNode([BIN, ...await sidecarArgs.outbound(mesh, outPort), '--admin', 'off', ...w, ...extra], started)
+        const b = await startNode([BIN, ...await sidecarArgs.outbound(mesh, outPort), '--admin', 'off', ...w, ...extra, ...(tunnel ? ['--upstream-tunnel', 'db'] : [])], started)
         return { port: outPort, pids: [...processTree(a.pid!), ...processTree(b.pid!)], stop: () => stopAll([a, b]) }
       },
       startOne: async target => {
@@ -262,7 +262,7 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
     naive('naive Node pipe() pair', []),
     naive(FLOOR_PLAIN, ['--plain'], ['bulk', 'rr']),
     naive(FLOOR_RESUME, ['--resume'], ['churn', 'memory']),
-    meshProxy(1), meshProxy(2)
+    meshProxy(1), meshProxy(1, true), meshProxy(2)
   ]
   for (const peer of cPeers(layout)) {
     const bin = ensure(peer.bin, peer.pkg)
