@@ -10,12 +10,12 @@ import type { HostPort, Timeouts } from '../core/config/types.js'
 import { PeerIdentityError, errorCode, ignoreError, isRoutineCloseError, toError } from '../core/errors.js'
 import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
-import type { TrackedConn } from './conn-registry.js'
 import { Listener } from './listener.js'
 import type { Watched } from '../core/watched.js'
 import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
 import { dial } from '../net/dial.js'
 import { PendingHandshakes } from './handshake.js'
+import { PendingAsks, remoteOf, type Asked, type InboundConn } from './inbound-conn.js'
 import { cut, relay } from './relay.js'
 import { trackTlsEnd } from '../tls/end.js'
 import { connBug, logClosed } from './finish.js'
@@ -44,6 +44,12 @@ export interface InboundOptions {
   readonly tls: Watched<TlsState>
   /** Current authorizer (read per connection). */
   readonly authorize: () => Authorizer
+  /**
+   * When given, each verified peer is decided by this instead of the table
+   * (`--authorize-via-agent`: the Consul agent's authorize endpoint). It must
+   * not reject: a failure is a deny (fail closed).
+   */
+  readonly ask?: (source: ServiceRef, peer: PeerIdentity) => Promise<Decision>
   readonly logger: Logger
   readonly metrics?: Metrics
   /** Hands each PSK made here to sibling --workers processes (psk.ts); absent for one process. */
@@ -51,18 +57,6 @@ export interface InboundOptions {
 }
 
 let nextConnId = 0
-
-/** `host:port` of the client, also once the TLS socket is gone (from its TCP socket, `_parent`). */
-function remoteOf (sock: TLSSocket): string | undefined {
-  const s = sock.remoteAddress === undefined ? (sock as TLSSocket & { _parent?: { remoteAddress?: string, remotePort?: number } })._parent : sock
-  return s?.remoteAddress === undefined ? undefined : `${s.remoteAddress}:${s.remotePort}`
-}
-
-/** A live inbound connection: who it is from, so a changed table can re-check it. */
-interface InboundConn extends TrackedConn {
-  readonly source: ServiceRef
-  revoke (by: Decision): void
-}
 
 /** Accepts mTLS connections and relays allowed ones to the local app. */
 export class InboundListener extends Listener<InboundConn> {
@@ -78,6 +72,7 @@ export class InboundListener extends Listener<InboundConn> {
   /** The PSK each socket's handshake was offered and we knew, until its 'secureConnection' (psk.ts). */
   readonly #pskOffered = new WeakMap<TLSSocket, ServerPsk>()
   readonly #workloads = new WeakMap<PeerIdentity, Workload | null>()
+  readonly #asking = new PendingAsks()
 
   constructor (opts: InboundOptions) {
     const metrics = opts.metrics ?? noopMetrics
@@ -207,8 +202,19 @@ export class InboundListener extends Listener<InboundConn> {
     }
     trackTlsEnd(sock)
     if (!resumed) this.#rememberPsk(sock, state, peer)
-    const decision = this.#opts.authorize()(source)
-    const viaPsk = psk !== undefined
+    const ctx: Asked = { id, peerId, source, resumed, viaPsk: psk !== undefined }
+    const ask = this.#opts.ask
+    if (ask === undefined) {
+      this.#decided(sock, this.#opts.authorize()(source), ctx)
+      return
+    }
+    // --authorize-via-agent: the agent decides; the peer's bytes wait unread until it has.
+    this.#asking.wait(sock, ask(source, peer), d => { this.#decided(sock, d, ctx) }, log, id)
+  }
+
+  /** The decision is in: deny (a reset, the app sees nothing) or serve. */
+  #decided (sock: TLSSocket, decision: Decision, { id, peerId, source, resumed, viaPsk }: Asked): void {
+    const log = this.#opts.logger
     if (!decision.allowed) {
       this.#metrics.connection('inbound', 'denied_intention')
       log.info({ ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed, psk: viaPsk }, 'conn denied')
@@ -279,7 +285,8 @@ export class InboundListener extends Listener<InboundConn> {
 
   protected override beforeDrain (): void {
     this.#unsubscribe?.()
-    // Peers still in the handshake were never admitted: nothing to drain.
+    // Peers still in the handshake, or waiting for the agent's answer, were never admitted: nothing to drain.
     this.#handshakes.destroyAll()
+    this.#asking.destroyAll()
   }
 }

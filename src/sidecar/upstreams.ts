@@ -55,7 +55,8 @@ export class UpstreamSet {
     // resolveConfig refuses an upstream without instances when the plane has no catalog.
     if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${u.bind.port}=host:port,...)`)
     if (u.instances !== null) this.#static.set(u.service, u.instances)
-    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics })
+    const timeouts = u.connectTimeoutMs === undefined ? cfg.timeouts : { ...cfg.timeouts, connectTimeoutMs: u.connectTimeoutMs }
+    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, ...(u.target === undefined ? {} : { target: u.target }), bind: u.bind, resolver, timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics })
     this.#byService.set(u.service, { cfg: u, listener })
     return await listener.start()
   }
@@ -96,7 +97,8 @@ export class UpstreamSet {
   }
 }
 
-/** Same address, and both explicit or both resolved: the listener can stay. */
+/** Same address, same target and timeout, and both explicit or both resolved: the listener can stay. */
 function sameListener (a: UpstreamConfig, b: UpstreamConfig): boolean {
-  return a.bind.host === b.bind.host && a.bind.port === b.bind.port && (a.instances === null) === (b.instances === null)
+  return a.bind.host === b.bind.host && a.bind.port === b.bind.port && (a.instances === null) === (b.instances === null) &&
+    JSON.stringify(a.target ?? {}) === JSON.stringify(b.target ?? {}) && a.connectTimeoutMs === b.connectTimeoutMs
 }

@@ -11,7 +11,7 @@ import { FIELDS, FIELD_KEYS, flagName, type Field, type FieldKey, type Values } 
 import { parseHostPort } from './parse.js'
 import { pickSources, type ConfigSources, type RawValues } from './sources.js'
 import { planeOf, portErrors, positiveTimeouts, sideErrors, upstreamErrors, type Settled } from './rules.js'
-import type { Config, PlaneConfig } from './types.js'
+import type { Config, PlaneConfig, UpstreamConfig } from './types.js'
 import { parseIdentityForm } from '../identity/forms.js'
 
 export { parseHostPort, parseDuration, parseUpstream, isLoopback } from './parse.js'
@@ -31,6 +31,21 @@ export function resolveConfig (src: ConfigSources): Config {
   // A missing service or plane has its error in the list already.
   if (v.service === undefined || plane === null || errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
   return deepFreeze(build(v.service, plane, v, s))
+}
+
+/**
+ * `config` with `upstreams` in place of its own (a Consul proxy registration's,
+ * read at start and again on every change), checked by the same rules as
+ * --upstream; throws an AggregateError of ConfigErrors.
+ */
+export function withUpstreams (config: Config, upstreams: readonly UpstreamConfig[]): Config {
+  const meshDir = config.plane.kind === 'mesh-dir' || config.plane.kind === 'files' ? config.plane.meshDir : null
+  const errors = [
+    ...upstreamErrors({ upstreams, meshDir, controlPlane: config.plane.kind === 'consul' ? 'consul' : 'mesh' }),
+    ...portErrors({ listen: config.listen, admin: config.admin, upstreams })
+  ]
+  if (errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
+  return deepFreeze({ ...config, upstreams })
 }
 
 /** Parse every given setting; a value that does not parse, or a required one not given, is an error and is left out. */
@@ -76,7 +91,9 @@ function settle (v: Values, raw: RawValues): Settled {
     ca: v.ca ?? null,
     intentions: v.intentions ?? null,
     controlPlane: v.controlPlane ?? 'mesh',
-    consul: { address: v.consulAddr ?? '127.0.0.1:8500', token: v.consulToken ?? null, tokenFile: v.consulTokenFile ?? null, caCertFile: v.consulCacert ?? null }
+    consul: { address: v.consulAddr ?? '127.0.0.1:8500', token: v.consulToken ?? null, tokenFile: v.consulTokenFile ?? null, caCertFile: v.consulCacert ?? null },
+    agent: { register: v.consulRegister ?? false, registerId: v.consulRegisterId ?? null, authorizeViaAgent: v.authorizeViaAgent ?? false },
+    service: v.service
   }
 }
 

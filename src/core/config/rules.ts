@@ -28,6 +28,9 @@ export interface Settled {
   readonly intentions: string | null
   readonly controlPlane: 'mesh' | 'consul'
   readonly consul: { readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
+  /** --consul-register, --consul-register-id, --authorize-via-agent (consul only). */
+  readonly agent: { readonly register: boolean, readonly registerId: string | null, readonly authorizeViaAgent: boolean }
+  readonly service: string | undefined
 }
 
 /** A zero handshake, connect or close timeout would fail every connection; idle and lifetime take 0 as off. */
@@ -68,8 +71,10 @@ export function planeOf (s: Settled, errors: ConfigError[]): PlaneConfig | null 
     // Consul issues the leaf and serves the intentions: files given too would be silently unused.
     const unused = ([['--cert', cert], ['--key', key], ['--ca', ca], ['--intentions', s.intentions]] as const).filter(([, v]) => v !== null).map(([f]) => f)
     if (unused.length > 0) errors.push(new ConfigError(unused[0]!, `${unused.join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used with --control-plane consul (the agent issues the certificates and serves the intentions); remove ${unused.length === 1 ? 'it' : 'them'}, or use --control-plane mesh`))
-    return { kind: 'consul', ...s.consul }
+    return { kind: 'consul', ...s.consul, ...agentFeatures(s, errors) }
   }
+  const given = ([['--consul-register', s.agent.register], ['--consul-register-id', s.agent.registerId !== null], ['--authorize-via-agent', s.agent.authorizeViaAgent]] as const).filter(([, v]) => v).map(([f]) => f)
+  if (given.length > 0) errors.push(new ConfigError(given[0]!, `${given.join(', ')} need${given.length === 1 ? 's' : ''} the Consul agent: add --control-plane consul, or remove ${given.length === 1 ? 'it' : 'them'}`))
   if (files !== null && meshDir === null && s.listen !== null && s.intentions === null) {
     errors.push(new ConfigError('--intentions', 'is required with --listen and --cert/--key/--ca when there is no --mesh-dir: the intentions file the inbound checks peers against (e.g. --intentions ./intentions.json)'))
   }
@@ -79,12 +84,22 @@ export function planeOf (s: Settled, errors: ConfigError[]): PlaneConfig | null 
   return null
 }
 
+/** Registration and agent authorization: both are about the public listener. */
+function agentFeatures (s: Settled, errors: ConfigError[]): { register: { id: string } | null, authorizeViaAgent: boolean } {
+  const { register, registerId, authorizeViaAgent } = s.agent
+  if (registerId !== null && !register) errors.push(new ConfigError('--consul-register-id', 'is the suffix of the registration --consul-register makes; add --consul-register, or remove it'))
+  if (register && s.listen === null) errors.push(new ConfigError('--consul-register', 'registers the public listener, and there is none: add --listen and --to, or remove --consul-register'))
+  if (authorizeViaAgent && s.listen === null) errors.push(new ConfigError('--authorize-via-agent', 'decides inbound connections, and there is no public listener: add --listen and --to, or remove it'))
+  const base = `${s.service ?? 'service'}-proxy`
+  return { register: register ? { id: registerId === null ? base : `${base}-${registerId}` } : null, authorizeViaAgent }
+}
+
 /**
  * One listener per upstream service (the sidecar keys them by service: reload
  * diffs, SIGTERM closes them), and an upstream without listed instances needs
  * a catalog to resolve through.
  */
-export function upstreamErrors (s: Settled): ConfigError[] {
+export function upstreamErrors (s: Pick<Settled, 'upstreams' | 'meshDir' | 'controlPlane'>): ConfigError[] {
   const errors: ConfigError[] = []
   const seen = new Map<string, string>()
   for (const u of s.upstreams) {
@@ -100,7 +115,7 @@ export function upstreamErrors (s: Settled): ConfigError[] {
 }
 
 /** Every listener needs its own port (port 0, "any free port", never collides). */
-export function portErrors (s: Settled): ConfigError[] {
+export function portErrors (s: Pick<Settled, 'listen' | 'admin' | 'upstreams'>): ConfigError[] {
   const errors: ConfigError[] = []
   const ports = new Map<string, string>()
   const listeners: Array<readonly [string, HostPort | null]> = [['--listen', s.listen], ['--admin', s.admin ?? null], ...s.upstreams.map(u => [`--upstream ${u.service}`, u.bind] as const)]
