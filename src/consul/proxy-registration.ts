@@ -24,8 +24,8 @@ export interface ProxySettings {
   /** The registration's Namespace (Enterprise), when given. */
   readonly namespace: string | undefined
   readonly listen: HostPort
-  /** The local app; null when the registration names no LocalServicePort. */
-  readonly to: HostPort | null
+  /** The local app (Proxy.LocalServiceAddress, default 127.0.0.1, and LocalServicePort). */
+  readonly to: HostPort
   readonly handshakeTimeoutMs: number
   /** local_connect_timeout_ms: towards the local app. */
   readonly localConnectTimeoutMs: number
@@ -71,9 +71,8 @@ export function proxySettings (body: unknown, id: string): ProxySettings {
   const config = p.Config ?? {}
   const bindAddress = typeof config.bind_address === 'string' && config.bind_address !== '' ? config.bind_address : given(b.Address) ?? DEFAULTS.bindAddress
   const bindPort = config.bind_port === undefined ? port(`${at}: Port`, b.Port) : port(`${at}: Proxy.Config.bind_port`, config.bind_port)
-  const to = p.LocalServicePort === undefined || p.LocalServicePort === 0
-    ? null
-    : { host: given(p.LocalServiceAddress) ?? '127.0.0.1', port: port(`${at}: Proxy.LocalServicePort`, p.LocalServicePort) }
+  if (p.LocalServicePort === undefined || p.LocalServicePort === 0) throw new ConfigError(`${at}: Proxy.LocalServicePort`, `is missing: the port of the local ${service} app inbound connections go to (a sidecar_service block sets it to ${service}'s Port)`)
+  const to = { host: given(p.LocalServiceAddress) ?? '127.0.0.1', port: port(`${at}: Proxy.LocalServicePort`, p.LocalServicePort) }
   return {
     id,
     service,
