@@ -8,7 +8,8 @@ import t, { type Test } from 'tap'
 import { EventEmitter, once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { agentForWebAndDb, consulFixture, type ConsulDouble } from '../helpers/consul-double.js'
-import { appTry, captureLogger, echo, echoRoundTrip, makeMesh, startApp, startSidecar, type LogSink, type TestMesh } from '../helpers/mesh.js'
+import { appTry, captureLogger, echo, echoRoundTrip, makeMesh, startApp, startSidecar, TD, type LogSink, type TestMesh } from '../helpers/mesh.js'
+import { issueCert } from '../../src/ca/issue.js'
 import { runConsulProxy, type ConsulProxyFlags } from '../../src/runtime/consul-proxy.js'
 import type { SidecarAddresses } from '../../src/sidecar/sidecar.js'
 import { main } from '../../src/cli/main.js'
@@ -56,7 +57,7 @@ async function roundTrip (host: string, port: number, msg: string): Promise<stri
   s.on('error', () => {})
   s.on('data', (d: Buffer) => { got += d.toString(); if (got === msg) s.end() })
   s.write(msg)
-  await once(s, 'close')
+  await new Promise(resolve => s.once('close', resolve))
   return got
 }
 
@@ -189,4 +190,29 @@ t.test('-register registers with a TCP check on the public listener, and deregis
   t.notOk(agent.services.has('web-proxy-a'))
   await t.rejects(runConsulProxy({ service: 'web', register: true, httpAddr: `127.0.0.1:${port}` }, {}), { message: '-register: -register may only be specified with -service and -listen' })
   t.equal((await appTry(app.port, 'app alone')).got, 'app alone')
+})
+
+t.test('an upstream in another namespace and datacenter: instances, SNI and expected identity follow it', async t => {
+  const mesh = await makeMesh(t, [])
+  const { agent, port } = await agentForWebAndDb(t, mesh)
+  const dbLeaf = await issueCert({ ca: mesh.ca, uris: [`spiffe://${TD}/ns/ns1/dc/dc2/svc/db`], dnsNames: ['db'], commonName: 'db' })
+  agent.setLeaf('db', dbLeaf.certPem, dbLeaf.keyPem)
+  agent.set('intentions/db', { db: [{ ID: 'i1', SourceNS: 'default', SourceName: 'web', DestinationNS: 'ns1', DestinationName: 'db', SourceType: 'consul', Action: 'allow' }] })
+  const app = await startApp(t, echo)
+  const db = await startSidecar(t, { service: 'db', namespace: 'ns1', datacenter: 'dc2', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, controlPlane: 'consul', consulAddr: `127.0.0.1:${port}`, admin: 'off' })
+  agent.setInstances('db', [{ host: '127.0.0.1', port: db.addrs.inbound!.port }])
+  const webApp = await startApp(t, echo)
+  agent.setService('web-sidecar-proxy', webRegistration(webApp.port, [{ DestinationName: 'db', DestinationNamespace: 'ns1', Datacenter: 'dc2', LocalBindPort: 0 }]))
+  const proxy = await startProxy(t, { proxyId: 'web-sidecar-proxy', httpAddr: `127.0.0.1:${port}` })
+  t.ok(agent.requests.includes('/v1/health/connect/db?passing=true&dc=dc2&ns=ns1'), 'instances asked of the upstream\'s datacenter and namespace')
+  t.equal(await echoRoundTrip(proxy.addrs.upstreams.get('db')!.port, 'ns1/dc2'), 'ns1/dc2', 'web (default, dc1) -> db (ns1, dc2): the server\'s identity is the one the registration names')
+  t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { source: 'web', destination: 'ns1/db' })
+  // The same db named without its namespace and datacenter is refused: its identity is not the expected one.
+  const refusedLine = proxy.sink.waitForNext(l => l.msg === 'conn refused')
+  agent.setService('web-sidecar-proxy', webRegistration(webApp.port, [{ DestinationName: 'db', LocalBindPort: 0 }]))
+  const reloaded = await proxy.sink.waitFor(l => l.msg === 'upstreams reloaded')
+  const at = hostPort((reloaded.listening as Record<string, string>).db!)
+  t.equal(await roundTrip(at.host, at.port, 'x'), '')
+  t.match((await refusedLine).err, /expected spiffe:\/\/[^ ]+\/ns\/default\/dc\/dc1\/svc\/db/)
+  t.equal(await proxy.stop(), 0)
 })
