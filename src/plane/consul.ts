@@ -193,7 +193,8 @@ export class ConsulPlane implements ControlPlane, Resolver {
   /** --consul-register: our public listener as a connect-proxy service of the agent, with a TCP check; close() deregisters. */
   get register (): ((host: string, port: number) => Promise<Registration>) | undefined {
     const reg = this.#agent.register
-    if (reg === null) return undefined
+    // With --workers, one registration: the leader's (the others share its listener).
+    if (reg === null || !this.#deps.leader) return undefined
     return async (host, port) => {
       const cfg = this.#deps.config
       const client = this.#client!
