@@ -112,6 +112,31 @@ function upstreamSpec (u: string): string {
   return name.slice(0, dot) + u.slice(i)
 }
 
+/** What `run` calls a setting, as `consul connect proxy` calls it. */
+const FLAG_NAMES: Readonly<Record<string, string>> = {
+  '--service': '-service', '--to': '-service-addr', '--listen': '-listen', '--upstream': '-upstream', '--log-level': '-log-level',
+  '--consul-register': '-register', '--consul-register-id': '-register-id', '--consul-addr': '-http-addr', '--consul-token-file': '-token-file', '--consul-cacert': '-ca-file'
+}
+
+/** What `run` calls a setting, as the proxy registration `id` names its source. */
+function registrationNames (id: string): Readonly<Record<string, string>> {
+  const at = `proxy registration ${id}`
+  return { ...FLAG_NAMES, '--to': `${at}: Proxy.LocalServiceAddress/LocalServicePort`, '--listen': `${at}: Address/Port`, '--upstream': `${at}: Proxy.Upstreams`, '--handshake-timeout': `${at}: Proxy.Config.handshake_timeout_ms`, '--connect-timeout': `${at}: Proxy.Config.local_connect_timeout_ms` }
+}
+
+/** `f()`, its configuration errors naming the flag or field the user wrote instead of `run`'s. */
+function named<T> (names: Readonly<Record<string, string>>, f: () => T): T {
+  const rename = (e: unknown): unknown => {
+    if (!(e instanceof ConfigError) || names[e.field] === undefined) return e
+    return new ConfigError(names[e.field]!, e.message.slice(e.field.length + 2))
+  }
+  try { return f() } catch (err) {
+    if (!(err instanceof AggregateError)) throw rename(err)
+    const errors = err.errors.map(rename)
+    throw new AggregateError(errors, errors.map(e => toError(e).message).join('\n'))
+  }
+}
+
 /** The proxy configured by its flags alone. */
 function flagsConfig (f: ConsulProxyFlags, env: Env): Config {
   const flags = {
@@ -122,7 +147,7 @@ function flagsConfig (f: ConsulProxyFlags, env: Env): Config {
     ...(f.register === true ? { consulRegister: true } : {}),
     ...(f.registerId === undefined ? {} : { consulRegisterId: f.registerId })
   }
-  return resolveConfig({ flags, env, file: null })
+  return named(FLAG_NAMES, () => resolveConfig({ flags, env, file: null }))
 }
 
 /** The registration to follow, read once: its settings and the agent's datacenter. */
@@ -149,7 +174,7 @@ function registrationConfig (f: ConsulProxyFlags, env: Env, s: ProxySettings, da
     handshakeTimeout: s.handshakeTimeoutMs,
     connectTimeout: s.localConnectTimeoutMs
   }
-  return withUpstreams(resolveConfig({ flags, env, file: null }), s.upstreams)
+  return named(registrationNames(s.id), () => withUpstreams(resolveConfig({ flags, env, file: null }), s.upstreams))
 }
 
 /**
@@ -171,7 +196,7 @@ function follow (opts: ConsulOptions, config: Config, first: ProxySettings, back
         const fixed = (s: ProxySettings): string => JSON.stringify([s.service, s.namespace, s.listen, s.to, s.handshakeTimeoutMs, s.localConnectTimeoutMs])
         if (fixed(next) !== fixed(current)) logger.warn({ id: first.id }, 'proxy registration changed its service, public listener, local app or timeouts; restart the proxy to apply them (upstream changes apply live)')
         if (JSON.stringify(next.upstreams) === JSON.stringify(current.upstreams)) { current = next; return }
-        try { withUpstreams(config, next.upstreams) } catch (err) {
+        try { named(registrationNames(first.id), () => withUpstreams(config, next.upstreams)) } catch (err) {
           logger.error({ id: first.id, err: err instanceof AggregateError ? err.errors.map(e => toError(e).message).join('; ') : toError(err).message }, 'proxy registration rejected; keeping the current upstreams')
           return
         }

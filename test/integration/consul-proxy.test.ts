@@ -136,6 +136,9 @@ t.test('-sidecar-for: a registration with two upstreams drives a working pair, a
   await once(live, 'close')
 
   // A registration that breaks the rules is refused; what runs stays.
+  const twice = proxy.sink.waitForNext(l => l.msg === 'proxy registration rejected; keeping the current upstreams')
+  agent.setService('web-sidecar-proxy', webRegistration(webApp.port, [cache, { ...cache, LocalBindAddress: '127.0.0.3' }]))
+  t.match((await twice).err, /^proxy registration web-sidecar-proxy: Proxy\.Upstreams: cache is given twice/)
   const rejected = proxy.sink.waitForNext(l => l.msg === 'proxy registration not read; keeping the current upstreams')
   agent.setService('web-sidecar-proxy', webRegistration(webApp.port, [{ DestinationName: 'cache', LocalBindPort: 'x' }]))
   t.match((await rejected).err, /Proxy\.Upstreams\[0\]\.LocalBindPort: must be a port/)
@@ -156,6 +159,9 @@ t.test('-sidecar-for matching no proxy, or two, fails with Consul\'s errors', as
   await t.rejects(runConsulProxy({ proxyId: 'nope', httpAddr: http, admin: 'off' }, {}), { message: /^-proxy-id: no service with ID nope on the agent/ })
   await t.rejects(runConsulProxy({ proxyId: 'web', httpAddr: http, admin: 'off' }, {}), { message: /Kind: is "", not "connect-proxy"/ }, 'the ID of a service that is not a proxy')
   await t.rejects(runConsulProxy({ sidecarFor: 'web', service: 'web', httpAddr: http }, { CONNECT_SIDECAR_FOR: 'web' }), { message: /^-service: -service configure a proxy by flags; with -sidecar-for/ })
+  await t.rejects(runConsulProxy({ service: 'web', listen: ':0', serviceAddr: '10.0.0.5:80', httpAddr: http }, {}), { errors: [{ message: /^-service-addr: 10\.0\.0\.5 is not a loopback address; .* unless you pass --unsafe-target/ }] }, 'errors name Consul\'s flag')
+  agent.setService('lonely-proxy', { ...reg, ID: 'lonely-proxy', Proxy: { ...reg.Proxy, LocalServiceAddress: '10.0.0.5', DestinationServiceID: 'lonely' } })
+  await t.rejects(runConsulProxy({ proxyId: 'lonely-proxy', httpAddr: http, admin: 'off' }, {}), { errors: [{ message: /^proxy registration lonely-proxy: Proxy\.LocalServiceAddress\/LocalServicePort: 10\.0\.0\.5 is not a loopback address/ }] }, 'and the registration\'s field')
   const stderr = process.stderr.write
   let err = ''
   process.stderr.write = ((s: string) => { err += s; return true }) as typeof process.stderr.write
