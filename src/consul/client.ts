@@ -198,7 +198,9 @@ export class BlockingWatch<T> {
     if (this.#closed) return
     const inBody = (res.body as { ContentHash?: unknown } | null)?.ContentHash
     const hash = res.hash ?? (typeof inBody === 'string' ? inBody : undefined)
-    if (hash !== undefined && hash === this.#hash) return
+    // Without a hash there is nothing to block on: asking again at once would spin (agents before 1.3).
+    if (hash === undefined) throw new ConsulError(`GET ${this.#o.path}: the agent sent no X-Consul-ContentHash to block on (hash-based blocking needs Consul 1.3 or later)`)
+    if (hash === this.#hash) return
     const value = this.#o.parse(res.body, res.index)
     this.#hash = hash
     this.#o.onChange(value, res.index)

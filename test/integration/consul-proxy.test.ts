@@ -36,12 +36,12 @@ async function backend (t: Test, mesh: TestMesh, agent: ConsulDouble, port: numb
 }
 
 /** `consul-proxy` in this process; resolves once it serves, with its addresses and a stop(). */
-async function startProxy (t: Test, flags: ConsulProxyFlags): Promise<{ addrs: SidecarAddresses, sink: LogSink, stop: () => Promise<number> }> {
+async function startProxy (t: Test, flags: ConsulProxyFlags, env: Record<string, string> = {}): Promise<{ addrs: SidecarAddresses, sink: LogSink, stop: () => Promise<number> }> {
   const { logger, sink } = captureLogger()
   const signals = new EventEmitter()
   let up!: (a: SidecarAddresses) => void
   const started = new Promise<SidecarAddresses>(resolve => { up = resolve })
-  const running = runConsulProxy({ admin: 'off', ...flags }, {}, { logger, signals, consulBackoffMs: 20, started: (_s, addrs) => { up(addrs); return undefined } })
+  const running = runConsulProxy({ admin: 'off', ...flags }, env, { logger, signals, consulBackoffMs: 20, started: (_s, addrs) => { up(addrs); return undefined } })
   running.catch(() => {})
   const addrs = await Promise.race([started, running.then(code => { throw new Error(`consul-proxy exited with ${code} before serving`) })])
   let stopped: Promise<number> | undefined
@@ -209,7 +209,8 @@ t.test('an upstream in another namespace and datacenter: instances, SNI and expe
   agent.setInstances('db', [{ host: '127.0.0.1', port: db.addrs.inbound!.port }])
   const webApp = await startApp(t, echo)
   agent.setService('web-sidecar-proxy', webRegistration(webApp.port, [{ DestinationName: 'db', DestinationNamespace: 'ns1', Datacenter: 'dc2', LocalBindPort: 0 }]))
-  const proxy = await startProxy(t, { proxyId: 'web-sidecar-proxy', httpAddr: `127.0.0.1:${port}` })
+  const proxy = await startProxy(t, {}, { CONNECT_PROXY_ID: 'web-sidecar-proxy', CONSUL_HTTP_ADDR: `http://127.0.0.1:${port}`, CONSUL_HTTP_TOKEN: 'env-token' })
+  t.equal(agent.tokenSeen, 'env-token', 'CONNECT_PROXY_ID, CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN, as Consul reads them')
   t.ok(agent.requests.includes('/v1/health/connect/db?passing=true&dc=dc2&ns=ns1'), 'instances asked of the upstream\'s datacenter and namespace')
   t.equal(await echoRoundTrip(proxy.addrs.upstreams.get('db')!.port, 'ns1/dc2'), 'ns1/dc2', 'web (default, dc1) -> db (ns1, dc2): the server\'s identity is the one the registration names')
   t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { source: 'web', destination: 'ns1/db' })
