@@ -86,4 +86,5 @@ t.test('upstreams from a registration are checked like --upstream', async t => {
   t.throws(() => withUpstreams(config, [{ ...db, bind: { host: '127.0.0.1', port: 21000 } }]), { errors: [{ message: /127\.0\.0\.1:21000 is also used by --listen/ }] })
   t.throws(() => resolveConfig({ flags: { service: 'web', listen: '127.0.0.1:0', to: '127.0.0.1:1', authorizeViaAgent: true, meshDir: '/x' }, env: {}, file: null }), { errors: [{ message: /--authorize-via-agent needs the Consul agent: add --control-plane consul/ }] })
   t.throws(() => resolveConfig({ flags: { service: 'web', upstream: ['db:1'], consulRegister: true, controlPlane: 'consul' }, env: {}, file: null }), { errors: [{ message: /--consul-register: registers the public listener, and there is none/ }] })
+  t.throws(() => resolveConfig({ flags: { service: 'web', listen: '127.0.0.1:0', to: '127.0.0.1:1', authorizeViaAgent: true, enforceOnChange: true, controlPlane: 'consul' }, env: {}, file: null }), { errors: [{ message: /--enforce-on-change: re-checks live connections against the local intention table/ }] })
 })

@@ -92,7 +92,7 @@ function settle (v: Values, raw: RawValues): Settled {
     intentions: v.intentions ?? null,
     controlPlane: v.controlPlane ?? 'mesh',
     consul: { address: v.consulAddr ?? '127.0.0.1:8500', token: v.consulToken ?? null, tokenFile: v.consulTokenFile ?? null, caCertFile: v.consulCacert ?? null },
-    agent: { register: v.consulRegister ?? false, registerId: v.consulRegisterId ?? null, authorizeViaAgent: v.authorizeViaAgent ?? false },
+    agent: { register: v.consulRegister ?? false, registerId: v.consulRegisterId ?? null, authorizeViaAgent: v.authorizeViaAgent ?? false, enforceOnChange: v.enforceOnChange ?? false },
     service: v.service
   }
 }

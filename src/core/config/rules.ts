@@ -29,7 +29,7 @@ export interface Settled {
   readonly controlPlane: 'mesh' | 'consul'
   readonly consul: { readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
   /** --consul-register, --consul-register-id, --authorize-via-agent (consul only). */
-  readonly agent: { readonly register: boolean, readonly registerId: string | null, readonly authorizeViaAgent: boolean }
+  readonly agent: { readonly register: boolean, readonly registerId: string | null, readonly authorizeViaAgent: boolean, readonly enforceOnChange: boolean }
   readonly service: string | undefined
 }
 
@@ -90,6 +90,7 @@ function agentFeatures (s: Settled, errors: ConfigError[]): { register: { id: st
   if (registerId !== null && !register) errors.push(new ConfigError('--consul-register-id', 'is the suffix of the registration --consul-register makes; add --consul-register, or remove it'))
   if (register && s.listen === null) errors.push(new ConfigError('--consul-register', 'registers the public listener, and there is none: add --listen and --to, or remove --consul-register'))
   if (authorizeViaAgent && s.listen === null) errors.push(new ConfigError('--authorize-via-agent', 'decides inbound connections, and there is no public listener: add --listen and --to, or remove it'))
+  if (authorizeViaAgent && s.agent.enforceOnChange) errors.push(new ConfigError('--enforce-on-change', 're-checks live connections against the local intention table, and with --authorize-via-agent the agent decides instead: give one of the two'))
   const base = `${s.service ?? 'service'}-proxy`
   return { register: register ? { id: registerId === null ? base : `${base}-${registerId}` } : null, authorizeViaAgent }
 }
