@@ -12,6 +12,7 @@ import { validateIntentionsDoc, type IntentionsDoc } from '../core/intentions/ta
 import type { Instance } from '../core/resolver.js'
 import { ConsulError } from '../core/errors.js'
 
+/** GET /v1/agent/connect/ca/leaf/<service>: the fields we read. */
 export interface LeafBody { CertPEM: string, PrivateKeyPEM: string, ServiceURI?: string, SerialNumber?: string, ValidBefore?: string }
 interface RootsBody { TrustDomain?: string, ActiveRootID?: string, Roots: Array<{ RootCert: string, IntermediateCerts?: string[] | null, Active?: boolean | string }> }
 /** A validated roots response: its trust domain (if given) and every root, parsed once. */
@@ -19,6 +20,7 @@ export interface Roots { trustDomain: string | undefined, certs: CertFacts[] }
 interface IntentionBody { SourceNS?: string, SourceName: string, DestinationNS?: string, DestinationName: string, Action?: string, Permissions?: unknown[] | null, Description?: string, Meta?: Record<string, string> }
 interface HealthEntry { Node?: { Address?: string }, Service?: { Address?: string, Port?: number, Proxy?: unknown } }
 
+/** A leaf response with its PEMs (parsed and checked as an SVID by the plane). */
 export function parseLeaf (body: unknown): LeafBody {
   const b = body as Partial<LeafBody> | null
   if (typeof b?.CertPEM !== 'string' || typeof b.PrivateKeyPEM !== 'string') throw new ConsulError('leaf response lacks CertPEM or PrivateKeyPEM')
@@ -36,6 +38,7 @@ export function parseRoots (body: unknown): Roots {
   }
 }
 
+/** GET /v1/health/connect/<service>: each instance's sidecar address (its Service.Address, else its node's) and port. */
 export function parseHealth (body: unknown): Instance[] {
   if (!Array.isArray(body)) throw new ConsulError('health response is not a list')
   return (body as HealthEntry[]).map(e => {

@@ -21,7 +21,7 @@ import { ConfigError, ConsulError, toError } from '../core/errors.js'
 import { BlockingWatch, ConsulClient, type ConsulOptions } from '../consul/client.js'
 import { agentSelf, agentService, agentServices } from '../consul/agent.js'
 import { proxySettings, sidecarProxyId, type ProxySettings } from '../consul/proxy-registration.js'
-import type { Sidecar } from '../sidecar/sidecar.js'
+import type { Sidecar, SidecarAddresses } from '../sidecar/sidecar.js'
 import { serve, type RunHooks } from './serve.js'
 
 /** The options of `consul-proxy` (commander's camelCase of Consul's flags, and ours). */
@@ -182,7 +182,7 @@ function registrationConfig (f: ConsulProxyFlags, env: Env, s: ProxySettings, da
  * listeners start, removed ones drain, as a SIGHUP reload); a changed
  * listener, app or timeout is logged, it needs a restart.
  */
-function follow (opts: ConsulOptions, config: Config, first: ProxySettings, backoffMs: number | undefined): (sidecar: Sidecar, addrs: unknown, logger: Logger) => () => void {
+function follow (opts: ConsulOptions, config: Config, first: ProxySettings, backoffMs: number | undefined): (sidecar: Sidecar, addrs: SidecarAddresses, logger: Logger) => () => void {
   return (sidecar, _addrs, logger) => {
     const client = new ConsulClient(opts)
     let current = first
@@ -221,23 +221,27 @@ export async function runConsulProxy (f: ConsulProxyFlags, env: Env, hooks: Cons
   const mode = modeOf(f, env)
   const opts = await agentOptions(f, env)
   let config: Config
-  let started: RunHooks['started']
+  let follower: ((sidecar: Sidecar, addrs: SidecarAddresses, logger: Logger) => () => void) | undefined
+  let configured: Record<string, unknown> = { configuration: 'flags' }
   if (mode === 'flags') config = flagsConfig(f, env)
   else {
     const client = new ConsulClient(opts)
     let reg: { settings: ProxySettings, datacenter: string }
     try { reg = await readRegistration(client, mode) } finally { client.close() }
     config = registrationConfig(f, env, reg.settings, reg.datacenter)
-    const follower = follow(opts, config, reg.settings, hooks.consulBackoffMs)
-    started = (sidecar, addrs, logger) => {
-      const stop = follower(sidecar, addrs, logger)
-      const theirs = hooks.started?.(sidecar, addrs, logger)
-      return () => { stop(); theirs?.() }
-    }
+    follower = follow(opts, config, reg.settings, hooks.consulBackoffMs)
+    configured = { configuration: 'agent registration', ...mode, proxyId: reg.settings.id }
   }
   if (f.dryRun === true) {
     (hooks.out ?? (l => process.stdout.write(l + '\n')))(JSON.stringify(publicConfig(config), null, 2))
     return 0
   }
-  return await serve(config, { flags: {}, env }, { ...hooks, ...(started === undefined ? {} : { started }) })
+  // As Consul's "Configuration mode: Agent API / Flags" lines, once it serves.
+  const started = (sidecar: Sidecar, addrs: SidecarAddresses, logger: Logger): () => void => {
+    logger.info(configured, 'consul-proxy configured')
+    const stop = follower?.(sidecar, addrs, logger)
+    const theirs = hooks.started?.(sidecar, addrs, logger)
+    return () => { stop?.(); theirs?.() }
+  }
+  return await serve(config, { flags: {}, env }, { ...hooks, started })
 }

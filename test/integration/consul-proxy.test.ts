@@ -91,6 +91,7 @@ t.test('-sidecar-for: a registration with two upstreams drives a working pair, a
   const proxy = await startProxy(t, { sidecarFor: 'web', httpAddr: `127.0.0.1:${port}` })
   t.ok(agent.requests.includes('/v1/agent/services'), '-sidecar-for looked the proxy up in /v1/agent/services')
   t.ok(agent.requests.includes('/v1/agent/self'), 'the datacenter comes from /v1/agent/self')
+  t.match(await proxy.sink.waitFor(l => l.msg === 'consul-proxy configured'), { configuration: 'agent registration', sidecarFor: 'web', proxyId: 'web-sidecar-proxy' }, 'says where its configuration came from, as Consul\'s "Configuration mode" lines')
   const started = await proxy.sink.waitFor(l => l.msg === 'sidecar started')
   t.match(started, { service: 'web', spiffeId: /\/dc\/dc1\/svc\/web$/ })
   const dbPort = proxy.addrs.upstreams.get('db')!.port
@@ -179,6 +180,7 @@ t.test('-register registers with a TCP check on the public listener, and deregis
   const registered = once(agent.events, 'register')
   const proxy = await startProxy(t, { service: 'web', listen: '127.0.0.1:0', serviceAddr: `127.0.0.1:${app.port}`, register: true, registerId: 'a', httpAddr: `127.0.0.1:${port}` })
   const [body] = await registered as [Record<string, unknown>]
+  t.match(await proxy.sink.waitFor(l => l.msg === 'consul-proxy configured'), { configuration: 'flags' })
   const listen = proxy.addrs.inbound!
   t.same(body, {
     Kind: 'connect-proxy',
