@@ -163,6 +163,13 @@ t.test('-sidecar-for matching no proxy, or two, fails with Consul\'s errors', as
   await t.rejects(runConsulProxy({ service: 'web', listen: ':0', serviceAddr: '10.0.0.5:80', httpAddr: http }, {}), { errors: [{ message: /^-service-addr: 10\.0\.0\.5 is not a loopback address; .* unless you pass --unsafe-target/ }] }, 'errors name Consul\'s flag')
   agent.setService('lonely-proxy', { ...reg, ID: 'lonely-proxy', Proxy: { ...reg.Proxy, LocalServiceAddress: '10.0.0.5', DestinationServiceID: 'lonely' } })
   await t.rejects(runConsulProxy({ proxyId: 'lonely-proxy', httpAddr: http, admin: 'off' }, {}), { errors: [{ message: /^proxy registration lonely-proxy: Proxy\.LocalServiceAddress\/LocalServicePort: 10\.0\.0\.5 is not a loopback address/ }] }, 'and the registration\'s field')
+  // --dry-run: the configuration a registration or Consul's flags give, without serving.
+  const printed: string[] = []
+  agent.setService('solo-proxy', { ...reg, ID: 'solo-proxy', Proxy: { ...reg.Proxy, DestinationServiceID: 'solo', Upstreams: [{ DestinationName: 'db', Datacenter: 'dc2', LocalBindPort: 9191 }] } })
+  t.equal(await runConsulProxy({ proxyId: 'solo-proxy', httpAddr: http, dryRun: true }, {}, { out: l => printed.push(l) }), 0)
+  t.match(JSON.parse(printed[0]!), { service: 'web', datacenter: 'dc1', listen: { host: '127.0.0.1', port: 0 }, upstreams: [{ service: 'db', bind: { host: '127.0.0.1', port: 9191 }, target: { datacenter: 'dc2' }, connectTimeoutMs: 10000 }], plane: { kind: 'consul', address: http } })
+  t.equal(await runConsulProxy({ service: 'web', upstream: ['db.service:9191', 'cache:127.0.0.9:9192'], httpAddr: http, dryRun: true }, {}, { out: l => printed.push(l) }), 0)
+  t.match(JSON.parse(printed[1]!), { listen: null, upstreams: [{ service: 'db', bind: { host: '127.0.0.1', port: 9191 } }, { service: 'cache', bind: { host: '127.0.0.9', port: 9192 } }] }, '-upstream name.service:port and name:host:port, as Consul\'s')
   const stderr = process.stderr.write
   let err = ''
   process.stderr.write = ((s: string) => { err += s; return true }) as typeof process.stderr.write
