@@ -5,7 +5,7 @@
  * stay local and keep working while the agent is briefly unreachable.
  * A response that fails validation never replaces good state.
  * Beside that, when configured: our registration with the agent
- * (--consul-register) and the agent deciding inbound connections
+ * (--consul-register, consul-registration.ts) and the agent deciding inbound connections
  * (--authorize-via-agent, consul/authorize.ts).
  */
 import { readFile } from 'node:fs/promises'
@@ -20,9 +20,9 @@ import { buildTlsState, type TlsState } from '../tls/context.js'
 import type { PeerIdentity } from '../tls/peer.js'
 import { BlockingWatch, ConsulClient } from '../consul/client.js'
 import { AgentAuthorizer } from '../consul/authorize.js'
-import { deregisterProxy, registerProxy } from '../consul/agent.js'
 import { parseHealth, parseIntentionsMatch, parseLeaf, parseRoots, type LeafBody, type MatchedIntentions, type Roots } from '../consul/responses.js'
 import type { ControlPlane, IntentionsState, PlaneDeps } from './types.js'
+import { registerWithAgent } from './consul-registration.js'
 
 /** The Consul agent settings of the config. */
 export type ConsulPlaneConfig = PlaneConfig & { kind: 'consul' }
@@ -197,19 +197,7 @@ export class ConsulPlane implements ControlPlane, Resolver {
     if (reg === null || !this.#deps.leader) return undefined
     return async (host, port) => {
       const cfg = this.#deps.config
-      const client = this.#client!
-      await registerProxy(client, { id: reg.id, service: cfg.service, host, port, app: cfg.to })
-      this.#deps.logger.info({ id: reg.id, address: `${host}:${port}` }, 'registered with the Consul agent')
-      return {
-        close: async () => {
-          try {
-            await deregisterProxy(client, reg.id)
-            this.#deps.logger.info({ id: reg.id }, 'deregistered from the Consul agent')
-          } catch (err) {
-            this.#deps.logger.warn({ id: reg.id, err: toError(err).message }, 'could not deregister from the Consul agent; its TCP check will fail and mark us critical')
-          }
-        }
-      }
+      return await registerWithAgent(this.#client!, { id: reg.id, service: cfg.service, host, port, app: cfg.to }, { logger: this.#deps.logger, ...(this.#deps.consulBackoffMs === undefined ? {} : { backoffMs: this.#deps.consulBackoffMs }) })
     }
   }
 

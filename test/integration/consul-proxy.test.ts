@@ -199,6 +199,13 @@ t.test('-register registers with a TCP check on the public listener, and deregis
     Check: { CheckID: 'web-proxy-a-listening', Name: 'Connect Proxy Listening', TCP: `127.0.0.1:${listen.port}`, Interval: '10s' }
   }, 'Kind, ID and Name as consul connect proxy -register makes them; a TCP check on the listener')
   t.ok(agent.services.has('web-proxy-a'))
+  // The agent loses it (restarted without it, or an operator deregistered it): it is put back.
+  const again = once(agent.events, 'register')
+  const warned = proxy.sink.waitForNext(l => l.msg === 'our registration was missing from the Consul agent; registered again')
+  agent.removeService('web-proxy-a')
+  t.same((await again)[0], body, 'registered again, the same registration')
+  await warned
+  t.ok(agent.services.has('web-proxy-a'))
   const deregistered = once(agent.events, 'deregister')
   t.equal(await proxy.stop(), 0)
   t.same(await deregistered, ['web-proxy-a'], 'deregistered on shutdown')
