@@ -21,6 +21,8 @@ export interface UpstreamTarget {
 export interface Resolver {
   /** Current instances of `service` (in `where`, when given); empty when none is known. */
   instances (service: string, where?: UpstreamTarget): Promise<readonly Instance[]>
+  /** The upstream is gone (a reload removed it): stop following its instances. Optional; idempotent. */
+  forget? (service: string, where?: UpstreamTarget): void
   /** Release watchers and timers. Idempotent. */
   close (): void
 }

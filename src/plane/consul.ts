@@ -47,8 +47,8 @@ export class ConsulPlane implements ControlPlane, Resolver {
   readonly #agent: ConsulPlaneConfig
   readonly #watches: Array<BlockingWatch<unknown>> = []
   readonly #instances = new Map<string, readonly Instance[]>()
-  /** Upstreams followed through /v1/health/connect, by key: settled once their first answer (or error) is in. */
-  readonly #followed = new Map<string, Promise<void>>()
+  /** Upstreams followed through /v1/health/connect, by key: settled once their first answer (or error) is in, and the watch. */
+  readonly #followed = new Map<string, { settled: Promise<void>, watch: BlockingWatch<unknown> }>()
   /** Upstreams of the config (those given without instances): start() waits for them. */
   readonly #initial: ReadonlyArray<{ service: string, where: UpstreamTarget | undefined }>
   readonly #tls = new Cell<TlsState>('certificates from Consul')
@@ -111,17 +111,29 @@ export class ConsulPlane implements ControlPlane, Resolver {
   /** Follow one upstream's healthy instances; settles at its first answer or error. */
   #follow (client: ConsulClient, service: string, where: UpstreamTarget | undefined): Promise<void> {
     const key = upstreamKey(service, where)
-    let settled = this.#followed.get(key)
-    if (settled !== undefined) return settled
-    settled = new Promise<void>(resolve => {
-      this.#watch(client, healthPath(service, where), parseHealth, list => {
+    const known = this.#followed.get(key)
+    if (known !== undefined) return known.settled
+    let watch!: BlockingWatch<unknown>
+    const settled = new Promise<void>(resolve => {
+      watch = this.#watch(client, healthPath(service, where), parseHealth, list => {
         this.#instances.set(key, list)
         this.#deps.logger.info({ upstream: service, ...(where === undefined ? {} : where), instances: list.map(i => `${i.host}:${i.port}`) }, 'upstream instances changed')
         resolve()
       }, resolve)
     })
-    this.#followed.set(key, settled)
+    this.#followed.set(key, { settled, watch })
     return settled
+  }
+
+  /** Resolver: a reload removed this upstream; its instances are no longer followed. */
+  forget (service: string, where?: UpstreamTarget): void {
+    const key = upstreamKey(service, where)
+    const f = this.#followed.get(key)
+    if (f === undefined) return
+    f.watch.close()
+    this.#followed.delete(key)
+    this.#instances.delete(key)
+    this.#deps.logger.debug({ upstream: service, ...(where === undefined ? {} : where) }, 'upstream no longer followed')
   }
 
   /** The ACL token: --consul-token / CONSUL_HTTP_TOKEN, else read from the token file. */
@@ -139,8 +151,8 @@ export class ConsulPlane implements ControlPlane, Resolver {
   /** Blocking queries follow the agent already: nothing to re-read on SIGHUP. */
   async reload (): Promise<void> {}
 
-  #watch<T> (client: ConsulClient, path: string, parse: (body: unknown, index: number) => T, apply: (v: T) => void, failed?: () => void): void {
-    this.#watches.push(new BlockingWatch<T>({
+  #watch<T> (client: ConsulClient, path: string, parse: (body: unknown, index: number) => T, apply: (v: T) => void, failed?: () => void): BlockingWatch<unknown> {
+    const watch = new BlockingWatch<T>({
       client,
       path,
       parse,
@@ -157,7 +169,9 @@ export class ConsulPlane implements ControlPlane, Resolver {
         this.#deps.logger[attempt === 1 ? 'warn' : 'debug']({ path, attempt, err: err.message }, reachable ? 'consul response rejected; keeping the previous state' : 'consul agent unreachable; serving from the cache')
         failed?.()
       }
-    }) as BlockingWatch<unknown>)
+    }) as BlockingWatch<unknown>
+    this.#watches.push(watch)
+    return watch
   }
 
   #setUp (up: boolean): void {

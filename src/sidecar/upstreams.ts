@@ -77,6 +77,7 @@ export class UpstreamSet {
       }
       this.#byService.delete(name)
       this.#static.delete(name)
+      if (cur.cfg.instances === null) this.#o.resolver?.forget?.(name, cur.cfg.target)
       void cur.listener.close() // stops accepting now; live connections drain in the background
       diff.removed.push(name)
     }

@@ -130,6 +130,7 @@ t.test('-sidecar-for: a registration with two upstreams drives a working pair, a
   agent.setService('web-sidecar-proxy', webRegistration(webApp.port, [{ ...billing, LocalBindAddress: '127.0.0.2' }, cache]))
   r = await reloaded
   t.same({ added: r.added, removed: r.removed }, { added: [], removed: ['db'] })
+  t.ok(proxy.sink.lines.some(l => l.msg === 'upstream no longer followed' && l.upstream === 'db'), 'its instances are no longer followed')
   t.ok(await refused('127.0.0.1', dbPort), 'db no longer accepts new connections')
   live.write('live 2')
   t.equal(String((await once(live, 'data'))[0]), 'live 2', 'the connection that was running through db still runs')
