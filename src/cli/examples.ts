@@ -57,3 +57,16 @@ Examples:
   mesh-proxy ca retire-old --mesh-dir ./mesh
 
 Leaves: mesh-proxy cert issue <service> or cert sign --csr <file> (mesh-proxy cert --help).`
+
+export const CONSUL_PROXY_HELP = `
+Examples:
+  # as \`consul connect proxy -sidecar-for web\`: everything from web's sidecar registration
+  CONSUL_HTTP_ADDR=127.0.0.1:8500 mesh-proxy consul-proxy -sidecar-for web
+
+  # a registration by its ID; the agent decides each inbound connection
+  mesh-proxy consul-proxy -proxy-id web-sidecar-proxy -authorize-via-agent
+
+  # no registration: Consul's flags, registered with the agent while running
+  mesh-proxy consul-proxy -service web -service-addr 127.0.0.1:8080 -listen :21000 -upstream db:9191 -register
+
+Flags take one dash, as Consul's (two work too). Details: docs/consul-proxy.md.`

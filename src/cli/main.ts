@@ -5,6 +5,7 @@
 import { Argument, Command, CommanderError, Option } from 'commander'
 import { ERR, MeshProxyError, USAGE_ERROR_CODES, toError } from '../core/errors.js'
 import { runSidecar, validateConfigFile } from './run.js'
+import { runConsulProxy } from '../runtime/consul-proxy.js'
 import { runDemo } from './demo.js'
 import { caBundle, caInit, caRetireOld, caRotate, certInspect, certIssue, certSign, genDevCerts } from './certs.js'
 import { intentionCheck, intentionCreate, intentionDefaultPolicy, intentionDelete, intentionGet, intentionList, intentionMatch } from './intention.js'
@@ -12,7 +13,7 @@ import { CERTS_DEV_DIR } from '../meshdir/seed.js'
 import { FIELDS, RUN_CLI_FLAGS, type Flag } from '../core/config/fields.js'
 import { versionLine } from '../build.js'
 import { completionScript } from './completion.js'
-import { CA_HELP, INTENTION_HELP, ROOT_HELP } from './examples.js'
+import { CA_HELP, CONSUL_PROXY_HELP, INTENTION_HELP, ROOT_HELP } from './examples.js'
 
 const RUN_HELP = `
 Examples:
@@ -34,7 +35,12 @@ Durations: 500ms, 10s, 5m, 1h or a number of milliseconds.`
 /** Consul's CLI spells flags with one dash (`-allow`); commander wants two. */
 const CONSUL_FLAGS = /^-(allow|deny|replace|description|meta|audit|source|source-trust-domain|explain|json)(=.*)?$/
 
+/** `consul connect proxy`'s flags are all single-dash words (`-sidecar-for web`, `-listen=:8443`). */
+const CONSUL_PROXY_FLAG = /^-[a-z][a-z-]+(=.*)?$/
+
 function normalise (argv: readonly string[]): string[] {
+  const p = argv.indexOf('consul-proxy')
+  if (p >= 0) return argv.map((a, n) => n > p && CONSUL_PROXY_FLAG.test(a) ? '-' + a : a)
   const i = argv.indexOf('intention')
   if (i < 0) return [...argv]
   return argv.map((a, n) => n > i && CONSUL_FLAGS.test(a) ? '-' + a : a)
@@ -55,7 +61,7 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .version(versionLine(), '-v, --version', 'print the version, and the Node and OpenSSL it runs on')
     .addHelpText('after', ROOT_HELP)
   const ctx: Ctx = { out, done: (p: Promise<number>): Promise<void> => p.then(code => { result.code = code }) }
-  for (const add of [runCommand, configCommands, demoCommand, caCommands, certCommands, intentionCommands, devCommands, shellCommands]) add(p, ctx)
+  for (const add of [runCommand, consulProxyCommand, configCommands, demoCommand, caCommands, certCommands, intentionCommands, devCommands, shellCommands]) add(p, ctx)
   return p
 }
 
@@ -73,6 +79,47 @@ function runCommand (p: Command, { done }: Ctx): void {
   for (const f of [...Object.values(FIELDS), ...Object.values(RUN_CLI_FLAGS)]) run.addOption(optionOf(f))
   run.addHelpText('after', RUN_HELP)
     .action(async (opts: Record<string, unknown>) => done(runSidecar(opts)))
+}
+
+/** Consul flags we do not take, and why (given, they are an error that says so). */
+const CONSUL_UNSUPPORTED: ReadonlyArray<readonly [string, string, string]> = [
+  ['pprofAddr', '--pprof-addr <addr>', 'there is no Go runtime to profile; use the admin endpoint (--admin) for /metrics, or node --inspect'],
+  ['caPath', '--ca-path <dir>', 'give the agent\'s CA as one file with -ca-file (CONSUL_CACERT)'],
+  ['clientCert', '--client-cert <file>', 'client certificates towards the agent (verify_incoming on the HTTPS API) are not implemented; use the agent\'s HTTP port on loopback, or its unix socket'],
+  ['clientKey', '--client-key <file>', 'client certificates towards the agent are not implemented; see -client-cert'],
+  ['tlsServerName', '--tls-server-name <name>', 'the agent\'s certificate is checked against the -http-addr host name'],
+  ['datacenter', '--datacenter <dc>', 'the datacenter is the local agent\'s (/v1/agent/self); an upstream in another one says so in its registration (Datacenter)'],
+  ['namespace', '--namespace <ns>', 'the namespace is the registration\'s'],
+  ['partition', '--partition <ap>', 'the partition is the agent\'s']
+]
+
+/** `consul-proxy`: `consul connect proxy`'s flags (one dash, as Consul spells them), runtime/consul-proxy.ts. */
+function consulProxyCommand (p: Command, { out, done }: Ctx): void {
+  const c = p.command('consul-proxy').description('a drop-in for `consul connect proxy`: configured by the agent\'s proxy registration (-sidecar-for, -proxy-id) or by Consul\'s flags')
+    .option('--sidecar-for <service-id>', 'the ID of the service whose connect-proxy registration configures us (env CONNECT_SIDECAR_FOR)')
+    .option('--proxy-id <id>', 'the ID of the connect-proxy registration that configures us (env CONNECT_PROXY_ID)')
+    .option('--service <name>', 'without a registration: the service this proxy represents')
+    .option('--service-addr <host:port>', 'with -listen: the local app inbound connections go to')
+    .option('--listen <host:port>', 'with -service: the public mTLS listener')
+    .option('--upstream <name:port>', 'with -service: an upstream, name:port or name:host:port (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--register', 'with -service and -listen: register with the agent as <service>-proxy (a TCP check), deregister on shutdown')
+    .option('--register-id <suffix>', 'with -register: the ID is <service>-proxy-<suffix>')
+    .option('--log-level <level>', 'TRACE, DEBUG, INFO, WARN, ERR (default INFO)')
+    .option('--log-json', 'logs as JSON (they always are)')
+    .option('--http-addr <addr>', 'the agent: host:port, http(s)://host:port or unix:///path (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500)')
+    .option('--token <token>', 'ACL token (env CONSUL_HTTP_TOKEN)')
+    .option('--token-file <file>', 'file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)')
+    .option('--ca-file <file>', 'CA certificate of an HTTPS agent (env CONSUL_CACERT)')
+    .option('--authorize-via-agent', 'ask the agent (/v1/agent/connect/authorize) about each new inbound connection, fail closed after 1s (default: the local intentions table)')
+    .option('--admin <host:port|off>', 'admin HTTP server (default 127.0.0.1:19000)')
+    .option('--unsafe-target', 'allow a non-loopback local app (Proxy.LocalServiceAddress, -service-addr)')
+    .option('--dry-run', 'print the configuration the registration or flags give, and exit')
+  for (const [, flag, why] of CONSUL_UNSUPPORTED) c.addOption(new Option(flag, `not supported: ${why}`).hideHelp())
+  c.addHelpText('after', CONSUL_PROXY_HELP)
+    .action(async (o: Record<string, unknown>) => {
+      const unsupported = CONSUL_UNSUPPORTED.filter(([k]) => o[k] !== undefined).map(([, flag, why]) => [`-${flag.split(' ')[0]!.slice(2)}`, why] as const)
+      await done(runConsulProxy({ ...o, unsupported }, process.env, { out }))
+    })
 }
 
 function configCommands (p: Command, { out, done }: Ctx): void {

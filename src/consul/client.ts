@@ -4,7 +4,9 @@
  * (`?index=<X-Consul-Index>&wait=<s>`) with a client-side timeout so that a
  * hung TCP connection to the agent is noticed. node:http/https only.
  * Consul API docs followed: v1.15–1.20 (agent/connect/ca/leaf, agent/connect/ca/roots,
- * connect/intentions/match, health/connect).
+ * connect/intentions/match, health/connect, agent/self, agent/services,
+ * agent/service/<id> with hash-based blocking, agent/service/register and
+ * deregister, agent/connect/authorize).
  */
 import http from 'node:http'
 import https from 'node:https'
@@ -26,6 +28,8 @@ export interface ConsulResponse {
   readonly status: number
   /** X-Consul-Index, or 0 when absent. */
   readonly index: number
+  /** X-Consul-ContentHash (hash-based blocking), when the agent sent one. */
+  readonly hash?: string
   readonly body: unknown
 }
 
@@ -47,38 +51,55 @@ export class ConsulClient {
       : new http.Agent({ keepAlive: true })
   }
 
-  /** GET `path` (with its query); `index` makes it a blocking query. Rejects on transport errors, non-2xx and bad JSON. */
-  get (path: string, index?: number): Promise<ConsulResponse> {
+  /**
+   * GET `path` (with its query). `block` makes it a blocking query: an index
+   * (`?index=&wait=`) or, for the endpoints that support only hash-based
+   * blocking (/v1/agent/service/<id>), a content hash (`?hash=&wait=`).
+   * Rejects on transport errors, non-2xx and bad JSON.
+   */
+  get (path: string, block?: number | { hash: string }): Promise<ConsulResponse> {
     const sep = path.includes('?') ? '&' : '?'
-    const full = index === undefined ? path : `${path}${sep}index=${index}&wait=${this.waitSeconds}s`
+    const wait = `wait=${this.waitSeconds}s`
+    const full = block === undefined ? path : typeof block === 'number' ? `${path}${sep}index=${block}&${wait}` : `${path}${sep}hash=${encodeURIComponent(block.hash)}&${wait}`
     // The agent may hold a blocking query up to wait + wait/16; give it a little more, then give up.
-    const timeoutMs = (index === undefined ? 10 : this.waitSeconds * 1.1 + 5) * 1000
+    const timeoutMs = (block === undefined ? 10 : this.waitSeconds * 1.1 + 5) * 1000
+    return this.request('GET', full, { timeoutMs, name: path })
+  }
+
+  /**
+   * One request with a JSON body (PUT /v1/agent/service/register, POST
+   * /v1/agent/connect/authorize): `timeoutMs` is how long the agent may take
+   * before the request is abandoned (a ConsulError, `unreachable`).
+   */
+  request (method: 'GET' | 'PUT' | 'POST', path: string, o: { body?: unknown, timeoutMs: number, name?: string }): Promise<ConsulResponse> {
+    const name = `${method} ${o.name ?? path}`
     const lib = this.#base.protocol === 'https:' ? https : http
+    const payload = o.body === undefined ? undefined : JSON.stringify(o.body)
+    const headers: Record<string, string> = {}
+    if (this.#token !== undefined) headers['X-Consul-Token'] = this.#token
+    if (payload !== undefined) headers['content-type'] = 'application/json'
     return new Promise((resolve, reject) => {
-      const req = lib.request({
-        ...this.#base,
-        agent: this.#agent,
-        method: 'GET',
-        path: full,
-        headers: this.#token === undefined ? {} : { 'X-Consul-Token': this.#token }
-      }, res => {
+      const req = lib.request({ ...this.#base, agent: this.#agent, method, path, headers }, res => {
         const chunks: Buffer[] = []
         res.on('data', (d: Buffer) => chunks.push(d))
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8')
           const index = Number(res.headers['x-consul-index'] ?? 0)
-          if ((res.statusCode ?? 0) >= 300) return reject(new ConsulError(`GET ${path}: HTTP ${res.statusCode ?? '?'}: ${text.slice(0, 200).trim()}`))
+          const hash = res.headers['x-consul-contenthash']
+          if ((res.statusCode ?? 0) >= 300) return reject(new ConsulError(`${name}: HTTP ${res.statusCode ?? '?'}: ${text.slice(0, 200).trim()}`))
           try {
-            resolve({ status: res.statusCode ?? 0, index: Number.isFinite(index) ? index : 0, body: JSON.parse(text) })
+            // register/deregister answer with an empty body.
+            const body: unknown = text === '' ? null : JSON.parse(text)
+            resolve({ status: res.statusCode ?? 0, index: Number.isFinite(index) ? index : 0, body, ...(typeof hash === 'string' ? { hash } : {}) })
           } catch (err) {
-            reject(new ConsulError(`GET ${path}: response is not JSON`, { cause: err }))
+            reject(new ConsulError(`${name}: response is not JSON`, { cause: err }))
           }
         })
-        res.on('error', err => reject(new ConsulError(`GET ${path}: ${err.message}`, { cause: err })))
+        res.on('error', err => reject(new ConsulError(`${name}: ${err.message}`, { cause: err })))
       })
-      req.setTimeout(timeoutMs, () => req.destroy(new ConsulError(`GET ${path}: no answer from the agent at ${this.address} within ${Math.round(timeoutMs / 1000)} s`, { unreachable: true })))
-      req.on('error', err => reject(err instanceof ConsulError ? err : new ConsulError(`GET ${path}: cannot reach the agent at ${this.address}: ${toError(err).message}`, { cause: err, unreachable: true })))
-      req.end()
+      req.setTimeout(o.timeoutMs, () => req.destroy(new ConsulError(`${name}: no answer from the agent at ${this.address} within ${formatMs(o.timeoutMs)}`, { unreachable: true })))
+      req.on('error', err => reject(err instanceof ConsulError ? err : new ConsulError(`${name}: cannot reach the agent at ${this.address}: ${toError(err).message}`, { cause: err, unreachable: true })))
+      req.end(payload)
     })
   }
 
@@ -86,6 +107,11 @@ export class ConsulClient {
   close (): void {
     this.#agent.destroy()
   }
+}
+
+/** `10 s`, `1500 ms`: a timeout as a message says it. */
+function formatMs (ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`
 }
 
 function parseAddress (a: string): { protocol: 'http:' | 'https:', host?: string, port?: number, socketPath?: string } {
@@ -110,6 +136,8 @@ export interface WatchOptions<T> {
   /** Backoff bounds (ms). */
   readonly minBackoffMs?: number
   readonly maxBackoffMs?: number
+  /** Follow X-Consul-ContentHash instead of X-Consul-Index (endpoints with hash-based blocking only). */
+  readonly byHash?: boolean
 }
 
 /**
@@ -120,6 +148,7 @@ export interface WatchOptions<T> {
 export class BlockingWatch<T> {
   readonly #o: WatchOptions<T>
   #index = 0
+  #hash: string | undefined
   #closed = false
   #timer: NodeJS.Timeout | undefined
   #wake: (() => void) | undefined
@@ -133,15 +162,9 @@ export class BlockingWatch<T> {
     let attempt = 0
     while (!this.#closed) {
       try {
-        const res = await this.#o.client.get(this.#o.path, this.#index === 0 ? undefined : this.#index)
-        if (this.#closed) return
+        if (this.#o.byHash === true) await this.#hashStep()
+        else await this.#indexStep()
         attempt = 0
-        let index = res.index
-        if (index < this.#index) index = 0 // the agent's index went backwards: start over
-        if (index !== 0 && index === this.#index) continue // same index: not a change
-        const value = this.#o.parse(res.body, index)
-        this.#index = Math.max(index, 1)
-        this.#o.onChange(value, index)
       } catch (err) {
         if (this.#closed) return
         attempt++
@@ -156,6 +179,31 @@ export class BlockingWatch<T> {
         })
       }
     }
+  }
+
+  async #indexStep (): Promise<void> {
+    const res = await this.#o.client.get(this.#o.path, this.#index === 0 ? undefined : this.#index)
+    if (this.#closed) return
+    let index = res.index
+    if (index < this.#index) index = 0 // the agent's index went backwards: start over
+    if (index !== 0 && index === this.#index) return // same index: not a change
+    const value = this.#o.parse(res.body, index)
+    this.#index = Math.max(index, 1)
+    this.#o.onChange(value, index)
+  }
+
+  /** Hash-based blocking: the same hash is no change; the body's ContentHash when the header is missing. */
+  async #hashStep (): Promise<void> {
+    const res = await this.#o.client.get(this.#o.path, this.#hash === undefined ? undefined : { hash: this.#hash })
+    if (this.#closed) return
+    const inBody = (res.body as { ContentHash?: unknown } | null)?.ContentHash
+    const hash = res.hash ?? (typeof inBody === 'string' ? inBody : undefined)
+    // Without a hash there is nothing to block on: asking again at once would spin (agents before 1.3).
+    if (hash === undefined) throw new ConsulError(`GET ${this.#o.path}: the agent sent no X-Consul-ContentHash to block on (hash-based blocking needs Consul 1.3 or later)`)
+    if (hash === this.#hash) return
+    const value = this.#o.parse(res.body, res.index)
+    this.#hash = hash
+    this.#o.onChange(value, res.index)
   }
 
   /** Stop. Idempotent. */

@@ -6,10 +6,23 @@ export interface Instance {
   readonly port: number
 }
 
+/**
+ * Where an upstream service lives when it is not beside us: another
+ * namespace, datacenter or admin partition (Consul's `DestinationNamespace`,
+ * `Datacenter`, `DestinationPartition`). Absent fields: ours.
+ */
+export interface UpstreamTarget {
+  readonly namespace?: string
+  readonly datacenter?: string
+  readonly partition?: string
+}
+
 /** Resolves a service name to its current instances. */
 export interface Resolver {
-  /** Current instances of `service`; empty when none is known. */
-  instances (service: string): Promise<readonly Instance[]>
+  /** Current instances of `service` (in `where`, when given); empty when none is known. */
+  instances (service: string, where?: UpstreamTarget): Promise<readonly Instance[]>
+  /** The upstream is gone (a reload removed it): stop following its instances. Optional; idempotent. */
+  forget? (service: string, where?: UpstreamTarget): void
   /** Release watchers and timers. Idempotent. */
   close (): void
 }

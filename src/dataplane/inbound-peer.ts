@@ -6,17 +6,13 @@
  * the log's and the metric's.
  */
 import type { TLSSocket } from 'node:tls'
-import { PeerIdentityError } from '../core/errors.js'
+import { PeerIdentityError, errorCode, isRoutineCloseError } from '../core/errors.js'
+import { resumableUntil } from '../tls/session-cache.js'
+import { exportPsk, sharedPsk, type SharedPsk } from '../tls/psk.js'
 import { notOfForm, workloadOf, type IdentityForm, type Workload } from '../core/identity/forms.js'
 import type { ServiceRef } from '../core/intentions/table.js'
 import type { TlsState } from '../tls/context.js'
 import type { PeerIdentity } from '../tls/peer.js'
-
-/** `host:port` of the client, also once the TLS socket is gone (from its TCP socket, `_parent`). */
-export function remoteOf (sock: TLSSocket): string | undefined {
-  const s = sock.remoteAddress === undefined ? (sock as TLSSocket & { _parent?: { remoteAddress?: string, remotePort?: number } })._parent : sock
-  return s?.remoteAddress === undefined ? undefined : `${s.remoteAddress}:${s.remotePort}`
-}
 
 /** Checks peers; caches each verified peer's service (the verifier caches PeerIdentity objects). */
 export class PeerChecker {
@@ -44,4 +40,22 @@ export class PeerChecker {
     if (foreign && !state.federated.has(td)) throw new PeerIdentityError('foreign_trust_domain', `${peer.id.uri} is not in our trust domain ${state.svid.id.trustDomain} (to accept its peers, federate it: --federate ${td}=<its bundle>)`)
     return { peer, source: foreign ? { namespace: w.namespace, name: w.service, trustDomain: td } : { namespace: w.namespace, name: w.service } }
   }
+}
+
+/** Why a handshake failed, for the log and the metric, and how loud: a peer hanging up mid-handshake is routine. */
+export function tlsClientError (err: Error, sock: TLSSocket, ownExpired: boolean): { reason: string, level: 'debug' | 'warn' } {
+  // (null, not undefined, on a socket whose handshake never got to the chain: a hang-up is routine.)
+  const authz = (sock as TLSSocket & { authorizationError?: string | null }).authorizationError ?? undefined
+  const cause = (err as Error & { cause?: unknown }).cause
+  const reason = ownExpired ? 'own_certificate_expired' : authz ?? errorCode(cause) ?? errorCode(err) ?? 'tls_error'
+  return { reason, level: isRoutineCloseError(err) && authz === undefined && !ownExpired ? 'debug' : 'warn' }
+}
+
+/** After a full handshake whose peer passed every check: keep the connection's PSK with that peer (and hand it to --workers siblings). */
+export function rememberPsk (sock: TLSSocket, state: TlsState, peer: PeerIdentity, share: ((m: SharedPsk) => void) | undefined): void {
+  const made = exportPsk(sock)
+  if (made === undefined) return
+  const e = { psk: made.psk, peer, expiresAt: resumableUntil(Date.now(), peer.notAfter, state.svid.chain[0]!.notAfter) }
+  state.psks.set(made.identity, e)
+  share?.(sharedPsk(state.generation, made.identity, e))
 }

@@ -10,10 +10,9 @@ import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Endpoint, HostPort, Timeouts } from '../core/config/types.js'
 import { formatEndpoint } from '../core/config/endpoint.js'
-import { PeerIdentityError, errorCode, ignoreError, isRoutineCloseError, toError } from '../core/errors.js'
+import { PeerIdentityError, ignoreError, toError } from '../core/errors.js'
 import { decidedBy, formatServiceRef, type Authorizer, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
-import type { TrackedConn } from './conn-registry.js'
 import { Listener } from './listener.js'
 import type { Watched } from '../core/watched.js'
 import { SourceRateLimiter, type RateLimit } from './rate-limit.js'
@@ -24,11 +23,12 @@ import { trackTlsEnd } from '../tls/end.js'
 import { connBug, logClosed } from './finish.js'
 import { proxyHeaderFor } from './app-header.js'
 import type { TlsState } from '../tls/context.js'
-import { SESSION_LIFETIME_MS, resumableUntil } from '../tls/session-cache.js'
-import { exportPsk, sharedPsk, type ServerPsk, type SharedPsk } from '../tls/psk.js'
+import { SESSION_LIFETIME_MS } from '../tls/session-cache.js'
+import type { ServerPsk, SharedPsk } from '../tls/psk.js'
 import type { PeerIdentity } from '../tls/peer.js'
 import type { IdentityForm } from '../core/identity/forms.js'
-import { PeerChecker, remoteOf } from './inbound-peer.js'
+import { PeerChecker, rememberPsk, tlsClientError } from './inbound-peer.js'
+import { PendingAsks, remoteOf, type Asked, type InboundConn } from './inbound-conn.js'
 import { selectAlpn, TUNNEL_ALPN } from '../tls/alpn.js'
 import type { ServerHttp2Stream } from 'node:http2'
 import { TunnelAcceptor } from './tunnel-inbound.js'
@@ -53,6 +53,12 @@ export interface InboundOptions {
   readonly tls: Watched<TlsState>
   /** Current authorizer (read per connection). */
   readonly authorize: () => Authorizer
+  /**
+   * When given, each verified peer is decided by this instead of the table
+   * (`--authorize-via-agent`: the Consul agent's authorize endpoint). It must
+   * not reject: a failure is a deny (fail closed).
+   */
+  readonly ask?: (source: ServiceRef, peer: PeerIdentity) => Promise<Decision>
   readonly logger: Logger
   readonly metrics?: Metrics
   /** Hands each PSK made here to sibling --workers processes (psk.ts); absent for one process. */
@@ -60,12 +66,6 @@ export interface InboundOptions {
 }
 
 let nextConnId = 0
-
-/** A live inbound connection: who it is from, so a changed table can re-check it. */
-interface InboundConn extends TrackedConn {
-  readonly source: ServiceRef
-  revoke (by: Decision): void
-}
 
 /** Accepts mTLS connections and relays allowed ones to the local app. */
 export class InboundListener extends Listener<InboundConn> {
@@ -82,6 +82,7 @@ export class InboundListener extends Listener<InboundConn> {
   readonly #pskOffered = new WeakMap<TLSSocket, ServerPsk>()
   readonly #peers: PeerChecker
   readonly #tunnels: TunnelAcceptor
+  readonly #asking = new PendingAsks()
 
   constructor (opts: InboundOptions) {
     const metrics = opts.metrics ?? noopMetrics
@@ -97,7 +98,7 @@ export class InboundListener extends Listener<InboundConn> {
       logger: opts.logger,
       metrics,
       destination: this.#destination,
-      authorize: () => this.#opts.authorize(),
+      decide: peer => this.#opts.ask?.(peer.source, peer.identity) ?? this.#opts.authorize()(peer.source),
       serve: (stream, access, peer) => this.#serve(stream, { ...access, app: this.#appAddr }, peer.source, peer.peerId, peer.tls)
     })
   }
@@ -154,15 +155,11 @@ export class InboundListener extends Listener<InboundConn> {
   }
 
   #onTlsError (err: Error, sock: TLSSocket): void {
-    // (null, not undefined, on a socket whose handshake never got to the chain: a hang-up is routine.)
-    const authz = (sock as TLSSocket & { authorizationError?: string | null }).authorizationError ?? undefined
-    const cause = (err as Error & { cause?: unknown }).cause
     // When our own leaf has expired, every peer hangs up on us: say so, loudly.
     const ownExpired = this.#opts.tls.current.svid.chain[0]!.notAfter.getTime() < Date.now()
-    const reason = ownExpired ? 'own_certificate_expired' : authz ?? errorCode(cause) ?? errorCode(err) ?? 'tls_error'
+    const { reason, level } = tlsClientError(err, sock, ownExpired)
     this.#metrics.handshakeFailure(reason)
     this.#metrics.connection('inbound', 'tls_error')
-    const level = isRoutineCloseError(err) && authz === undefined && !ownExpired ? 'debug' : 'warn'
     this.#opts.logger[level]({ listener: 'inbound', remote: remoteOf(sock), reason, err: err.message }, 'conn rejected')
   }
 
@@ -200,14 +197,25 @@ export class InboundListener extends Listener<InboundConn> {
       return
     }
     const peerId = peer.id.uri
-    if (!resumed) this.#rememberPsk(sock, state, peer)
+    if (!resumed) rememberPsk(sock, state, peer, this.#opts.sharePsk)
     if (sock.alpnProtocol === TUNNEL_ALPN) {
-      this.#tunnels.adopt(sock, { id, peerId, source, resumed, psk: psk !== undefined, remote: remoteOf(sock), tls: sock })
+      this.#tunnels.adopt(sock, { id, peerId, identity: peer, source, resumed, psk: psk !== undefined, remote: remoteOf(sock), tls: sock })
       return
     }
     trackTlsEnd(sock)
-    const decision = this.#opts.authorize()(source)
-    const viaPsk = psk !== undefined
+    const ctx: Asked = { id, peerId, source, resumed, viaPsk: psk !== undefined }
+    const ask = this.#opts.ask
+    if (ask === undefined) {
+      this.#decided(sock, this.#opts.authorize()(source), ctx)
+      return
+    }
+    // --authorize-via-agent: the agent decides; the peer's bytes wait unread until it has.
+    this.#asking.wait(sock, ask(source, peer), d => { this.#decided(sock, d, ctx) }, log, id)
+  }
+
+  /** The decision is in: deny (a reset, the app sees nothing) or serve. */
+  #decided (sock: TLSSocket, decision: Decision, { id, peerId, source, resumed, viaPsk }: Asked): void {
+    const log = this.#opts.logger
     if (!decision.allowed) {
       this.#metrics.connection('inbound', 'denied_intention')
       log.info({ ...id, peer: peerId, source: formatServiceRef(source), destination: this.#destination, intention: decidedBy(decision), precedence: decision.precedence, reason: decision.reason, resumed, psk: viaPsk }, 'conn denied')
@@ -223,15 +231,6 @@ export class InboundListener extends Listener<InboundConn> {
       log.debug({ ...access, precedence: decision.precedence, decision: decision.reason }, 'conn opened')
     }
     this.#serve(sock, access, source, peerId, sock)
-  }
-
-  /** After a full handshake whose peer passed every check: keep the connection's PSK with that peer. */
-  #rememberPsk (sock: TLSSocket, state: TlsState, peer: PeerIdentity): void {
-    const made = exportPsk(sock)
-    if (made === undefined) return
-    const e = { psk: made.psk, peer, expiresAt: resumableUntil(Date.now(), peer.notAfter, state.svid.chain[0]!.notAfter) }
-    state.psks.set(made.identity, e)
-    this.#opts.sharePsk?.(sharedPsk(state.generation, made.identity, e))
   }
 
   /**
@@ -287,8 +286,9 @@ export class InboundListener extends Listener<InboundConn> {
 
   protected override beforeDrain (): void {
     this.#unsubscribe?.()
-    // Peers still in the handshake were never admitted: nothing to drain.
+    // Peers still in the handshake, or waiting for the agent's answer, were never admitted: nothing to drain.
     this.#handshakes.destroyAll()
+    this.#asking.destroyAll()
     this.#tunnels.closeAll()
   }
 

@@ -7,10 +7,10 @@
 import { createServer, type Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Endpoint, Timeouts } from '../core/config/types.js'
-import type { Instance, Resolver } from '../core/resolver.js'
+import type { Instance, Resolver, UpstreamTarget } from '../core/resolver.js'
 import type { Watched } from '../core/watched.js'
 import { PeerIdentityError, errorCode, ignoreError, toError } from '../core/errors.js'
-import { spiffeIdOf, type IdentityForm } from '../core/identity/forms.js'
+import { upstreamIdOf, upstreamSni, type IdentityForm } from '../core/identity/forms.js'
 import { noopMetrics, type Metrics } from '../metrics/metrics.js'
 import { dial } from '../net/dial.js'
 import { DEFAULT_UNIX_SOCKET_MODE } from '../core/config/endpoint.js'
@@ -35,6 +35,8 @@ export interface OutboundOptions {
   readonly bind: Endpoint
   /** Mode of the UNIX socket file (default 0o660). */
   readonly unixSocketMode?: number
+  /** Where the upstream lives when not in our namespace and datacenter (a Consul registration's upstream); also what the resolver is asked. */
+  readonly target?: UpstreamTarget
   readonly resolver: Resolver
   readonly timeouts: Timeouts
   /** 0 = unlimited. */
@@ -92,8 +94,9 @@ export class UpstreamListener extends Listener {
   #namesFor (state: TlsState): { sni: string, expected: string } {
     const td = state.svid.id.trustDomain
     if (this.#names?.td !== td) {
-      const { upstream, namespace, datacenter } = this.#opts
-      this.#names = { td, sni: `${upstream}.${namespace}.${datacenter}.internal.${td}`, expected: spiffeIdOf(this.#opts.identityForm, { trustDomain: td, namespace, datacenter, service: upstream }).uri }
+      const { upstream, target } = this.#opts
+      const w = { trustDomain: td, service: upstream, namespace: target?.namespace ?? this.#opts.namespace, datacenter: target?.datacenter ?? this.#opts.datacenter, ...(target?.partition === undefined ? {} : { partition: target.partition }) }
+      this.#names = { td, sni: upstreamSni(w), expected: upstreamIdOf(this.#opts.identityForm, w).uri }
     }
     return this.#names
   }
@@ -156,7 +159,7 @@ export class UpstreamListener extends Listener {
 
   /** An instance, tried in turn: a stream of a tunnel to it when tunnels are on and it takes them, else a plain mTLS connection. */
   async #connectUpstream (id: Record<string, unknown>): Promise<Connected> {
-    const instances = await this.#opts.resolver.instances(this.#opts.upstream)
+    const instances = await this.#opts.resolver.instances(this.#opts.upstream, this.#opts.target)
     if (instances.length === 0) throw new Error(`no instances of ${this.#opts.upstream} are known (is its sidecar running and registered in the mesh dir catalog?)`)
     const start = this.#rr++
     let last: Error | undefined

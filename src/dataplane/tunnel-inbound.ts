@@ -19,7 +19,8 @@
 import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
-import { decidedBy, formatServiceRef, type Authorizer, type ServiceRef } from '../core/intentions/table.js'
+import { decidedBy, formatServiceRef, type Decision, type ServiceRef } from '../core/intentions/table.js'
+import type { PeerIdentity } from '../tls/peer.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { TUNNEL_SETTINGS, TUNNEL_SESSION_WINDOW } from './tunnel-limits.js'
 
@@ -27,6 +28,8 @@ import { TUNNEL_SETTINGS, TUNNEL_SESSION_WINDOW } from './tunnel-limits.js'
 export interface TunnelPeer {
   readonly id: { readonly conn: string, readonly listener: string }
   readonly peerId: string
+  /** The verified peer (for an agent that decides: --authorize-via-agent). */
+  readonly identity: PeerIdentity
   readonly source: ServiceRef
   readonly resumed: boolean
   readonly psk: boolean
@@ -40,7 +43,8 @@ export interface TunnelHost {
   readonly logger: Logger
   readonly metrics: Metrics
   readonly destination: string
-  authorize (): Authorizer
+  /** The decision for one stream of `peer`: the intention table's, or the agent's (never rejects: a failure is a deny). */
+  decide (peer: TunnelPeer): Decision | Promise<Decision>
   /** Connect to the app and relay an allowed stream (answers 200 or 503 itself). */
   serve (stream: ServerHttp2Stream, access: Record<string, unknown>, peer: TunnelPeer): void
 }
@@ -102,7 +106,16 @@ export class TunnelAcceptor {
       stream.respond({ ':status': 405 }, { endStream: true })
       return
     }
-    const decision = this.#host.authorize()(peer.source)
+    const decision = this.#host.decide(peer)
+    if (decision instanceof Promise) {
+      decision.then(d => { if (!stream.destroyed) this.#decided(stream, d, id, peer) }, () => { if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR) })
+      return
+    }
+    this.#decided(stream, decision, id, peer)
+  }
+
+  #decided (stream: ServerHttp2Stream, decision: Decision, id: Record<string, unknown>, peer: TunnelPeer): void {
+    const { logger, metrics } = this.#host
     const who = { ...id, peer: peer.peerId, source: formatServiceRef(peer.source), destination: this.#host.destination, intention: decidedBy(decision), resumed: peer.resumed, psk: peer.psk }
     if (!decision.allowed) {
       metrics.connection('inbound', 'denied_intention')

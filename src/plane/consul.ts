@@ -4,30 +4,42 @@
  * blocking query and kept in a local cache, so that a connection's decisions
  * stay local and keep working while the agent is briefly unreachable.
  * A response that fails validation never replaces good state.
+ * Beside that, when configured: our registration with the agent
+ * (--consul-register, consul-registration.ts) and the agent deciding inbound connections
+ * (--authorize-via-agent, consul/authorize.ts).
  */
 import { readFile } from 'node:fs/promises'
 import { parseOwnSvid } from '../core/identity/svid.js'
-import { makeBundle, rootsFromPem } from '../core/identity/bundle.js'
-import type { CertFacts } from '../core/identity/x509.js'
-import { parseTrustDomain } from '../core/identity/spiffe-id.js'
-import { compileAuthorizer, validateIntentionsDoc, type IntentionsDoc } from '../core/intentions/table.js'
-import type { Instance, Resolver } from '../core/resolver.js'
+import { makeBundle } from '../core/identity/bundle.js'
+import { compileAuthorizer, type Decision, type ServiceRef } from '../core/intentions/table.js'
+import type { Instance, Registration, Resolver, UpstreamTarget } from '../core/resolver.js'
 import { Cell } from '../core/watched.js'
-import { ConfigError, ConsulError, ERR, errorCode, toError } from '../core/errors.js'
+import { ConfigError, ERR, errorCode, toError } from '../core/errors.js'
 import type { PlaneConfig } from '../core/config/types.js'
 import { buildTlsState, type TlsState } from '../tls/context.js'
+import type { PeerIdentity } from '../tls/peer.js'
 import { BlockingWatch, ConsulClient } from '../consul/client.js'
+import { AgentAuthorizer } from '../consul/authorize.js'
+import { parseHealth, parseIntentionsMatch, parseLeaf, parseRoots, type LeafBody, type MatchedIntentions, type Roots } from '../consul/responses.js'
 import type { ControlPlane, IntentionsState, PlaneDeps } from './types.js'
+import { registerWithAgent } from './consul-registration.js'
 
 /** The Consul agent settings of the config. */
 export type ConsulPlaneConfig = PlaneConfig & { kind: 'consul' }
 
-interface LeafBody { CertPEM: string, PrivateKeyPEM: string, ServiceURI?: string, SerialNumber?: string, ValidBefore?: string }
-interface RootsBody { TrustDomain?: string, ActiveRootID?: string, Roots: Array<{ RootCert: string, IntermediateCerts?: string[] | null, Active?: boolean | string }> }
-/** A validated roots response: its trust domain (if given) and every root, parsed once. */
-interface Roots { trustDomain: string | undefined, certs: CertFacts[] }
-interface IntentionBody { SourceNS?: string, SourceName: string, DestinationNS?: string, DestinationName: string, Action: string, Description?: string, Meta?: Record<string, string> }
-interface HealthEntry { Node?: { Address?: string }, Service?: { Address?: string, Port?: number, Proxy?: unknown } }
+/** The key of an upstream's instances: its name and where it lives. */
+function upstreamKey (service: string, where: UpstreamTarget | undefined): string {
+  return [service, where?.namespace ?? '', where?.datacenter ?? '', where?.partition ?? ''].join('\n')
+}
+
+/** `/v1/health/connect/<name>?passing=true`, with `dc`, `ns` and `partition` when not ours. */
+function healthPath (service: string, where: UpstreamTarget | undefined): string {
+  const q = new URLSearchParams({ passing: 'true' })
+  if (where?.datacenter !== undefined && where.datacenter !== '') q.set('dc', where.datacenter)
+  if (where?.namespace !== undefined && where.namespace !== '' && where.namespace !== 'default') q.set('ns', where.namespace)
+  if (where?.partition !== undefined && where.partition !== '' && where.partition !== 'default') q.set('partition', where.partition)
+  return `/v1/health/connect/${encodeURIComponent(service)}?${q.toString()}`
+}
 
 /** Follows the agent; the cached TLS state, intentions and instances are what the sidecar reads. */
 export class ConsulPlane implements ControlPlane, Resolver {
@@ -35,11 +47,14 @@ export class ConsulPlane implements ControlPlane, Resolver {
   readonly #agent: ConsulPlaneConfig
   readonly #watches: Array<BlockingWatch<unknown>> = []
   readonly #instances = new Map<string, readonly Instance[]>()
-  /** Upstreams to follow through /v1/health/connect (those given without instances). */
-  readonly #upstreams: readonly string[]
+  /** Upstreams followed through /v1/health/connect, by key: settled once their first answer (or error) is in, and the watch. */
+  readonly #followed = new Map<string, { settled: Promise<void>, watch: BlockingWatch<unknown> }>()
+  /** Upstreams of the config (those given without instances): start() waits for them. */
+  readonly #initial: ReadonlyArray<{ service: string, where: UpstreamTarget | undefined }>
   readonly #tls = new Cell<TlsState>('certificates from Consul')
   readonly #intentions: Cell<IntentionsState> | null
   #client: ConsulClient | undefined
+  #authorizer: AgentAuthorizer | undefined
   #leaf: LeafBody | undefined
   #roots: Roots | undefined
   #up = false
@@ -50,7 +65,7 @@ export class ConsulPlane implements ControlPlane, Resolver {
   constructor (deps: PlaneDeps, agent: ConsulPlaneConfig) {
     this.#deps = deps
     this.#agent = agent
-    this.#upstreams = deps.config.upstreams.filter(u => u.instances === null).map(u => u.service)
+    this.#initial = deps.config.upstreams.filter(u => u.instances === null).map(u => ({ service: u.service, where: u.target }))
     this.#intentions = deps.config.listen === null ? null : new Cell<IntentionsState>('intentions from Consul')
   }
 
@@ -63,35 +78,62 @@ export class ConsulPlane implements ControlPlane, Resolver {
 
   /** True once leaf, roots, intentions (if needed) and every upstream's instances have been loaded. */
   get #ready (): boolean {
-    return this.#tls.isSet && (this.#intentions?.isSet ?? true) && this.#upstreams.every(u => this.#instances.has(u))
+    return this.#tls.isSet && (this.#intentions?.isSet ?? true) && this.#initial.every(u => this.#instances.has(upstreamKey(u.service, u.where)))
   }
 
   /** Start following; resolves once everything has been loaded (retrying until then). */
   async start (): Promise<void> {
     const client = new ConsulClient({ address: this.#agent.address, ...await this.#token(), ...(this.#agent.caCertFile === null ? {} : { caCertFile: this.#agent.caCertFile }) })
     this.#client = client
-    const svc = encodeURIComponent(this.#deps.config.service)
+    const cfg = this.#deps.config
+    if (this.#agent.authorizeViaAgent) this.#authorizer = new AgentAuthorizer(client, cfg.service)
+    const svc = encodeURIComponent(cfg.service)
     this.#watch(client, `/v1/agent/connect/ca/leaf/${svc}`, parseLeaf, v => { this.#leaf = v; this.#rebuildTls() })
     this.#watch(client, '/v1/agent/connect/ca/roots', parseRoots, v => { this.#roots = v; this.#rebuildTls() })
     const intentions = this.#intentions
     if (intentions !== null) {
-      this.#watch(client, `/v1/connect/intentions/match?by=destination&name=${svc}`, (b, index) => this.#parseIntentions(b, index), doc => {
-        const cfg = this.#deps.config
+      const parse = (b: unknown, index: number): MatchedIntentions => parseIntentionsMatch(b, index, cfg.service, cfg.defaultPolicy ?? 'deny')
+      this.#watch(client, `/v1/connect/intentions/match?by=destination&name=${svc}`, parse, ({ doc, l7 }) => {
+        // Consul's authorize endpoint does the same: a rule on paths or headers cannot be kept at L4.
+        if (l7.length > 0) this.#deps.logger.warn({ sources: l7 }, 'intentions with L7 permissions are treated as deny at L4')
         this.#deps.metrics.intentionsVersion(doc.index)
         intentions.set({ doc, authorize: compileAuthorizer(doc, { namespace: cfg.namespace, name: cfg.service }) })
       })
     }
-    for (const u of this.#upstreams) {
-      this.#watch(client, `/v1/health/connect/${encodeURIComponent(u)}?passing=true`, parseHealth, list => {
-        this.#instances.set(u, list)
-        this.#deps.logger.info({ upstream: u, instances: list.map(i => `${i.host}:${i.port}`) }, 'upstream instances changed')
-      })
-    }
+    for (const u of this.#initial) void this.#follow(client, u.service, u.where)
     await new Promise<void>(resolve => {
       if (this.#ready) resolve()
       else this.#readyWaiters.push(resolve)
     })
     if (this.#closed) throw new Error('sidecar closed while waiting for the Consul agent')
+  }
+
+  /** Follow one upstream's healthy instances; settles at its first answer or error. */
+  #follow (client: ConsulClient, service: string, where: UpstreamTarget | undefined): Promise<void> {
+    const key = upstreamKey(service, where)
+    const known = this.#followed.get(key)
+    if (known !== undefined) return known.settled
+    let watch!: BlockingWatch<unknown>
+    const settled = new Promise<void>(resolve => {
+      watch = this.#watch(client, healthPath(service, where), parseHealth, list => {
+        this.#instances.set(key, list)
+        this.#deps.logger.info({ upstream: service, ...(where === undefined ? {} : where), instances: list.map(i => `${i.host}:${i.port}`) }, 'upstream instances changed')
+        resolve()
+      }, resolve)
+    })
+    this.#followed.set(key, { settled, watch })
+    return settled
+  }
+
+  /** Resolver: a reload removed this upstream; its instances are no longer followed. */
+  forget (service: string, where?: UpstreamTarget): void {
+    const key = upstreamKey(service, where)
+    const f = this.#followed.get(key)
+    if (f === undefined) return
+    f.watch.close()
+    this.#followed.delete(key)
+    this.#instances.delete(key)
+    this.#deps.logger.debug({ upstream: service, ...(where === undefined ? {} : where) }, 'upstream no longer followed')
   }
 
   /** The ACL token: --consul-token / CONSUL_HTTP_TOKEN, else read from the token file. */
@@ -109,8 +151,8 @@ export class ConsulPlane implements ControlPlane, Resolver {
   /** Blocking queries follow the agent already: nothing to re-read on SIGHUP. */
   async reload (): Promise<void> {}
 
-  #watch<T> (client: ConsulClient, path: string, parse: (body: unknown, index: number) => T, apply: (v: T) => void): void {
-    this.#watches.push(new BlockingWatch<T>({
+  #watch<T> (client: ConsulClient, path: string, parse: (body: unknown, index: number) => T, apply: (v: T) => void, failed?: () => void): BlockingWatch<unknown> {
+    const watch = new BlockingWatch<T>({
       client,
       path,
       parse,
@@ -125,8 +167,11 @@ export class ConsulPlane implements ControlPlane, Resolver {
         const reachable = errorCode(err) !== ERR.CONSUL_UNREACHABLE
         this.#setUp(reachable)
         this.#deps.logger[attempt === 1 ? 'warn' : 'debug']({ path, attempt, err: err.message }, reachable ? 'consul response rejected; keeping the previous state' : 'consul agent unreachable; serving from the cache')
+        failed?.()
       }
-    }) as BlockingWatch<unknown>)
+    }) as BlockingWatch<unknown>
+    this.#watches.push(watch)
+    return watch
   }
 
   #setUp (up: boolean): void {
@@ -152,27 +197,32 @@ export class ConsulPlane implements ControlPlane, Resolver {
     }
   }
 
-  #parseIntentions (body: unknown, index: number): IntentionsDoc {
-    const service = this.#deps.config.service
-    const list = (body as Record<string, IntentionBody[] | undefined> | null)?.[service]
-    if (!Array.isArray(list)) throw new ConsulError(`intentions match response has no list for ${service}`)
-    const ns = (x: string | undefined): string => x === undefined || x === '' || x === 'default' ? '' : `${x}/`
-    return validateIntentionsDoc({
-      index,
-      defaultPolicy: this.#deps.config.defaultPolicy ?? 'deny',
-      intentions: list.map(i => ({
-        source: `${ns(i.SourceNS)}${i.SourceName}`,
-        destination: `${ns(i.DestinationNS)}${i.DestinationName}`,
-        action: i.Action,
-        ...(i.Description !== undefined && i.Description !== '' ? { description: i.Description } : {}),
-        ...(i.Meta !== undefined && Object.keys(i.Meta).length > 0 ? { meta: i.Meta } : {})
-      }))
-    }, 'Consul intentions')
+  /** Resolver: the healthy instances last reported by Consul (an upstream added by a reload is followed from its first use). */
+  async instances (service: string, where?: UpstreamTarget): Promise<readonly Instance[]> {
+    const key = upstreamKey(service, where)
+    if (!this.#instances.has(key) && this.#client !== undefined && !this.#closed) await this.#follow(this.#client, service, where)
+    return this.#instances.get(key) ?? []
   }
 
-  /** Resolver: the healthy instances last reported by Consul. */
-  async instances (service: string): Promise<readonly Instance[]> {
-    return this.#instances.get(service) ?? []
+  /** --consul-register: our public listener as a connect-proxy service of the agent, with a TCP check; close() deregisters. */
+  get register (): ((host: string, port: number) => Promise<Registration>) | undefined {
+    const reg = this.#agent.register
+    // With --workers, one registration: the leader's (the others share its listener).
+    if (reg === null || !this.#deps.leader) return undefined
+    return async (host, port) => {
+      const cfg = this.#deps.config
+      return await registerWithAgent(this.#client!, { id: reg.id, service: cfg.service, host, port, app: cfg.to }, { logger: this.#deps.logger, ...(this.#deps.consulBackoffMs === undefined ? {} : { backoffMs: this.#deps.consulBackoffMs }) })
+    }
+  }
+
+  /** --authorize-via-agent: the agent decides each new inbound connection (fail closed). */
+  get ask (): ((source: ServiceRef, peer: PeerIdentity) => Promise<Decision>) | undefined {
+    const a = this.#authorizer
+    if (a === undefined) return undefined
+    return async (_source, peer) => {
+      const v = await a.authorize(peer.id.uri, peer.serial)
+      return { allowed: v.allowed, intention: 'default', precedence: 0, reason: v.reason, by: v.failed === true ? 'the Consul agent (no answer: fail closed)' : 'the Consul agent' }
+    }
   }
 
   /** Stop every watch. Idempotent. */
@@ -182,31 +232,4 @@ export class ConsulPlane implements ControlPlane, Resolver {
     this.#client?.close()
     for (const w of this.#readyWaiters.splice(0)) w()
   }
-}
-
-function parseLeaf (body: unknown): LeafBody {
-  const b = body as Partial<LeafBody> | null
-  if (typeof b?.CertPEM !== 'string' || typeof b.PrivateKeyPEM !== 'string') throw new ConsulError('leaf response lacks CertPEM or PrivateKeyPEM')
-  return b as LeafBody
-}
-
-/** Validate and parse now, so that a bad root never replaces good ones. */
-function parseRoots (body: unknown): Roots {
-  const b = body as Partial<RootsBody> | null
-  if (!Array.isArray(b?.Roots) || b.Roots.length === 0 || b.Roots.some(r => typeof r?.RootCert !== 'string')) throw new ConsulError('roots response has no Roots[].RootCert')
-  const td = b.TrustDomain
-  return {
-    trustDomain: typeof td === 'string' && td !== '' ? parseTrustDomain(td) : undefined,
-    certs: rootsFromPem(b.Roots.map(r => r.RootCert).join('\n'), 'Consul CA roots')
-  }
-}
-
-function parseHealth (body: unknown): Instance[] {
-  if (!Array.isArray(body)) throw new ConsulError('health response is not a list')
-  return (body as HealthEntry[]).map(e => {
-    const host = e.Service?.Address !== undefined && e.Service.Address !== '' ? e.Service.Address : e.Node?.Address
-    const port = e.Service?.Port
-    if (typeof host !== 'string' || typeof port !== 'number') throw new ConsulError('health entry lacks an address or port')
-    return { host, port }
-  })
 }

@@ -34,6 +34,7 @@ export class FederatedPlane implements ControlPlane {
   get intentions (): ControlPlane['intentions'] { return this.#inner.intentions }
   get resolver (): ControlPlane['resolver'] { return this.#inner.resolver }
   get register (): ControlPlane['register'] { return this.#inner.register }
+  get ask (): ControlPlane['ask'] { return this.#inner.ask }
   get notReadyReason (): string | undefined { return this.#inner.notReadyReason }
 
   #federations (): readonly Federation[] { return this.#deps.config.federate }

@@ -9,7 +9,8 @@
  */
 import type { Logger } from 'pino'
 import type { Config } from '../core/config/types.js'
-import type { Authorizer, IntentionsDoc } from '../core/intentions/table.js'
+import type { Authorizer, Decision, IntentionsDoc, ServiceRef } from '../core/intentions/table.js'
+import type { PeerIdentity } from '../tls/peer.js'
 import type { Registration, Resolver } from '../core/resolver.js'
 import type { Watched } from '../core/watched.js'
 import type { Metrics } from '../metrics/metrics.js'
@@ -33,6 +34,11 @@ export interface ControlPlane {
   readonly intentions: Watched<IntentionsState> | null
   /** Instances of upstreams given without an explicit list; null when this plane has no catalog. */
   readonly resolver: Resolver | null
+  /**
+   * When present, each verified inbound peer is decided by this instead of
+   * the intention table (Consul's agent, --authorize-via-agent). Never rejects.
+   */
+  readonly ask?: (source: ServiceRef, peer: PeerIdentity) => Promise<Decision>
   /** Make our public address known to peers (absent: peers are told by other means). */
   readonly register?: (host: string, port: number) => Promise<Registration>
   /** While start() has not resolved: why (the agent is unreachable, say); undefined otherwise. */

@@ -10,7 +10,7 @@ import { isLoopback } from '../core/config/resolve.js'
 import type { Config } from '../core/config/types.js'
 import { toError } from '../core/errors.js'
 import { createLogger } from '../log.js'
-import { Sidecar } from '../sidecar/sidecar.js'
+import { Sidecar, type SidecarAddresses } from '../sidecar/sidecar.js'
 import { MetricsRegistry } from '../metrics/metrics.js'
 import { AdminServer, sidecarView } from '../admin/server.js'
 import type { SharedPsk } from '../tls/psk.js'
@@ -25,6 +25,12 @@ export interface RunHooks {
   readonly logger?: Logger
   /** Where SIGTERM, SIGINT and SIGHUP come from; default: the process. */
   readonly signals?: NodeJS.EventEmitter
+  /**
+   * Called once the sidecar has started (one process, not --workers): what
+   * follows a source of upstreams besides the config file (a Consul proxy
+   * registration) starts here; the function it returns is called at shutdown.
+   */
+  readonly started?: (sidecar: Sidecar, addrs: SidecarAddresses, logger: Logger) => (() => void) | undefined
 }
 
 /** Serve `config` (resolved from `source`, re-read on SIGHUP) until a signal; resolves with the exit code. */
@@ -35,11 +41,11 @@ export async function serve (config: Config, source: ConfigSource, hooks: RunHoo
   }
   const slot = workerSlot()
   if (slot === null && config.workers > 1) return await runPrimary(config, baseLogger, hooks.signals ?? process)
-  return await serveSidecar(config, source, slot, slot === null ? baseLogger : baseLogger.child({ worker: slot }), hooks.signals)
+  return await serveSidecar(config, source, slot, slot === null ? baseLogger : baseLogger.child({ worker: slot }), hooks)
 }
 
 /** One sidecar in this process (`slot`: as a worker of a primary, null: on its own) until a signal. */
-async function serveSidecar (config: Config, source: ConfigSource, slot: number | null, logger: Logger, hookSignals: NodeJS.EventEmitter | undefined): Promise<number> {
+async function serveSidecar (config: Config, source: ConfigSource, slot: number | null, logger: Logger, hooks: RunHooks): Promise<number> {
   const metrics = new MetricsRegistry()
   // As a worker, only worker 0 renews our leaf and registers us, and PSKs are shared (supervisor.ts).
   let channel: WorkerChannel | null = null
@@ -54,9 +60,10 @@ async function serveSidecar (config: Config, source: ConfigSource, slot: number 
   }
   // Admin first, so that /ready answers 503 "starting" while the rest comes up. Workers have none: the primary serves it.
   const admin = config.admin === null || channel !== null ? null : new AdminServer({ view, logger })
+  let addrs: SidecarAddresses
   try {
     if (admin !== null) await admin.start(config.admin!)
-    await sidecar.start()
+    addrs = await sidecar.start()
   } catch (err) {
     await admin?.close()
     channel?.close()
@@ -65,7 +72,8 @@ async function serveSidecar (config: Config, source: ConfigSource, slot: number 
   channel?.started()
   // After a peak of connections, give the JS heap back once the sidecar is idle (idle-gc.ts).
   const stopIdleGc = startIdleGc(() => sidecar.connections)
-  const result = await untilStopped({ sidecar, admin, config, source, logger }, channel?.signals ?? hookSignals ?? process)
+  const unfollow = hooks.started?.(sidecar, addrs, logger)
+  const result = await untilStopped({ sidecar, admin, config, source, logger, unfollow }, channel?.signals ?? hooks.signals ?? process)
   stopIdleGc()
   channel?.close()
   return result
@@ -77,6 +85,8 @@ interface Running {
   readonly config: Config
   readonly source: ConfigSource
   readonly logger: Logger
+  /** Stops what RunHooks.started began, before the drain. */
+  readonly unfollow: (() => void) | undefined
 }
 
 /** Until SIGTERM/SIGINT: drain, then resolve 0 (a second signal closes at once); SIGHUP reloads. */
@@ -86,6 +96,7 @@ async function untilStopped (r: Running, signals: NodeJS.EventEmitter): Promise<
     const watch = watchSignals(signals, {
       drain: signal => {
         logger.info({ signal, drainTimeoutMs: r.config.timeouts.drainTimeoutMs }, 'shutting down: draining connections')
+        r.unfollow?.()
         sidecar.close().then(async () => {
           await admin?.close()
           watch.dispose()

@@ -170,7 +170,7 @@ export class Sidecar {
     const intentions = this.#plane.intentions
     if (cfg.listen === null || cfg.to === null || intentions === null) return null
     const me = { namespace: cfg.namespace, name: cfg.service }
-    this.#inbound = new InboundListener({ service: me, identityForm: cfg.identityForm, listen: cfg.listen, app: cfg.to, proxyProtocol: cfg.proxyProtocol, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: this.#plane.tls, authorize: () => intentions.current.authorize, logger: this.#o.logger, metrics: this.#metrics, sharePsk: this.#o.sharePsk })
+    this.#inbound = new InboundListener({ service: me, identityForm: cfg.identityForm, listen: cfg.listen, app: cfg.to, proxyProtocol: cfg.proxyProtocol, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, sourceRateLimit: cfg.sourceRateLimit, tls: this.#plane.tls, authorize: () => intentions.current.authorize, ...(this.#plane.ask === undefined ? {} : { ask: this.#plane.ask }), logger: this.#o.logger, metrics: this.#metrics, sharePsk: this.#o.sharePsk })
     const at = await this.#inbound.start()
     if (this.#plane.register !== undefined) {
       const host = at.host === '0.0.0.0' || at.host === '::' ? '127.0.0.1' : at.host

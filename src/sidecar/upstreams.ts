@@ -56,7 +56,8 @@ export class UpstreamSet {
     // resolveConfig refuses an upstream without instances when the plane has no catalog.
     if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${isUnix(u.bind) ? formatEndpoint(u.bind) : u.bind.port}=host:port,...)`)
     if (u.instances !== null) this.#static.set(u.service, u.instances)
-    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, bind: u.bind, unixSocketMode: cfg.unixSocketMode, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics, tunnel: cfg.tunnelUpstreams.includes('*') || cfg.tunnelUpstreams.includes(u.service) })
+    const timeouts = u.connectTimeoutMs === undefined ? cfg.timeouts : { ...cfg.timeouts, connectTimeoutMs: u.connectTimeoutMs }
+    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, ...(u.target === undefined ? {} : { target: u.target }), bind: u.bind, unixSocketMode: cfg.unixSocketMode, resolver, timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics, tunnel: cfg.tunnelUpstreams.includes('*') || cfg.tunnelUpstreams.includes(u.service) })
     this.#byService.set(u.service, { cfg: u, listener })
     return await listener.start()
   }
@@ -77,6 +78,7 @@ export class UpstreamSet {
       }
       this.#byService.delete(name)
       this.#static.delete(name)
+      if (cur.cfg.instances === null) this.#o.resolver?.forget?.(name, cur.cfg.target)
       void cur.listener.close() // stops accepting now; live connections drain in the background
       diff.removed.push(name)
     }
@@ -97,7 +99,8 @@ export class UpstreamSet {
   }
 }
 
-/** Same address, and both explicit or both resolved: the listener can stay. */
+/** Same address, same target and timeout, and both explicit or both resolved: the listener can stay. */
 function sameListener (a: UpstreamConfig, b: UpstreamConfig): boolean {
-  return formatEndpoint(a.bind) === formatEndpoint(b.bind) && (a.instances === null) === (b.instances === null)
+  return formatEndpoint(a.bind) === formatEndpoint(b.bind) && (a.instances === null) === (b.instances === null) &&
+    JSON.stringify(a.target ?? {}) === JSON.stringify(b.target ?? {}) && a.connectTimeoutMs === b.connectTimeoutMs
 }

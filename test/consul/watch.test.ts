@@ -53,3 +53,24 @@ t.test('addresses', async t => {
   t.doesNotThrow(() => new ConsulClient({ address: 'unix:///var/run/consul.sock' }).close())
   t.doesNotThrow(() => new ConsulClient({ address: 'https://127.0.0.1:8501' }).close())
 })
+
+t.test('hash-based blocking (/v1/agent/service/<id>): the same ContentHash is not a change', async t => {
+  const agent = new ConsulDouble()
+  agent.maxWaitMs = 20
+  t.teardown(() => agent.stop())
+  const port = await agent.start()
+  agent.setService('web-sidecar-proxy', { Kind: 'connect-proxy', ID: 'web-sidecar-proxy', Port: 1 })
+  const client = new ConsulClient({ address: `http://127.0.0.1:${port}`, waitSeconds: 1 })
+  const changes: unknown[] = []
+  let answers = 0
+  const idle = new Promise<void>(resolve => { agent.onAnswer = () => { if (++answers === 4) resolve() } })
+  const watch = new BlockingWatch<unknown>({ client, path: '/v1/agent/service/web-sidecar-proxy', byHash: true, parse: b => (b as { Port: number }).Port, onChange: v => changes.push(v), onError: () => {}, minBackoffMs: 5 })
+  t.teardown(() => { watch.close(); client.close() })
+  await idle
+  t.same(changes, [1], 'four answers with one hash: one change')
+  t.ok(agent.requests.slice(1).every(r => /^\/v1\/agent\/service\/web-sidecar-proxy\?hash=[0-9a-f]{16}&wait=1s$/.test(r)), 'later requests block on ?hash=')
+  const moved = new Promise<void>(resolve => { agent.onAnswer = () => { if (changes.length === 2) resolve() } })
+  agent.setService('web-sidecar-proxy', { Kind: 'connect-proxy', ID: 'web-sidecar-proxy', Port: 2 })
+  await moved
+  t.same(changes, [1, 2], 'a new hash is a change')
+})

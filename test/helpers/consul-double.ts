@@ -1,17 +1,40 @@
-// A test double of the Consul agent HTTP API: the four endpoints the sidecar
-// uses, with their documented shapes (seeded from ../shared/conformance/consul)
-// and blocking-query semantics: X-Consul-Index on every answer; a request
-// with ?index=N is held until the resource's index passes N or `wait` ends,
-// and then answered with the current index (the same one if nothing changed).
+// A test double of the Consul agent HTTP API: the endpoints the sidecar
+// uses, with their documented shapes (seeded from ../shared/conformance/consul
+// and test/fixtures/consul) and blocking-query semantics: X-Consul-Index on
+// every answer; a request with ?index=N is held until the resource's index
+// passes N or `wait` ends, and then answered with the current index (the same
+// one if nothing changed). The agent's own services (/v1/agent/services,
+// /v1/agent/service/<id>) block by hash instead (?hash=H: held while the
+// service's ContentHash is H), as Consul's do; register and deregister change
+// them; /v1/agent/connect/authorize answers as `authorizeWith` says (or hangs).
 // Tests change state (rotate the leaf, add a root, flip an intention, move
 // upstream instances) and can kill and restart the "agent" on the same port.
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createHash } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Test } from 'tap'
 import type { IssuedCert } from '../../src/ca/issue.js'
 import { TD, type TestMesh } from './mesh.js'
+import { ROOT } from './paths.js'
 
 interface Held { res: ServerResponse, timer: NodeJS.Timeout, key: string, since: number, body: () => unknown }
+interface HeldByHash { res: ServerResponse, timer: NodeJS.Timeout, id: string, hash: string }
+
+/** A documented response shape of test/fixtures/consul (README.md there names the API version). */
+export function consulFixture<T = Record<string, unknown>> (file: string): T {
+  return JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'consul', file), 'utf8')) as T
+}
+
+/** What /v1/agent/connect/authorize answers: a verdict, or 'hang' (never answer). */
+export type AuthorizeAnswer = { Authorized: boolean, Reason: string } | 'hang'
+
+/** ContentHash of a service definition: 16 hex digits of its JSON, as Consul's are 16. */
+function contentHash (v: unknown): string {
+  return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16)
+}
 
 /** One fake agent. */
 export class ConsulDouble {
@@ -28,6 +51,28 @@ export class ConsulDouble {
   port = 0
   /** Cap on how long a blocking query is held (Consul's default wait is 5 min). */
   maxWaitMs = 5000
+  /** The agent's local services, by ID (GET /v1/agent/services, /v1/agent/service/<id>). */
+  readonly services = new Map<string, Record<string, unknown>>()
+  readonly #heldByHash = new Set<HeldByHash>()
+  /** GET /v1/agent/self's answer. */
+  self: unknown = consulFixture('agent-self.json')
+  /** POST /v1/agent/connect/authorize: the verdict for each request (default: allowed). */
+  authorizeWith: (req: { Target: string, ClientCertURI: string, ClientCertSerial: string }) => AuthorizeAnswer = () => ({ Authorized: true, Reason: 'Matched intention: default allow' })
+  /** 'register' (body), 'deregister' (id), 'authorize' (request body) as they arrive. */
+  readonly events = new EventEmitter()
+
+  /** Put a service definition on the agent (registration by config file or API); wakes hash-blocked queries on it. */
+  setService (id: string, def: Record<string, unknown>): void {
+    const { ContentHash: _drop, ...body } = def
+    this.services.set(id, body)
+    for (const h of [...this.#heldByHash]) if (h.id === id) this.#answerService(h)
+  }
+
+  /** Remove a service; hash-blocked queries on it get a 404. */
+  removeService (id: string): void {
+    this.services.delete(id)
+    for (const h of [...this.#heldByHash]) if (h.id === id) this.#answerService(h)
+  }
 
   /** Replace a resource (bumps the global index, wakes its blocked queries). */
   set (key: string, value: unknown): void {
@@ -63,10 +108,84 @@ export class ConsulDouble {
     return undefined
   }
 
+  /** The agent's own endpoints; true when `url` was one of them. */
+  #agentEndpoint (req: IncomingMessage, res: ServerResponse, url: URL): boolean {
+    const p = url.pathname
+    let m: RegExpExecArray | null
+    if (p === '/v1/agent/self') { this.#json(res, this.self); return true }
+    if (p === '/v1/agent/services') {
+      this.#json(res, Object.fromEntries([...this.services].map(([id, s]) => [id, s])))
+      return true
+    }
+    if ((m = /^\/v1\/agent\/service\/([^/]+)$/.exec(p)) !== null && m[1] !== 'register') {
+      const id = decodeURIComponent(m[1]!)
+      const hash = url.searchParams.get('hash')
+      const waitS = Number((url.searchParams.get('wait') ?? '0s').replace(/s$/, ''))
+      const h: HeldByHash = { res, id, hash: hash ?? '', timer: setTimeout(() => this.#answerService(h), Math.min(waitS * 1000, this.maxWaitMs)) }
+      const cur = this.services.get(id)
+      if (hash === null || cur === undefined || contentHash(cur) !== hash) this.#answerService(h)
+      else this.#heldByHash.add(h)
+      return true
+    }
+    if (req.method !== 'PUT' && req.method !== 'POST') return false
+    if (p === '/v1/agent/service/register' || p === '/v1/agent/connect/authorize' || p.startsWith('/v1/agent/service/deregister/')) {
+      this.#withBody(req, body => this.#write(req, res, p, body))
+      return true
+    }
+    return false
+  }
+
+  #write (_req: IncomingMessage, res: ServerResponse, p: string, body: Record<string, unknown>): void {
+    if (p === '/v1/agent/service/register') {
+      this.setService(String(body.ID ?? body.Name), body)
+      this.events.emit('register', body)
+      res.writeHead(200).end()
+    } else if (p === '/v1/agent/connect/authorize') {
+      this.events.emit('authorize', body)
+      const answer = this.authorizeWith(body as { Target: string, ClientCertURI: string, ClientCertSerial: string })
+      if (answer !== 'hang') this.#json(res, answer) // a hang: the request stays open until stop()
+    } else {
+      const id = decodeURIComponent(p.slice('/v1/agent/service/deregister/'.length))
+      if (!this.services.has(id)) { res.writeHead(404, { 'content-type': 'text/plain' }).end(`Unknown service ID "${id}". Ensure that the service ID is passed, not the service name.`); return }
+      this.removeService(id)
+      this.events.emit('deregister', id)
+      res.writeHead(200).end()
+    }
+  }
+
+  #withBody (req: IncomingMessage, then: (body: Record<string, unknown>) => void): void {
+    const chunks: Buffer[] = []
+    req.on('data', (d: Buffer) => chunks.push(d))
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8')
+      then(text === '' ? {} : JSON.parse(text) as Record<string, unknown>)
+    })
+  }
+
+  #json (res: ServerResponse, body: unknown, headers: Record<string, string> = {}): void {
+    res.writeHead(200, { 'content-type': 'application/json', 'x-consul-index': String(this.index), ...headers })
+    res.end(JSON.stringify(body))
+  }
+
+  #answerService (h: HeldByHash): void {
+    this.#heldByHash.delete(h)
+    clearTimeout(h.timer)
+    if (h.res.writableEnded) return
+    const cur = this.services.get(h.id)
+    if (cur === undefined) {
+      h.res.writeHead(404, { 'content-type': 'text/plain' }).end(`unknown service ID: ${h.id}`)
+      return
+    }
+    const hash = contentHash(cur)
+    this.#json(h.res, { ...cur, ContentHash: hash }, { 'x-consul-contenthash': hash })
+    this.onAnswer?.(`service/${h.id}`, this.index)
+  }
+
   #handle (req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://agent')
-    this.requests.push(url.pathname + url.search)
+    this.requests.push(`${req.method === 'GET' ? '' : `${req.method ?? ''} `}${url.pathname}${url.search}`)
     this.tokenSeen = req.headers['x-consul-token'] as string | undefined
+    if (this.#agentEndpoint(req, res, url)) return
     const key = this.#key(url)
     // Like Consul: no intentions or no instances is an empty answer, not an error.
     if (key?.startsWith('intentions/') === true && !this.#values.has(key)) this.#values.set(key, { [key.slice('intentions/'.length)]: [] })
@@ -105,6 +224,7 @@ export class ConsulDouble {
   /** Kill the agent: every connection is cut, held queries included. Idempotent. */
   async stop (): Promise<void> {
     for (const h of [...this.#held]) { clearTimeout(h.timer); this.#held.delete(h) }
+    for (const h of [...this.#heldByHash]) { clearTimeout(h.timer); this.#heldByHash.delete(h) }
     const server = this.#server
     this.#server = undefined
     for (const s of this.#sockets) s.destroy()

@@ -153,6 +153,14 @@ export const FIELDS = {
   consulToken: field({ flag: '--consul-token <token>', env: 'CONSUL_HTTP_TOKEN', help: 'ACL token sent as X-Consul-Token (env CONSUL_HTTP_TOKEN)', parse: p.str }),
   consulTokenFile: field({ flag: '--consul-token-file <file>', env: 'CONSUL_HTTP_TOKEN_FILE', help: 'file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)', parse: p.str }),
   consulCacert: field({ flag: '--consul-cacert <file>', env: 'CONSUL_CACERT', help: 'CA certificate of an HTTPS agent (env CONSUL_CACERT)', parse: p.str }),
+  consulRegister: field({ flag: '--consul-register', help: 'with --control-plane consul and --listen: register this sidecar with the agent as <service>-proxy (a TCP check on --listen), deregister on shutdown', parse: p.bool }),
+  consulRegisterId: field({ flag: '--consul-register-id <suffix>', help: 'with --consul-register: the registration ID is <service>-proxy-<suffix> (tells proxies of one service apart)', parse: p.serviceName }),
+  authorizeViaAgent: field({
+    flag: '--authorize-via-agent',
+    help: 'with --control-plane consul: ask the agent (/v1/agent/connect/authorize) about each new inbound connection, fail closed if it does not answer within 1s (default: the local intentions table)',
+    default: 'the local intentions table',
+    parse: p.bool
+  }),
   leafTtl: field({
     flag: '--leaf-ttl <duration>',
     help: 'lifetime of leaves this sidecar issues itself when the mesh dir holds the CA (default 72h)',

@@ -11,7 +11,7 @@ import { FIELDS, FIELD_KEYS, flagName, type Field, type FieldKey, type Values } 
 import { parseHostPort } from './parse.js'
 import { pickSources, type ConfigSources, type RawValues } from './sources.js'
 import { planeOf, portErrors, positiveTimeouts, sideErrors, unixSocketErrors, upstreamErrors, type Settled } from './rules.js'
-import type { Config, PlaneConfig } from './types.js'
+import type { Config, PlaneConfig, UpstreamConfig } from './types.js'
 import { parseIdentityForm } from '../identity/forms.js'
 import { DEFAULT_UNIX_SOCKET_MODE } from './endpoint.js'
 
@@ -35,6 +35,21 @@ export function resolveConfig (src: ConfigSources): Config {
   // A missing service or plane has its error in the list already.
   if (v.service === undefined || plane === null || errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
   return deepFreeze(build(v.service, plane, v, s))
+}
+
+/**
+ * `config` with `upstreams` in place of its own (a Consul proxy registration's,
+ * read at start and again on every change), checked by the same rules as
+ * --upstream; throws an AggregateError of ConfigErrors.
+ */
+export function withUpstreams (config: Config, upstreams: readonly UpstreamConfig[]): Config {
+  const meshDir = config.plane.kind === 'consul' ? null : config.plane.meshDir
+  const errors = [
+    ...upstreamErrors({ upstreams, meshDir, controlPlane: config.plane.kind === 'consul' ? 'consul' : config.plane.kind === 'spiffe' ? 'spiffe' : 'mesh' }),
+    ...portErrors({ listen: config.listen, admin: config.admin, upstreams, to: config.to })
+  ]
+  if (errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
+  return deepFreeze({ ...config, upstreams })
 }
 
 /** Parse every given setting; a value that does not parse, or a required one not given, is an error and is left out. */
@@ -81,7 +96,9 @@ function settle (v: Values, raw: RawValues): Settled {
     intentions: v.intentions ?? null,
     controlPlane: v.controlPlane ?? 'mesh',
     spiffeEndpoint: v.spiffeEndpointSocket ?? null,
-    consul: { address: v.consulAddr ?? '127.0.0.1:8500', token: v.consulToken ?? null, tokenFile: v.consulTokenFile ?? null, caCertFile: v.consulCacert ?? null }
+    consul: { address: v.consulAddr ?? '127.0.0.1:8500', token: v.consulToken ?? null, tokenFile: v.consulTokenFile ?? null, caCertFile: v.consulCacert ?? null },
+    agent: { register: v.consulRegister ?? false, registerId: v.consulRegisterId ?? null, authorizeViaAgent: v.authorizeViaAgent ?? false, enforceOnChange: v.enforceOnChange ?? false },
+    service: v.service
   }
 }
 

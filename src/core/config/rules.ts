@@ -30,6 +30,9 @@ export interface Settled {
   readonly controlPlane: 'mesh' | 'consul' | 'spiffe'
   readonly spiffeEndpoint: WorkloadEndpoint | null
   readonly consul: { readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
+  /** --consul-register, --consul-register-id, --authorize-via-agent (consul only). */
+  readonly agent: { readonly register: boolean, readonly registerId: string | null, readonly authorizeViaAgent: boolean, readonly enforceOnChange: boolean }
+  readonly service: string | undefined
 }
 
 /** The Workload API streams the SVIDs and bundles; intentions and the catalog come from files, as with --cert/--key/--ca. */
@@ -84,8 +87,10 @@ export function planeOf (s: Settled, errors: ConfigError[]): PlaneConfig | null 
     // Consul issues the leaf and serves the intentions: files given too would be silently unused.
     const unused = ([['--cert', cert], ['--key', key], ['--ca', ca], ['--intentions', s.intentions]] as const).filter(([, v]) => v !== null).map(([f]) => f)
     if (unused.length > 0) errors.push(new ConfigError(unused[0]!, `${unused.join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used with --control-plane consul (the agent issues the certificates and serves the intentions); remove ${unused.length === 1 ? 'it' : 'them'}, or use --control-plane mesh`))
-    return { kind: 'consul', ...s.consul }
+    return { kind: 'consul', ...s.consul, ...agentFeatures(s, errors) }
   }
+  const given = ([['--consul-register', s.agent.register], ['--consul-register-id', s.agent.registerId !== null], ['--authorize-via-agent', s.agent.authorizeViaAgent]] as const).filter(([, v]) => v).map(([f]) => f)
+  if (given.length > 0) errors.push(new ConfigError(given[0]!, `${given.join(', ')} need${given.length === 1 ? 's' : ''} the Consul agent: add --control-plane consul, or remove ${given.length === 1 ? 'it' : 'them'}`))
   if (s.controlPlane === 'spiffe') return spiffePlane(s, errors, someFile)
   if (files !== null && meshDir === null && s.listen !== null && s.intentions === null) {
     errors.push(new ConfigError('--intentions', 'is required with --listen and --cert/--key/--ca when there is no --mesh-dir: the intentions file the inbound checks peers against (e.g. --intentions ./intentions.json)'))
@@ -96,12 +101,23 @@ export function planeOf (s: Settled, errors: ConfigError[]): PlaneConfig | null 
   return null
 }
 
+/** Registration and agent authorization: both are about the public listener. */
+function agentFeatures (s: Settled, errors: ConfigError[]): { register: { id: string } | null, authorizeViaAgent: boolean } {
+  const { register, registerId, authorizeViaAgent } = s.agent
+  if (registerId !== null && !register) errors.push(new ConfigError('--consul-register-id', 'is the suffix of the registration --consul-register makes; add --consul-register, or remove it'))
+  if (register && s.listen === null) errors.push(new ConfigError('--consul-register', 'registers the public listener, and there is none: add --listen and --to, or remove --consul-register'))
+  if (authorizeViaAgent && s.listen === null) errors.push(new ConfigError('--authorize-via-agent', 'decides inbound connections, and there is no public listener: add --listen and --to, or remove it'))
+  if (authorizeViaAgent && s.agent.enforceOnChange) errors.push(new ConfigError('--enforce-on-change', 're-checks live connections against the local intention table, and with --authorize-via-agent the agent decides instead: give one of the two'))
+  const base = `${s.service ?? 'service'}-proxy`
+  return { register: register ? { id: registerId === null ? base : `${base}-${registerId}` } : null, authorizeViaAgent }
+}
+
 /**
  * One listener per upstream service (the sidecar keys them by service: reload
  * diffs, SIGTERM closes them), and an upstream without listed instances needs
  * a catalog to resolve through.
  */
-export function upstreamErrors (s: Settled): ConfigError[] {
+export function upstreamErrors (s: Pick<Settled, 'upstreams' | 'meshDir' | 'controlPlane'>): ConfigError[] {
   const errors: ConfigError[] = []
   const seen = new Map<string, string>()
   for (const u of s.upstreams) {
@@ -121,7 +137,7 @@ export function upstreamErrors (s: Settled): ConfigError[] {
  * and every UNIX socket its own path; and no upstream may bind the app's
  * socket (it would be taken for a live socket of another process, or replace it).
  */
-export function portErrors (s: Settled): ConfigError[] {
+export function portErrors (s: Pick<Settled, 'listen' | 'admin' | 'upstreams' | 'to'>): ConfigError[] {
   const errors: ConfigError[] = []
   const ports = new Map<string, string>()
   const app: Array<readonly [string, Endpoint | null]> = s.to !== null && isUnix(s.to) ? [['--to', s.to]] : []

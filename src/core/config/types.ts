@@ -1,5 +1,6 @@
 /** The validated, frozen configuration of one sidecar. */
 import type { IdentityForm } from '../identity/forms.js'
+import type { UpstreamTarget } from '../resolver.js'
 
 /** A host and port. */
 export interface HostPort {
@@ -22,6 +23,10 @@ export interface UpstreamConfig {
   readonly bind: Endpoint
   /** Explicit instances (`db:9191=h:p,h:p`), or null to resolve through the mesh dir catalog. */
   readonly instances: readonly HostPort[] | null
+  /** Consul proxy registrations: the upstream's namespace, datacenter, partition when not ours. */
+  readonly target?: UpstreamTarget
+  /** Consul's per-upstream `connect_timeout_ms`, instead of --connect-timeout. */
+  readonly connectTimeoutMs?: number
 }
 
 /** Another trust domain we accept peers of (SPIFFE federation): its bundle, as a file we follow. */
@@ -60,11 +65,17 @@ export interface Timeouts {
 export type PlaneConfig =
   | { readonly kind: 'mesh-dir', readonly meshDir: string }
   | { readonly kind: 'files', readonly cert: string, readonly key: string, readonly ca: string, readonly meshDir: string | null }
-  | { readonly kind: 'consul', readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null }
+  | { readonly kind: 'consul', readonly address: string, readonly token: string | null, readonly tokenFile: string | null, readonly caCertFile: string | null, readonly register: ConsulRegister | null, readonly authorizeViaAgent: boolean }
   | { readonly kind: 'spiffe', readonly endpoint: WorkloadEndpoint, readonly meshDir: string | null }
 
 /** Where the SPIFFE Workload API listens (SPIFFE_ENDPOINT_SOCKET: `unix:///path` or `tcp://<ip>:<port>`). */
 export type WorkloadEndpoint = { readonly kind: 'unix', readonly path: string } | { readonly kind: 'tcp', readonly host: string, readonly port: number }
+
+/** `--consul-register`: our public listener as a connect-proxy service of the agent (as `consul connect proxy -register`). */
+export interface ConsulRegister {
+  /** `<service>-proxy`, or `<service>-proxy-<suffix>` with --consul-register-id. */
+  readonly id: string
+}
 
 /** Effective sidecar configuration. */
 export interface Config {

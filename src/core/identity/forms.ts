@@ -108,6 +108,26 @@ export function spiffeIdOf (form: IdentityForm, w: { trustDomain: string, namesp
   return spiffeIdFromSegments(form.trustDomain ?? w.trustDomain, form.segments.map(s => 'literal' in s ? s.literal : value[s.field]))
 }
 
+/**
+ * The ID an upstream's server must present, in an admin partition when one
+ * other than `default` is given: Consul's `/ap/<partition>/ns/...` (only the
+ * consul form has partitions).
+ */
+export function upstreamIdOf (form: IdentityForm, w: { trustDomain: string, namespace: string, service: string, datacenter: string, partition?: string }): SpiffeId {
+  const p = w.partition
+  if (p === undefined || p === '' || p === 'default') return spiffeIdOf(form, w)
+  if (form.name !== 'consul') throw new IdentityFormError(`upstream ${w.service} is in admin partition ${p}, which only the consul identity form names (${NAMED_FORMS.consul}); remove the partition or use --identity-form consul`)
+  return spiffeIdFromSegments(w.trustDomain, ['ap', p, 'ns', w.namespace, 'dc', w.datacenter, 'svc', w.service])
+}
+
+/** Consul's SNI for an upstream (connect.ServiceSNI): `internal-v1` with a partition other than default. */
+export function upstreamSni (w: { trustDomain: string, namespace: string, service: string, datacenter: string, partition?: string }): string {
+  const p = w.partition
+  return p === undefined || p === '' || p === 'default'
+    ? `${w.service}.${w.namespace}.${w.datacenter}.internal.${w.trustDomain}`
+    : `${w.service}.${w.namespace}.${p}.${w.datacenter}.internal-v1.${w.trustDomain}`
+}
+
 /** For messages: `spiffe://<td>/ns/<namespace>/sa/<service>`. */
 export function describeForm (form: IdentityForm): string {
   return form.template.replace('{trustDomain}', '<td>').replace(/\{(\w+)\}/g, '<$1>')

@@ -70,6 +70,8 @@ export interface Decision {
   readonly reason: string
   /** True when an audit-mode deny matched: allowed now, would be denied if enforced. */
   readonly audit?: boolean
+  /** Who decided when it was not this table (`the Consul agent` with --authorize-via-agent). */
+  readonly by?: string
 }
 
 const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?$/
@@ -245,6 +247,7 @@ export function decide (doc: IntentionsDoc, source: string, destination: string)
 
 /** Describe a decision's deciding rule in a few words, for log fields. */
 export function decidedBy (d: Decision): string {
+  if (d.by !== undefined) return d.by
   if (d.intention === 'default') return 'default policy'
   const td = d.intention.sourceTrustDomain
   return `${d.intention.source}${td === undefined ? '' : ` (${td})`} => ${d.intention.destination}`
