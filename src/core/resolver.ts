@@ -15,6 +15,8 @@ export interface UpstreamTarget {
   readonly namespace?: string
   readonly datacenter?: string
   readonly partition?: string
+  /** A federated trust domain the upstream's sidecars are in (`--upstream-trust-domain`); ours when absent. */
+  readonly trustDomain?: string
 }
 
 /** Resolves a service name to its current instances. */

@@ -95,7 +95,7 @@ export class UpstreamListener extends Listener {
     const td = state.svid.id.trustDomain
     if (this.#names?.td !== td) {
       const { upstream, target } = this.#opts
-      const w = { trustDomain: td, service: upstream, namespace: target?.namespace ?? this.#opts.namespace, datacenter: target?.datacenter ?? this.#opts.datacenter, ...(target?.partition === undefined ? {} : { partition: target.partition }) }
+      const w = { trustDomain: target?.trustDomain ?? td, service: upstream, namespace: target?.namespace ?? this.#opts.namespace, datacenter: target?.datacenter ?? this.#opts.datacenter, ...(target?.partition === undefined ? {} : { partition: target.partition }) }
       this.#names = { td, sni: upstreamSni(w), expected: upstreamIdOf(this.#opts.identityForm, w).uri }
     }
     return this.#names

@@ -95,6 +95,7 @@ export const FIELDS = {
   datacenter: field({ flag: '--datacenter <dc>', help: 'datacenter in expected upstream identities (default: our own certificate\'s)', default: 'our own certificate\'s', parse: p.str }),
   identityForm: field({ flag: '--identity-form <form>', help: 'how SPIFFE IDs name services: consul, kubernetes (ns/{namespace}/sa/{service}) or a template such as spiffe://{trustDomain}/workload/{service} (default consul)', default: 'consul', parse: p.identityForm }),
   federate: field({ flag: '--federate <td=file>', help: 'accept peers of another trust domain, verified against its bundle (SPIFFE bundle JSON or PEM), e.g. other.org=other.json (repeatable; default none)', default: 'none', repeatable: true, parse: p.federations }),
+  upstreamTrustDomain: field({ flag: '--upstream-trust-domain <service=td>', help: 'an upstream in a federated trust domain: its server must be a SPIFFE ID of that trust domain, e.g. db=other.org (repeatable; needs --federate td=... or --control-plane spiffe)', repeatable: true, parse: p.upstreamTrustDomains }),
   namespace: field({ flag: '--namespace <ns>', help: 'namespace of this service and its upstreams (default: default)', default: 'default', parse: p.namespaceName }),
   logLevel: field({ flag: '--log-level <level>', env: 'MESH_PROXY_LOG_LEVEL', help: 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)', parse: p.logLevel }),
   unsafeTarget: field({ flag: '--unsafe-target', help: 'allow a non-loopback --to', parse: p.bool }),

@@ -101,6 +101,22 @@ export const upstreams: Parser<UpstreamConfig[]> = (v, where) => {
   return list.map(u => parseUpstream(str(u, where), where))
 }
 
+/** `--upstream-trust-domain db=other.org`: repeatable; each upstream once. */
+export const upstreamTrustDomains: Parser<Array<{ service: string, trustDomain: string }>> = (v, where) => {
+  const seen = new Set<string>()
+  return (Array.isArray(v) ? v : [v]).map(x => {
+    const text = str(x, where)
+    const i = text.indexOf('=')
+    const service = text.slice(0, i)
+    if (i <= 0 || !SERVICE.test(service)) throw new ConfigError(where, `${JSON.stringify(text)} is not <upstream>=<trust domain> (e.g. db=other.org)`)
+    let trustDomain: string
+    try { trustDomain = parseTrustDomain(text.slice(i + 1)) } catch (err) { throw new ConfigError(where, `${JSON.stringify(text.slice(i + 1))} is not a trust domain name (${(err as Error).message})`) }
+    if (seen.has(service)) throw new ConfigError(where, `${service} is given twice; give each upstream one trust domain`)
+    seen.add(service)
+    return { service, trustDomain }
+  })
+}
+
 /** `--upstream-tunnel db --upstream-tunnel billing`, or `*`: the upstreams that use pooled tunnels. */
 export const tunnelUpstreams: Parser<string[]> = (v, where) => {
   const list = (Array.isArray(v) ? v : [v]).map(x => str(x, where))

@@ -29,6 +29,7 @@ export function resolveConfig (src: ConfigSources): Config {
   errors.push(...sideErrors(s, errors.length))
   const unknown = (v.upstreamTunnel ?? []).filter(n => n !== '*' && !s.upstreams.some(u => u.service === n))
   if (unknown.length > 0) errors.push(new ConfigError('--upstream-tunnel', `${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not an upstream of this sidecar (it has: ${s.upstreams.map(u => u.service).join(', ') || 'none'}); give the --upstream too, or drop the name`))
+  errors.push(...federatedUpstreamErrors(v, s))
   if (v.proxyProtocol === 'v2' && s.to === null) errors.push(new ConfigError('--proxy-protocol', 'v2 is a header to the local app on inbound connections: give --to (the app) too, or leave --proxy-protocol off'))
   const plane = planeOf(s, errors)
   errors.push(...upstreamErrors(s), ...portErrors(s), ...unixSocketErrors(s.upstreams, v.unixSocketMode !== undefined, v.workers ?? 1))
@@ -69,6 +70,17 @@ function parseValues (raw: RawValues, errors: ConfigError[]): Values {
   return out as Values
 }
 
+/** An upstream in another trust domain: one of ours, whose trust domain we federate (or may, over the Workload API). */
+function federatedUpstreamErrors (v: Values, s: Settled): ConfigError[] {
+  const errors: ConfigError[] = []
+  const federated = new Set((v.federate ?? []).map(f => f.trustDomain))
+  for (const { service, trustDomain } of v.upstreamTrustDomain ?? []) {
+    if (!s.upstreams.some(u => u.service === service)) errors.push(new ConfigError('--upstream-trust-domain', `${service} is not an upstream of this sidecar (it has: ${s.upstreams.map(u => u.service).join(', ') || 'none'}); give the --upstream too, or drop it`))
+    else if (!federated.has(trustDomain) && s.controlPlane !== 'spiffe') errors.push(new ConfigError('--upstream-trust-domain', `${service}=${trustDomain}: ${trustDomain} is not federated, so its servers could not be verified; add --federate ${trustDomain}=<its bundle>`))
+  }
+  return errors
+}
+
 /** The settings the rules look at, with their defaults. */
 function settle (v: Values, raw: RawValues): Settled {
   const to = v.to ?? null
@@ -78,7 +90,7 @@ function settle (v: Values, raw: RawValues): Settled {
   return {
     listen,
     to,
-    upstreams: v.upstream ?? [],
+    upstreams: withTrustDomains(v.upstream ?? [], v.upstreamTrustDomain ?? []),
     admin: v.admin,
     unsafeTarget: v.unsafeTarget ?? false,
     timeouts: {
@@ -100,6 +112,14 @@ function settle (v: Values, raw: RawValues): Settled {
     agent: { register: v.consulRegister ?? false, registerId: v.consulRegisterId ?? null, authorizeViaAgent: v.authorizeViaAgent ?? false, enforceOnChange: v.enforceOnChange ?? false },
     service: v.service
   }
+}
+
+/** Each upstream named by --upstream-trust-domain, with that trust domain in its target. */
+function withTrustDomains (upstreams: readonly UpstreamConfig[], tds: ReadonlyArray<{ service: string, trustDomain: string }>): UpstreamConfig[] {
+  return upstreams.map(u => {
+    const td = tds.find(x => x.service === u.service)?.trustDomain
+    return td === undefined ? u : { ...u, target: { ...u.target, trustDomain: td } }
+  })
 }
 
 /** The Config, in the key order --dry-run and GET /config show. */
