@@ -32,7 +32,8 @@ export type HelloReason =
 
 /** What a buffer holds so far. */
 export type HelloResult =
-  | { readonly state: 'incomplete' }
+  /** `needBytes`: nothing can change before the buffer holds this many (the caller parses again then, not per byte). */
+  | { readonly state: 'incomplete', readonly needBytes: number }
   /** `sni` null: the ClientHello has no server_name. `bytes`: the records it took (routing relays everything anyway). */
   | { readonly state: 'complete', readonly sni: string | null, readonly bytes: number }
   | { readonly state: 'invalid', readonly reason: HelloReason, readonly detail: string }
@@ -69,18 +70,19 @@ class Reader {
 const invalid = (reason: HelloReason, detail: string): HelloResult => ({ state: 'invalid', reason, detail })
 
 /** Join the handshake records at the start of `buf`: the handshake bytes so far and the record bytes they took, or a verdict. */
-function handshakeBytes (buf: Buffer): { data: Buffer, used: number, done: boolean } | HelloResult {
+function handshakeBytes (buf: Buffer): { data: Buffer, used: number, done: boolean, needBytes: number } | HelloResult {
   const parts: Buffer[] = []
   let have = 0
   let at = 0
   let need = -1 // the ClientHello's full length (4 + body), once its header is in
+  let partial = 0 // the end of a record that has begun to arrive
   while (at + 5 <= buf.length) {
     const type = buf[at]!
     if (type !== RECORD_HANDSHAKE) return at === 0 ? invalid('not_tls', `first byte 0x${type.toString(16).padStart(2, '0')} is not a TLS handshake record (0x16)`) : invalid('malformed_client_hello', `a record of type ${type} inside the ClientHello`)
     if (buf[at + 1] !== 3) return invalid(at === 0 ? 'not_tls' : 'malformed_client_hello', `record version ${buf[at + 1]!}.${buf[at + 2]!} is not TLS (3.x)`)
     const len = buf.readUInt16BE(at + 3)
     if (len === 0 || len > MAX_RECORD) return invalid('malformed_client_hello', `record length ${len} is not 1..${MAX_RECORD}`)
-    if (at + 5 + len > buf.length) break
+    if (at + 5 + len > buf.length) { partial = at + 5 + len; break }
     parts.push(buf.subarray(at + 5, at + 5 + len))
     have += len
     at += 5 + len
@@ -90,11 +92,11 @@ function handshakeBytes (buf: Buffer): { data: Buffer, used: number, done: boole
       need = 4 + first.readUIntBE(1, 3)
       if (need > MAX_CLIENT_HELLO_BYTES) return invalid('client_hello_too_large', `ClientHello of ${need} bytes is over ${MAX_CLIENT_HELLO_BYTES}`)
     }
-    if (need >= 0 && have >= need) return { data: Buffer.concat(parts).subarray(0, need), used: at, done: true }
+    if (need >= 0 && have >= need) return { data: Buffer.concat(parts).subarray(0, need), used: at, done: true, needBytes: at }
   }
   if (buf.length > 0 && buf[0] !== RECORD_HANDSHAKE) return invalid('not_tls', `first byte 0x${buf[0]!.toString(16).padStart(2, '0')} is not a TLS handshake record (0x16)`)
   if (buf.length >= MAX_BUFFERED_BYTES) return invalid('client_hello_too_large', `no complete ClientHello in the first ${buf.length} bytes`)
-  return { data: Buffer.alloc(0), used: at, done: false }
+  return { data: Buffer.alloc(0), used: at, done: false, needBytes: Math.max(partial, at + 5) }
 }
 
 /** RFC 6066 §3 / RFC 1123: letters, digits, hyphens, dots between labels of 1..63; no trailing dot. */
@@ -144,7 +146,7 @@ function sniOf (body: Reader): string | null | HelloResult {
 export function parseClientHello (buf: Buffer): HelloResult {
   const hs = handshakeBytes(buf)
   if ('state' in hs) return hs
-  if (!hs.done) return { state: 'incomplete' }
+  if (!hs.done) return { state: 'incomplete', needBytes: hs.needBytes }
   try {
     const sni = sniOf(new Reader(hs.data.subarray(4)))
     if (sni !== null && typeof sni !== 'string') return sni

@@ -10,12 +10,12 @@ import type { Server, AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { HostPort, Timeouts } from '../core/config/types.js'
 import { listen } from '../net/listen.js'
-import type { Metrics } from '../metrics/metrics.js'
+import type { Direction, Metrics } from '../metrics/metrics.js'
 import { ConnRegistry, type TrackedConn } from './conn-registry.js'
 
 /** What the base needs. */
 export interface ListenerOptions {
-  readonly kind: 'inbound' | 'outbound'
+  readonly kind: Direction
   readonly timeouts: Timeouts
   /** 0 = unlimited. */
   readonly maxConnections: number

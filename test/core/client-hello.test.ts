@@ -62,8 +62,11 @@ t.test('every prefix of a real ClientHello is incomplete, never a verdict', asyn
   for (const [name] of REAL) {
     const b = fx(name)
     let wrong = 0
-    for (let n = 0; n < b.length; n++) if (parseClientHello(b.subarray(0, n)).state !== 'incomplete') wrong++
-    t.equal(wrong, 0, `${name}: all ${b.length} prefixes`)
+    for (let n = 0; n < b.length; n++) {
+      const r = parseClientHello(b.subarray(0, n))
+      if (r.state !== 'incomplete' || r.needBytes <= n || r.needBytes > b.length) wrong++
+    }
+    t.equal(wrong, 0, `${name}: all ${b.length} prefixes, each saying how many bytes to wait for`)
   }
 })
 
@@ -114,7 +117,7 @@ t.test('malformed ClientHello fields', async t => {
   t.match(parseClientHello(edited(b, c => c.writeUInt16BE(0xfff0, ext + 4))), { reason: 'malformed_client_hello', detail: /server_name_list/ }, 'name list longer than the extension')
   // a handshake header saying more than the record holds, and no more records: waits, then the cap
   const short = edited(b, c => c.writeUIntBE(b.length, 6, 3))
-  t.equal(parseClientHello(short).state, 'incomplete')
+  t.match(parseClientHello(short), { state: 'incomplete', needBytes: 5 + b.length - 5 + 5 })
 })
 
 t.test('the server_name itself', async t => {
