@@ -12,6 +12,7 @@ import { CERTS_DEV_DIR } from '../meshdir/seed.js'
 import { FIELDS, RUN_CLI_FLAGS, type Flag } from '../core/config/fields.js'
 import { versionLine } from '../build.js'
 import { completionScript } from './completion.js'
+import { gatewayCommands } from './gateway.js'
 import { CA_HELP, INTENTION_HELP, ROOT_HELP } from './examples.js'
 
 const RUN_HELP = `
@@ -56,6 +57,7 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .addHelpText('after', ROOT_HELP)
   const ctx: Ctx = { out, done: (p: Promise<number>): Promise<void> => p.then(code => { result.code = code }) }
   for (const add of [runCommand, configCommands, demoCommand, caCommands, certCommands, intentionCommands, devCommands, shellCommands]) add(p, ctx)
+  gatewayCommands(p, ctx.done)
   return p
 }
 

@@ -1,0 +1,48 @@
+/**
+ * `mesh-proxy gateway mesh|terminating`: commander wiring only; the flags go
+ * to gateway/options.ts, the gateway to runtime/gateway.ts.
+ */
+import type { Command } from 'commander'
+import { resolveMeshGateway } from '../gateway/options.js'
+import { serveMeshGateway } from '../runtime/gateway.js'
+import type { RunHooks } from '../runtime/serve.js'
+
+const MESH_HELP = `
+Examples:
+  # dc1's gateway: services of dc1 from the mesh dir's catalog, dc2's through dc2's gateway
+  mesh-proxy gateway mesh --listen 0.0.0.0:8443 --mesh-dir ./mesh-dc1 --remote-gateway dc2=10.2.0.5:8443
+
+It reads the SNI of each ClientHello (<service>.<namespace>.<datacenter>.internal.<trust-domain>)
+and relays the TLS bytes as they are: it holds no certificate and no key.`
+
+/** The flags both gateways take. */
+function common (c: Command): Command {
+  return c
+    .option('--handshake-timeout <duration>', 'the whole ClientHello (mesh) or TLS handshake (terminating) within this (default 10s)')
+    .option('--connect-timeout <duration>', 'TCP connect to the next hop (default 5s)')
+    .option('--idle-timeout <duration>', 'close after no bytes either way (default 1h, 0 = off)')
+    .option('--close-timeout <duration>', 'after a half-close, how long the other direction may drain (default 30s)')
+    .option('--max-conn-lifetime <duration>', 'hard cap on a connection (default 0 = off)')
+    .option('--drain-timeout <duration>', 'on SIGTERM, how long live connections may finish (default 15s)')
+    .option('--max-connections <n>', 'live connections at most, 0 = unlimited (default 0)')
+    .option('--admin <host:port|off>', 'admin endpoint: /ready /healthz /metrics /config /certs (default 127.0.0.1:19000)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)')
+}
+
+/** Run a mesh gateway until a signal; resolves with the exit code. */
+export async function runMeshGateway (flags: Record<string, unknown>, hooks: RunHooks = {}): Promise<number> {
+  return await serveMeshGateway(await resolveMeshGateway(flags, process.env), hooks)
+}
+
+/** Add `gateway mesh` (and `gateway terminating`) to `p`. */
+export function gatewayCommands (p: Command, done: (code: Promise<number>) => Promise<void>): void {
+  const gw = p.command('gateway').description('gateways: join datacenters (mesh), reach services outside the mesh (terminating)')
+  common(gw.command('mesh').description('route sidecars\' TLS to other datacenters and into this one by SNI, without terminating it'))
+    .option('--listen <host:port>', 'where sidecars and other gateways connect (default 0.0.0.0:8443)')
+    .option('--mesh-dir <dir>', 'this datacenter\'s mesh dir: its catalog, trust domain and datacenter (env MESH_DIR)')
+    .option('--datacenter <dc>', 'our datacenter (default: the mesh dir\'s)')
+    .option('--trust-domain <td>', 'our trust domain; SNIs of another are refused (default: the mesh dir\'s)')
+    .option('--remote-gateway <dc=host:port,...>', 'the mesh gateways of another datacenter (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .addHelpText('after', MESH_HELP)
+    .action(async (o: Record<string, unknown>) => done(runMeshGateway(o)))
+}

@@ -1,0 +1,92 @@
+/**
+ * A gateway served until a signal (`mesh-proxy gateway mesh|terminating`):
+ * the admin endpoint (/ready, /healthz, /metrics, /config; /certs says what
+ * the gateway holds), the gateway's listener, then the signal policy of
+ * signals.ts: SIGTERM/SIGINT drain then exit 0, a second one closes now,
+ * SIGHUP reloads what the gateway reloads (a terminating gateway's planes).
+ */
+import type { Logger } from 'pino'
+import type { HostPort } from '../core/config/types.js'
+import { createLogger } from '../log.js'
+import { MetricsRegistry } from '../metrics/metrics.js'
+import { AdminServer, type AdminView } from '../admin/server.js'
+import { MeshCatalog } from '../meshdir/catalog.js'
+import { MeshGateway } from '../gateway/mesh.js'
+import type { GatewayCommon, MeshGatewayConfig } from '../gateway/options.js'
+import { watchSignals } from './signals.js'
+import type { RunHooks } from './serve.js'
+
+/** What the serving loop needs of a gateway. */
+export interface ServedGateway {
+  start (): Promise<HostPort>
+  close (): Promise<void>
+  destroy (): Promise<void>
+  reload? (): Promise<void>
+}
+
+/** The public form of a gateway's config (no secrets: a gateway's config holds file paths at most). */
+function publicOf (config: object): unknown {
+  return JSON.parse(JSON.stringify(config, (_k, v: unknown) => v instanceof Map ? Object.fromEntries(v) : v))
+}
+
+/** Serve `gateway` until a signal; resolves with the exit code. `certs` is what /certs shows. */
+export async function serveGateway (kind: string, config: GatewayCommon, gateway: ServedGateway, o: { logger: Logger, metrics: MetricsRegistry, certs: () => Promise<unknown>, signals?: NodeJS.EventEmitter, started: (at: HostPort) => Record<string, unknown> }): Promise<number> {
+  let ready = false
+  const view: AdminView = {
+    ready: async () => ({ ready, body: { state: ready ? 'ready' : 'starting', gateway: kind } }),
+    metrics: async () => o.metrics.render(),
+    config: async () => publicOf(config),
+    certs: o.certs,
+    intentions: async () => undefined
+  }
+  const admin = config.admin === null ? null : new AdminServer({ view, logger: o.logger })
+  try {
+    if (admin !== null) await admin.start(config.admin!)
+    const at = await gateway.start()
+    ready = true
+    o.logger.info({ gateway: kind, listen: `${at.host}:${at.port}`, ...o.started(at) }, 'gateway started')
+  } catch (err) {
+    await gateway.destroy()
+    await admin?.close()
+    throw err
+  }
+  return await new Promise<number>(resolve => {
+    const watch = watchSignals(o.signals ?? process, {
+      drain: signal => {
+        o.logger.info({ signal, drainTimeoutMs: config.timeouts.drainTimeoutMs }, 'shutting down: draining connections')
+        gateway.close().then(async () => {
+          await admin?.close()
+          watch.dispose()
+          o.logger.info({ gateway: kind }, 'gateway stopped')
+          o.logger.flush?.()
+          resolve(0)
+        }, () => resolve(1))
+      },
+      closeNow: signal => {
+        o.logger.warn({ signal }, 'second signal: closing live connections now')
+        void gateway.destroy()
+      },
+      reload: () => { void gateway.reload?.() }
+    })
+  })
+}
+
+/** `gateway mesh`: route by SNI with no key at all. */
+export async function serveMeshGateway (config: MeshGatewayConfig, hooks: RunHooks = {}): Promise<number> {
+  const logger = hooks.logger ?? createLogger({ level: config.logLevel })
+  const metrics = new MetricsRegistry()
+  const resolver = new MeshCatalog(config.catalogDir)
+  const gateway = new MeshGateway({ ...config, resolver, logger, metrics })
+  try {
+    return await serveGateway('mesh', config, gateway, {
+      logger,
+      metrics,
+      // The proof, on the admin endpoint too: nothing to show.
+      certs: async () => ({ certificates: [], note: 'a mesh gateway holds no certificate and no key: it routes TLS by SNI without terminating it' }),
+      ...(hooks.signals === undefined ? {} : { signals: hooks.signals }),
+      started: () => ({ datacenter: config.datacenter, trustDomain: config.trustDomain, remoteGateways: Object.fromEntries([...config.remoteGateways].map(([dc, gws]) => [dc, gws.map(g => `${g.host}:${g.port}`)])) })
+    })
+  } finally {
+    resolver.close()
+  }
+}
