@@ -3,8 +3,8 @@
  * to gateway/options.ts, the gateway to runtime/gateway.ts.
  */
 import type { Command } from 'commander'
-import { resolveMeshGateway } from '../gateway/options.js'
-import { serveMeshGateway } from '../runtime/gateway.js'
+import { resolveMeshGateway, resolveTerminatingGateway } from '../gateway/options.js'
+import { serveMeshGateway, serveTerminatingGateway } from '../runtime/gateway.js'
 import type { RunHooks } from '../runtime/serve.js'
 
 const MESH_HELP = `
@@ -14,6 +14,15 @@ Examples:
 
 It reads the SNI of each ClientHello (<service>.<namespace>.<datacenter>.internal.<trust-domain>)
 and relays the TLS bytes as they are: it holds no certificate and no key.`
+
+const TERMINATING_HELP = `
+Examples:
+  # legacy-db (plain TCP) and billing-api (TLS, verified against a CA file) for the mesh's sidecars
+  mesh-proxy gateway terminating --listen 0.0.0.0:8444 --mesh-dir ./mesh \\
+    --service legacy-db=10.0.0.9:5432 --service billing-api=api.example.com:443,tls,ca=example-ca.pem
+
+Sidecars reach each service as any upstream (--upstream legacy-db:5432); intentions source => legacy-db
+decide. Only the services listed here can be reached through the gateway.`
 
 /** The flags both gateways take. */
 function common (c: Command): Command {
@@ -45,4 +54,23 @@ export function gatewayCommands (p: Command, done: (code: Promise<number>) => Pr
     .option('--remote-gateway <dc=host:port,...>', 'the mesh gateways of another datacenter (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .addHelpText('after', MESH_HELP)
     .action(async (o: Record<string, unknown>) => done(runMeshGateway(o)))
+  const repeat = (v: string, prev: string[] = []): string[] => [...prev, v]
+  common(gw.command('terminating').description('terminate sidecars\' mTLS for services outside the mesh and connect to them'))
+    .option('--listen <host:port>', 'where sidecars connect (default 0.0.0.0:8444)')
+    .option('--service <name=host:port[,tls][,ca=file][,sni=name][,cert=file,key=file]>', 'an external service this gateway represents (repeatable; the only targets it connects to)', repeat)
+    .option('--mesh-dir <dir>', 'the mesh dir: each service\'s SVID, the intentions, the catalog the services are registered in (env MESH_DIR)')
+    .option('--ca <file>', 'trust bundle, with cert=/key= per service instead of the mesh dir\'s certificates')
+    .option('--intentions <file>', 'intentions file (default: the mesh dir\'s)')
+    .option('--control-plane <kind>', 'mesh (default), consul or spiffe, as for run')
+    .option('--consul-addr <addr>', 'as for run (env CONSUL_HTTP_ADDR)')
+    .option('--identity-form <form>', 'as for run (default consul)')
+    .option('--namespace <ns>', 'namespace of the represented services (default: default)')
+    .option('--federate <td=file>', 'as for run (repeatable)', repeat)
+    .addHelpText('after', TERMINATING_HELP)
+    .action(async (o: Record<string, unknown>) => done(runTerminatingGateway(o)))
+}
+
+/** Run a terminating gateway until a signal; resolves with the exit code. */
+export async function runTerminatingGateway (flags: Record<string, unknown>, hooks: RunHooks = {}): Promise<number> {
+  return await serveTerminatingGateway(resolveTerminatingGateway(flags, process.env), hooks)
 }

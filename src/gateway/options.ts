@@ -10,6 +10,10 @@ import { DEFAULT_ADMIN, DEFAULT_TIMEOUTS } from '../core/config/defaults.js'
 import { ConfigError, toError } from '../core/errors.js'
 import { parseTrustDomain } from '../core/identity/spiffe-id.js'
 import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
+import { resolveConfig } from '../core/config/resolve.js'
+import type { IdentityForm } from '../core/identity/forms.js'
+import { parseExternal } from './external.js'
+import type { ServiceEntry } from './represented.js'
 
 /** Consul's mesh gateways listen on 8443 (its `-address` default for `consul connect envoy -gateway=mesh`). */
 export const DEFAULT_MESH_GATEWAY_LISTEN = '0.0.0.0:8443'
@@ -108,4 +112,49 @@ export async function resolveMeshGateway (flags: Record<string, unknown>, env: N
   const remote = remoteGateways(flags.remoteGateway, datacenter, problems)
   problems.check()
   return Object.freeze({ ...common, listen: listen!, datacenter: datacenter!, trustDomain: trustDomain!, catalogDir: layout.catalog, remoteGateways: remote })
+}
+
+/** mesh-proxy's choice, beside the mesh gateway's 8443 so that both can run on one host. */
+export const DEFAULT_TERMINATING_GATEWAY_LISTEN = '0.0.0.0:8444'
+
+/** `gateway terminating`. */
+export interface TerminatingGatewayConfig extends GatewayCommon {
+  readonly listen: HostPort
+  readonly identityForm: IdentityForm
+  readonly services: readonly ServiceEntry[]
+}
+
+/** The flags each represented service's plane is resolved from, as `run` would take them for a sidecar of it. */
+const PLANE_FLAGS = ['meshDir', 'ca', 'intentions', 'defaultPolicy', 'controlPlane', 'consulAddr', 'consulToken', 'consulTokenFile', 'consulCacert', 'spiffeEndpointSocket', 'identityForm', 'namespace', 'datacenter', 'federate', 'leafTtl'] as const
+
+/** `gateway terminating` flags into its config: one sidecar-shaped Config per `--service`, for its plane. */
+export function resolveTerminatingGateway (flags: Record<string, unknown>, env: NodeJS.ProcessEnv): TerminatingGatewayConfig {
+  const problems = new Problems()
+  const common = commonOf(flags, env, problems)
+  const listenRaw = String(flags.listen ?? DEFAULT_TERMINATING_GATEWAY_LISTEN)
+  const listen = problems.get(listenRaw, '--listen', p.hostPort)
+  const raw = flags.service === undefined ? [] : Array.isArray(flags.service) ? flags.service as unknown[] : [flags.service]
+  if (raw.length === 0) problems.add('--service', 'a terminating gateway needs at least one external service: --service <name>=<host:port>[,tls,ca=<file>,sni=<name>] (repeatable)')
+  const specs = raw.map(s => problems.get(s, '--service', (v, where) => parseExternal(p.str(v, where), where))).filter(s => s !== undefined)
+  const seen = new Set<string>()
+  const services: ServiceEntry[] = []
+  for (const spec of specs) {
+    if (seen.has(spec.service)) { problems.add('--service', `${spec.service} is given twice; one target per service`); continue }
+    seen.add(spec.service)
+    const planeFlags: Record<string, unknown> = { service: spec.service, listen: listenRaw, admin: 'off' }
+    for (const k of PLANE_FLAGS) if (flags[k] !== undefined) planeFlags[k] = flags[k]
+    if (spec.certFile !== null) { planeFlags.cert = spec.certFile; planeFlags.key = spec.keyFile }
+    // `to` is the external target, not a local app (never dialled as one): the
+    // --service list is this gateway's explicit allow-list, hence unsafeTarget.
+    planeFlags.to = `${spec.target.host.includes(':') ? `[${spec.target.host}]` : spec.target.host}:${spec.target.port}`
+    planeFlags.unsafeTarget = true
+    try {
+      services.push({ spec, config: resolveConfig({ flags: planeFlags, env, file: null }) })
+    } catch (err) {
+      for (const e of err instanceof AggregateError ? err.errors : [err]) problems.add('--service', `${spec.service}: ${toError(e).message}`)
+    }
+  }
+  const identityForm = services[0]?.config.identityForm
+  problems.check()
+  return Object.freeze({ ...common, listen: listen!, identityForm: identityForm!, services })
 }

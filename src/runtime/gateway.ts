@@ -12,7 +12,10 @@ import { MetricsRegistry } from '../metrics/metrics.js'
 import { AdminServer, type AdminView } from '../admin/server.js'
 import { MeshCatalog } from '../meshdir/catalog.js'
 import { MeshGateway } from '../gateway/mesh.js'
-import type { GatewayCommon, MeshGatewayConfig } from '../gateway/options.js'
+import type { GatewayCommon, MeshGatewayConfig, TerminatingGatewayConfig } from '../gateway/options.js'
+import { TerminatingGateway } from '../gateway/terminating.js'
+import { RepresentedServices } from '../gateway/represented.js'
+import { describe } from '../gateway/external.js'
 import { watchSignals } from './signals.js'
 import type { RunHooks } from './serve.js'
 
@@ -89,4 +92,33 @@ export async function serveMeshGateway (config: MeshGatewayConfig, hooks: RunHoo
   } finally {
     resolver.close()
   }
+}
+
+/** `gateway terminating`: one plane per represented service, their SVIDs picked by SNI. */
+export async function serveTerminatingGateway (config: TerminatingGatewayConfig, hooks: RunHooks = {}): Promise<number> {
+  const logger = hooks.logger ?? createLogger({ level: config.logLevel })
+  const metrics = new MetricsRegistry()
+  const represented = new RepresentedServices(config.services, logger, metrics)
+  let gateway: TerminatingGateway | undefined
+  const served: ServedGateway = {
+    start: async () => {
+      gateway = new TerminatingGateway({ listen: config.listen, services: await represented.start(), identityForm: config.identityForm, timeouts: config.timeouts, maxConnections: config.maxConnections, logger, metrics })
+      const at = await gateway.start()
+      await represented.register(at)
+      return at
+    },
+    close: async () => { await represented.close(); await gateway?.close() },
+    destroy: async () => { await represented.close(); await gateway?.destroy() },
+    reload: async () => { await represented.reload() }
+  }
+  const certs = async (): Promise<unknown> => ({
+    certificates: config.services.map(s => ({ service: s.spec.service, external: describe(s.spec) }))
+  })
+  return await serveGateway('terminating', config, served, {
+    logger,
+    metrics,
+    certs,
+    ...(hooks.signals === undefined ? {} : { signals: hooks.signals }),
+    started: () => ({ services: Object.fromEntries(config.services.map(s => [s.spec.service, describe(s.spec)])) })
+  })
 }

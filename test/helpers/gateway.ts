@@ -1,4 +1,5 @@
-// Gateways under test: a mesh gateway with captured logs and its own metrics,
+// Gateways under test: a mesh gateway and a terminating gateway with captured
+// logs and their own metrics,
 // a second datacenter's mesh dir (the same CA and trust domain, as Consul's
 // WAN-federated datacenters share the primary's CA), and a raw TCP client
 // that sends exactly the bytes it is given.
@@ -9,6 +10,9 @@ import { join } from 'node:path'
 import { existsSync } from 'node:fs'
 import { MeshGateway, type MeshGatewayOptions } from '../../src/gateway/mesh.js'
 import { MeshCatalog } from '../../src/meshdir/catalog.js'
+import { TerminatingGateway } from '../../src/gateway/terminating.js'
+import { RepresentedServices } from '../../src/gateway/represented.js'
+import { resolveTerminatingGateway } from '../../src/gateway/options.js'
 import { DEFAULT_TIMEOUTS } from '../../src/core/config/defaults.js'
 import type { HostPort } from '../../src/core/config/types.js'
 import { meshLayout, writeMeshSettings, type MeshLayout } from '../../src/meshdir/layout.js'
@@ -72,4 +76,32 @@ export async function rawTry (port: number, bytes: Buffer, opts: { end?: boolean
   if (opts.end === true) s.end()
   await new Promise(resolve => s.once('close', resolve))
   return { got: Buffer.concat(got), reset }
+}
+
+export interface TestTerminating {
+  readonly gateway: TerminatingGateway
+  readonly at: HostPort
+  readonly sink: LogSink
+  readonly metrics: MetricsRegistry
+  stop (): Promise<void>
+}
+
+/** A terminating gateway from CLI-shaped flags (as `gateway terminating` resolves them), registered in its catalog; closed at teardown. */
+export async function startTerminating (t: Test, flags: Record<string, unknown>): Promise<TestTerminating> {
+  const config = resolveTerminatingGateway({ listen: '127.0.0.1:0', admin: 'off', ...flags }, {})
+  const { logger, sink } = captureLogger()
+  const metrics = new MetricsRegistry()
+  const represented = new RepresentedServices(config.services, logger, metrics)
+  t.teardown(() => represented.close())
+  const gateway = new TerminatingGateway({ listen: config.listen, services: await represented.start(), identityForm: config.identityForm, timeouts: config.timeouts, logger, metrics })
+  const at = await gateway.start()
+  t.teardown(() => gateway.destroy())
+  await represented.register(at)
+  const stop = async (): Promise<void> => {
+    await represented.close()
+    await gateway.close()
+    t.equal(gateway.connections, 0, 'terminating gateway: no live connections after close')
+    t.equal(metrics.get('mesh_proxy_connections_active', { direction: 'terminating_gateway' }), 0, 'terminating gateway: active gauge back to 0')
+  }
+  return { gateway, at, sink, metrics, stop }
 }
