@@ -8,7 +8,7 @@ import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket 
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AddressInfo, Socket } from 'node:net'
-import { TD, appTry, echo, echoSha, makeMesh, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
+import { TD, appTry, echo, echoRoundTrip, echoSha, makeMesh, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
 import { startTerminating } from '../helpers/gateway.js'
 import { createRootCa, issueCert } from '../../src/ca/issue.js'
 
@@ -30,10 +30,10 @@ async function externalTls (t: Test, dir: string, name: string): Promise<{ port:
 }
 
 /** A raw mTLS client of the gateway with `service`'s leaf and `sni`: the certificate the gateway presented, or the error. */
-async function presented (mesh: TestMesh, port: number, sni: string): Promise<{ san?: string, error?: string }> {
+async function presented (mesh: TestMesh, port: number, sni: string | undefined): Promise<{ san?: string, error?: string }> {
   const web = await mesh.leaf('web')
   return await new Promise(resolve => {
-    const s = tlsConnect({ host: '127.0.0.1', port, servername: sni, ca: mesh.ca.certPem, cert: web.certPem, key: web.keyPem, checkServerIdentity: () => undefined })
+    const s = tlsConnect({ host: '127.0.0.1', port, ...(sni === undefined ? {} : { servername: sni }), ca: mesh.ca.certPem, cert: web.certPem, key: web.keyPem, checkServerIdentity: () => undefined })
     s.on('secureConnect', () => { const san = s.getPeerX509Certificate()?.subjectAltName; s.destroy(); resolve(san === undefined ? {} : { san }) })
     s.on('error', (e: Error & { code?: string }) => resolve({ error: e.code ?? e.message }))
   })
@@ -102,7 +102,26 @@ t.test('the SNI picks the SVID; a service not on the list is refused in the hand
   t.match(await gw.sink.waitFor(l => l.msg === 'conn rejected' && l.reason === 'unknown_service'), { err: /does not represent metadata \(it represents legacy-db, ldap; add --service metadata=<host:port>\)/ })
   t.match(await presented(mesh, gw.at.port, 'legacy-db.default.dc1.internal.other.consul'), { error: /./ }, 'another trust domain: no handshake')
   t.ok(await gw.sink.waitFor(l => l.reason === 'foreign_trust_domain'))
+  t.match(await presented(mesh, gw.at.port, undefined), { error: /./ }, 'no SNI: no handshake')
+  t.match(await gw.sink.waitFor(l => l.reason === 'no_sni'), { msg: 'conn rejected', err: /no server_name/ })
   t.equal(a.accepted(), 0, 'nothing was connected to')
+  await gw.stop()
+})
+
+t.test('the SVID from files given per service (cert=, key=) and --ca, intentions from --intentions', async t => {
+  const mesh = await makeMesh(t, ['web'])
+  await mesh.writeIntentions([{ source: 'web', destination: 'legacy-db', action: 'allow' }])
+  const leaf = await mesh.leaf('legacy-db')
+  const cert = join(mesh.dir, 'legacy-db-from-vault.pem')
+  const key = join(mesh.dir, 'legacy-db-from-vault.key')
+  await writeFile(cert, leaf.certPem)
+  await writeFile(key, leaf.keyPem, { mode: 0o600 })
+  const db = await startApp(t, echo)
+  const gw = await startTerminating(t, { ca: mesh.layout.bundle, intentions: mesh.layout.intentions, service: [`legacy-db=127.0.0.1:${db.port},cert=${cert},key=${key}`] })
+  const web = await startSidecar(t, { service: 'web', meshDir: mesh.dir, upstream: [`legacy-db:0=127.0.0.1:${gw.at.port}`] })
+  t.equal(await echoRoundTrip(web.addrs.upstreams.get('legacy-db')!.port, 'over the files\' SVID'), 'over the files\' SVID')
+  t.match(await gw.sink.waitFor(l => l.msg === 'conn closed'), { source: 'web', destination: 'legacy-db', reason: 'eof' })
+  await web.stop()
   await gw.stop()
 })
 
