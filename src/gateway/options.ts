@@ -10,6 +10,7 @@ import { DEFAULT_ADMIN, DEFAULT_TIMEOUTS } from '../core/config/defaults.js'
 import { ConfigError, toError } from '../core/errors.js'
 import { parseTrustDomain } from '../core/identity/spiffe-id.js'
 import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
+import { readRemoteGateways } from '../meshdir/gateways.js'
 import { resolveConfig } from '../core/config/resolve.js'
 import type { IdentityForm } from '../core/identity/forms.js'
 import { parseExternal } from './external.js'
@@ -110,6 +111,9 @@ export async function resolveMeshGateway (flags: Record<string, unknown>, env: N
     try { return parseTrustDomain(p.str(v, where)) } catch (err) { throw new ConfigError(where, toError(err).message) }
   }) ?? settings?.trustDomain
   const remote = remoteGateways(flags.remoteGateway, datacenter, problems)
+  // The mesh dir's gateways.json, for the datacenters the flags do not name.
+  const fromDir = dir === undefined ? new Map<string, HostPort[]>() : await readRemoteGateways(dir).catch((err: unknown) => { problems.errors.push(err instanceof ConfigError ? err : new ConfigError('--mesh-dir', toError(err).message)); return new Map<string, HostPort[]>() })
+  for (const [dc, gws] of fromDir) if (!remote.has(dc) && dc !== datacenter) remote.set(dc, gws)
   problems.check()
   return Object.freeze({ ...common, listen: listen!, datacenter: datacenter!, trustDomain: trustDomain!, catalogDir: layout.catalog, remoteGateways: remote })
 }
