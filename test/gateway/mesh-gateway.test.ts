@@ -160,3 +160,39 @@ t.test('openssl s_client -> mesh gateway -> db\'s sidecar', { skip: opensslMissi
   await gw.stop()
   await db.stop()
 })
+
+t.test('a ClientHello dribbled one byte per write is still read whole and routed', async t => {
+  const mesh = await makeMesh(t, [])
+  const dc2 = await otherDatacenter(t, mesh, 'dc2')
+  const got: Buffer[] = []
+  const sink = await startApp(t, (s: Socket) => { s.on('data', (d: Buffer) => got.push(d)); s.on('end', () => s.end()) })
+  const reg = await new MeshCatalog(dc2.catalog).register('db', '127.0.0.1', sink.port)
+  t.teardown(() => reg.close())
+  const gw = await startMeshGateway(t, { datacenter: 'dc2', catalogDir: dc2.catalog })
+  const h = hello('node-tls-connect.hex')
+  const s = connect({ host: '127.0.0.1', port: gw.at.port, allowHalfOpen: true })
+  s.setNoDelay(true)
+  await once(s, 'connect')
+  for (const b of h) await new Promise<void>(resolve => s.write(Buffer.from([b]), () => resolve()))
+  s.end()
+  await new Promise(resolve => s.once('close', resolve))
+  t.same(Buffer.concat(got), h, 'all of it, in order')
+  t.match(await gw.sink.waitFor(l => l.msg === 'conn closed'), { via: 'service', bytesToApp: h.length })
+  await gw.stop()
+})
+
+t.test('--max-connections counts clients still sending their ClientHello', async t => {
+  const mesh = await makeMesh(t, [])
+  const gw = await startMeshGateway(t, { datacenter: 'dc1', catalogDir: mesh.layout.catalog, maxConnections: 1 })
+  const first = connect({ host: '127.0.0.1', port: gw.at.port })
+  first.on('error', () => {})
+  await once(first, 'connect')
+  first.write(hello('node-tls-connect.hex').subarray(0, 10)) // and then nothing: it holds its slot
+  // Accepted once the gateway has seen it: wait for a second connection to be turned away.
+  const second = await rawTry(gw.at.port, hello('node-tls-connect.hex'))
+  t.equal(second.reset, true, 'over the limit: reset')
+  t.match(await gw.sink.waitFor(l => l.msg === 'conn rejected' && l.reason === 'max_connections'), { listener: 'mesh_gateway', maxConnections: 1 })
+  t.equal(gw.metrics.get('mesh_proxy_connections_total', { direction: 'mesh_gateway', result: 'over_limit' }), 1)
+  first.destroy()
+  await gw.stop()
+})
