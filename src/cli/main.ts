@@ -92,7 +92,8 @@ function demoCommand (p: Command, { out, done }: Ctx): void {
     .option('--force', 'seed --mesh-dir even if it holds a CA or keys (they are replaced by the dev CA)')
     .option('--verbose', 'also print the sidecars\' JSON logs to stderr')
     .option('--admin-port <port>', 'with --keep: db\'s admin port, web and billing take the next two; 0 = any free port (default 19000)')
-    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, force?: boolean, verbose?: boolean, adminPort?: string }) => done(runDemo({ ...o, out })))
+    .option('--datacenters <n>', '2: web in dc1 reaches db in dc2 through two mesh gateways (default 1)')
+    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, force?: boolean, verbose?: boolean, adminPort?: string, datacenters?: string }) => done(runDemo({ ...o, out })))
 }
 
 function caCommands (p: Command, { out, done }: Ctx): void {
