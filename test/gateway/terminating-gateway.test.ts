@@ -108,6 +108,28 @@ t.test('the SNI picks the SVID; a service not on the list is refused in the hand
   await gw.stop()
 })
 
+t.test('a caller whose certificate is not of our CA, or who has none: rejected, the target never dialled', async t => {
+  const mesh = await makeMesh(t, [])
+  await mesh.writeIntentions([], 'allow')
+  const a = await startApp(t, echo)
+  const gw = await startTerminating(t, { meshDir: mesh.dir, service: [`legacy-db=127.0.0.1:${a.port}`] })
+  const rogueCa = await createRootCa({ trustDomain: TD })
+  const rogue = await mesh.leaf('web', { ca: rogueCa })
+  const sni = `legacy-db.default.dc1.internal.${TD}`
+  for (const client of [rogue, null]) {
+    const s = tlsConnect({ host: '127.0.0.1', port: gw.at.port, servername: sni, ca: mesh.ca.certPem, checkServerIdentity: () => undefined, ...(client === null ? {} : { cert: client.certPem, key: client.keyPem }) })
+    s.on('error', () => {})
+    s.on('secureConnect', () => { s.write('let me in') })
+    await new Promise(resolve => s.once('close', resolve))
+  }
+  const rejected = await gw.sink.waitFor(l => l.msg === 'conn rejected' && /certificate|CERT|ISSUER/i.test(String(l.reason) + String(l.err)))
+  t.match(rejected, { listener: 'terminating_gateway' }, 'a certificate from another CA')
+  t.equal(gw.sink.msgs('conn rejected').length, 2, 'both rejected')
+  t.equal(gw.metrics.get('mesh_proxy_connections_total', { direction: 'terminating_gateway', result: 'tls_error' }), 2)
+  t.equal(a.accepted(), 0, 'legacy-db was never connected to')
+  await gw.stop()
+})
+
 t.test('the SVID from files given per service (cert=, key=) and --ca, intentions from --intentions', async t => {
   const mesh = await makeMesh(t, ['web'])
   await mesh.writeIntentions([{ source: 'web', destination: 'legacy-db', action: 'allow' }])
