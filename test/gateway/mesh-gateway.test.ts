@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
-import { TD, echo, makeMesh, startApp, startSidecar } from '../helpers/mesh.js'
+import { TD, echo, echoRoundTrip, makeMesh, startApp, startSidecar } from '../helpers/mesh.js'
 import { otherDatacenter, rawTry, startMeshGateway } from '../helpers/gateway.js'
 import { receiveAll, sendBulk } from '../helpers/data.js'
 import { ROOT } from '../helpers/paths.js'
@@ -195,4 +195,21 @@ t.test('--max-connections counts clients still sending their ClientHello', async
   t.equal(gw.metrics.get('mesh_proxy_connections_total', { direction: 'mesh_gateway', result: 'over_limit' }), 1)
   first.destroy()
   await gw.stop()
+})
+
+t.test('resumption works through the gateway: the second connection resumes with web\'s PSK, end to end', async t => {
+  const mesh = await makeMesh(t, ['web', 'db'])
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'allow' }])
+  const app = await startApp(t, echo)
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir })
+  const gw = await startMeshGateway(t, { datacenter: 'dc1', catalogDir: mesh.layout.catalog })
+  const web = await startSidecar(t, { service: 'web', meshDir: mesh.dir, upstream: [`db:0=127.0.0.1:${gw.at.port}`] })
+  const port = web.addrs.upstreams.get('db')!.port
+  for (const n of [1, 2]) t.equal(await echoRoundTrip(port, `round ${n}`), `round ${n}`)
+  t.match(await web.sink.waitFor(l => l.msg === 'conn closed' && l.resumed === true), { psk: true, instance: `127.0.0.1:${gw.at.port}` }, 'the gateway carried the resumption as it carries everything')
+  t.equal(web.sink.msgs('conn closed').filter(l => l.resumed === false).length, 1, 'after one full handshake')
+  t.match(await db.sink.waitFor(l => l.msg === 'conn closed' && l.resumed === true), { source: 'web' }, 'and db\'s sidecar resumed it')
+  await web.stop()
+  await gw.stop()
+  await db.stop()
 })
