@@ -40,7 +40,8 @@ function common (c: Command): Command {
 
 /** Run a mesh gateway until a signal; resolves with the exit code. */
 export async function runMeshGateway (flags: Record<string, unknown>, hooks: RunHooks = {}): Promise<number> {
-  return await serveMeshGateway(await resolveMeshGateway(flags, process.env), hooks)
+  const reread = (): ReturnType<typeof resolveMeshGateway> => resolveMeshGateway(flags, process.env)
+  return await serveMeshGateway(await reread(), hooks, reread)
 }
 
 /** Add `gateway mesh` (and `gateway terminating`) to `p`. */

@@ -62,12 +62,20 @@ export class MeshGateway extends Listener {
   /** Sockets still sending their ClientHello (never admitted: destroyed on close). */
   readonly #sniffing = new Set<Socket>()
   #rr = 0
+  /** Other datacenters' gateways: the options', until setRemoteGateways (SIGHUP). */
+  #remote: ReadonlyMap<string, readonly HostPort[]>
 
   constructor (o: MeshGatewayOptions) {
     const metrics = o.metrics ?? noopMetrics
     super({ kind: 'mesh_gateway', timeouts: o.timeouts, maxConnections: o.maxConnections ?? 0, logger: o.logger, metrics })
     this.#o = o
     this.#metrics = metrics
+    this.#remote = o.remoteGateways
+  }
+
+  /** Route other datacenters to these gateways from now on (connections already relayed keep theirs). */
+  setRemoteGateways (m: ReadonlyMap<string, readonly HostPort[]>): void {
+    this.#remote = m
   }
 
   /** Bind and start accepting; resolves with the bound address. */
@@ -110,9 +118,9 @@ export class MeshGateway extends Listener {
     const { trustDomain, datacenter } = this.#o
     if (name.trustDomain !== trustDomain) throw new Refusal('foreign_trust_domain', `SNI ${sni} is for trust domain ${name.trustDomain}, not ours (${trustDomain})`)
     if (name.datacenter !== datacenter) {
-      const gws = this.#o.remoteGateways.get(name.datacenter)
+      const gws = this.#remote.get(name.datacenter)
       if (gws === undefined || gws.length === 0) {
-        const known = [...this.#o.remoteGateways.keys()]
+        const known = [...this.#remote.keys()]
         throw new Refusal('unknown_datacenter', `no mesh gateway is known for datacenter ${name.datacenter} (known: ${known.length === 0 ? 'none' : known.join(', ')}; add --remote-gateway ${name.datacenter}=<host:port>)`)
       }
       return { name, via: 'mesh_gateway', targets: gws }

@@ -8,6 +8,7 @@
 import type { Logger } from 'pino'
 import type { HostPort } from '../core/config/types.js'
 import { createLogger } from '../log.js'
+import { toError } from '../core/errors.js'
 import { MetricsRegistry } from '../metrics/metrics.js'
 import { AdminServer, type AdminView } from '../admin/server.js'
 import { MeshCatalog } from '../meshdir/catalog.js'
@@ -74,20 +75,44 @@ export async function serveGateway (kind: string, config: GatewayCommon, gateway
   })
 }
 
-/** `gateway mesh`: route by SNI with no key at all. */
-export async function serveMeshGateway (config: MeshGatewayConfig, hooks: RunHooks = {}): Promise<number> {
+/** Where the routes come from again on SIGHUP (the flags and the mesh dir's gateways.json, read anew). */
+export type Reread<C> = () => Promise<C>
+
+/** `remoteGateways` as log fields: dc -> ["host:port", ...]. */
+function gatewaysField (m: ReadonlyMap<string, readonly HostPort[]>): Record<string, string[]> {
+  return Object.fromEntries([...m].map(([dc, gws]) => [dc, gws.map(g => `${g.host}:${g.port}`)]))
+}
+
+/** `gateway mesh`: route by SNI with no key at all; SIGHUP re-reads the other datacenters' gateways. */
+export async function serveMeshGateway (config: MeshGatewayConfig, hooks: RunHooks = {}, reread?: Reread<MeshGatewayConfig>): Promise<number> {
   const logger = hooks.logger ?? createLogger({ level: config.logLevel })
   const metrics = new MetricsRegistry()
   const resolver = new MeshCatalog(config.catalogDir)
   const gateway = new MeshGateway({ ...config, resolver, logger, metrics })
+  const served: ServedGateway = {
+    start: () => gateway.start(),
+    close: () => gateway.close(),
+    destroy: () => gateway.destroy(),
+    reload: async () => {
+      if (reread === undefined) return
+      try {
+        const next = (await reread()).remoteGateways
+        gateway.setRemoteGateways(next)
+        logger.info({ signal: 'SIGHUP', remoteGateways: gatewaysField(next) }, 'remote gateways reloaded')
+      } catch (err) {
+        const msg = err instanceof AggregateError ? err.errors.map(e => toError(e).message).join('; ') : toError(err).message
+        logger.error({ signal: 'SIGHUP', err: msg }, 'remote gateways reload failed; keeping the current ones')
+      }
+    }
+  }
   try {
-    return await serveGateway('mesh', config, gateway, {
+    return await serveGateway('mesh', config, served, {
       logger,
       metrics,
       // The proof, on the admin endpoint too: nothing to show.
       certs: async () => ({ certificates: [], note: 'a mesh gateway holds no certificate and no key: it routes TLS by SNI without terminating it' }),
       ...(hooks.signals === undefined ? {} : { signals: hooks.signals }),
-      started: () => ({ datacenter: config.datacenter, trustDomain: config.trustDomain, remoteGateways: Object.fromEntries([...config.remoteGateways].map(([dc, gws]) => [dc, gws.map(g => `${g.host}:${g.port}`)])) })
+      started: () => ({ datacenter: config.datacenter, trustDomain: config.trustDomain, remoteGateways: gatewaysField(config.remoteGateways) })
     })
   } finally {
     resolver.close()
