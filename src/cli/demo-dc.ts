@@ -7,7 +7,7 @@
  */
 import { connect, createServer, type Server, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
-import { copyFile, mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
@@ -19,6 +19,7 @@ import { Sidecar } from '../sidecar/sidecar.js'
 import { MeshGateway } from '../gateway/mesh.js'
 import { MeshCatalog } from '../meshdir/catalog.js'
 import { seedMeshDir } from '../meshdir/seed.js'
+import { gatewaysFile } from '../meshdir/gateways.js'
 import { meshLayout, readMeshSettings, writeMeshSettings } from '../meshdir/layout.js'
 import { noopMetrics } from '../metrics/metrics.js'
 
@@ -61,9 +62,11 @@ export async function runTwoDatacenterDemo (say: Say, verbose: boolean): Promise
     const db = await sidecar(stack, logger, { service: 'db', meshDir: dc2, listen: '127.0.0.1:0', to: `127.0.0.1:${appPort}` })
     const gw2 = await gateway(stack, logger, 'dc2', meshLayout(dc2).catalog, new Map())
     const gw1 = await gateway(stack, logger, 'dc1', meshLayout(dc1).catalog, new Map([['dc2', [gw2]]]))
-    const web = await sidecar(stack, logger, { service: 'web', meshDir: dc1, datacenter: 'dc2', upstream: [`db:0=127.0.0.1:${gw1.port}`] })
+    // Where each datacenter's gateways are; web's upstream db is in dc2, reached through dc1's gateway (mode local).
+    await writeFile(gatewaysFile(dc1), JSON.stringify({ dc1: [`127.0.0.1:${gw1.port}`], dc2: [`127.0.0.1:${gw2.port}`] }) + '\n')
+    const web = await sidecar(stack, logger, { service: 'web', meshDir: dc1, upstream: ['db:0'], upstreamDc: ['db=dc2'] })
     say(`dc2: db app on 127.0.0.1:${appPort}, db sidecar on ${db.inbound!.host}:${db.inbound!.port}, mesh gateway on 127.0.0.1:${gw2.port}`)
-    say(`dc1: mesh gateway on 127.0.0.1:${gw1.port} (dc2 through 127.0.0.1:${gw2.port}), web sidecar: upstream db (dc2) on 127.0.0.1:${web.upstreams.get('db')!.port}`)
+    say(`dc1: mesh gateway on 127.0.0.1:${gw1.port} (dc2 through 127.0.0.1:${gw2.port}), web sidecar: upstream db (--upstream-dc db=dc2) on 127.0.0.1:${web.upstreams.get('db')!.port}`)
     say('')
     const reply = await exchange(web.upstreams.get('db')!.port, 'hello from web in dc1')
     const ok = reply.startsWith('db: got "hello from web in dc1"')

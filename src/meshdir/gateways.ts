@@ -1,13 +1,16 @@
 /**
- * `<mesh dir>/gateways.json`: where each other datacenter's mesh gateways
- * are, for a mesh gateway of this one (`{ "dc2": ["10.2.0.5:8443"] }`).
- * Optional: no file means none known (`--remote-gateway` adds to it).
+ * `<mesh dir>/gateways.json`: where each datacenter's mesh gateways are,
+ * for a mesh gateway of this one (which skips its own) (`{ "dc2": ["10.2.0.5:8443"] }`).
+ * Optional: no file means none known (`--remote-gateway` adds to it). A
+ * sidecar reads it too, for its upstreams in other datacenters: our own
+ * datacenter's entry is where `--mesh-gateway-mode local` sends them.
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { HostPort } from '../core/config/types.js'
 import { ConfigError, errorCode, toError } from '../core/errors.js'
 import { parseHostPort } from '../core/config/parse.js'
+import type { Resolver } from '../core/resolver.js'
 
 /** The file's path in the mesh dir at `root`. */
 export function gatewaysFile (root: string): string {
@@ -34,4 +37,23 @@ export async function readRemoteGateways (root: string): Promise<Map<string, Hos
     out.set(dc, list.map(a => parseHostPort(a as string, `${file} ${dc}`)))
   }
   return out
+}
+
+/**
+ * The mesh gateways of `datacenter` as a Resolver, for an upstream in another
+ * datacenter: read from the file (cached for `cacheMs`), so that a moved
+ * gateway is followed. None listed: an error that says where to add it.
+ */
+export function gatewayResolver (root: string, datacenter: string, why: string, cacheMs = 1000): Resolver {
+  let cached: { at: number, gws: Promise<readonly HostPort[]> } | undefined
+  return {
+    instances: async () => {
+      const now = Date.now()
+      if (cached === undefined || now - cached.at >= cacheMs) cached = { at: now, gws: readRemoteGateways(root).then(m => m.get(datacenter) ?? []) }
+      const gws = await cached.gws.catch((err: unknown) => { cached = undefined; throw err })
+      if (gws.length === 0) throw new Error(`no mesh gateway of ${datacenter} is listed in ${gatewaysFile(root)} (${why}); add "${datacenter}": ["<host:port>"]`)
+      return gws
+    },
+    close: () => { cached = undefined }
+  }
 }

@@ -147,7 +147,8 @@ export class Sidecar {
     this.#unsubscribe = plane.intentions?.onChange(s => this.#intentionsChanged(s))
     const own = workloadOf(cfg.identityForm, plane.tls.current.svid.id)
     const datacenter = cfg.datacenter ?? own?.datacenter ?? DEFAULT_DATACENTER
-    this.#upstreams = new UpstreamSet({ config: cfg, datacenter, tls: plane.tls, resolver: plane.resolver, logger: this.#o.logger, metrics: this.#metrics })
+    const meshDir = cfg.plane.kind === 'mesh-dir' || cfg.plane.kind === 'files' || cfg.plane.kind === 'spiffe' ? cfg.plane.meshDir : null
+    this.#upstreams = new UpstreamSet({ config: cfg, datacenter, tls: plane.tls, resolver: plane.resolver, meshDir, logger: this.#o.logger, metrics: this.#metrics })
     const upstreams = new Map<string, HostPort>()
     for (const u of cfg.upstreams) upstreams.set(u.service, await this.#upstreams.add(u))
     const inbound = await this.#startInbound()

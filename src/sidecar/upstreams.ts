@@ -12,6 +12,7 @@ import type { Watched } from '../core/watched.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { TlsState } from '../tls/context.js'
 import { UpstreamListener } from '../dataplane/outbound.js'
+import { gatewayResolver } from '../meshdir/gateways.js'
 
 /** What the set builds its listeners with. */
 export interface UpstreamSetOptions {
@@ -20,6 +21,8 @@ export interface UpstreamSetOptions {
   readonly tls: Watched<TlsState>
   /** The control plane's resolver, for upstreams without explicit instances. */
   readonly resolver: Resolver | null
+  /** The mesh dir, whose gateways.json leads to upstreams of other datacenters. */
+  readonly meshDir?: string | null
   readonly logger: Logger
   readonly metrics: Metrics
 }
@@ -51,13 +54,23 @@ export class UpstreamSet {
     const { config: cfg, tls, logger, metrics, datacenter } = this.#o
     // resolveConfig refuses a service given twice; a second listener here would outlive close().
     if (this.#byService.has(u.service)) throw new ConfigError('--upstream', `${u.service} is given twice; give each upstream service once`)
-    const resolver = u.instances !== null ? this.#staticResolver : this.#o.resolver
+    const dc = u.datacenter ?? datacenter
+    const resolver = u.instances !== null ? this.#staticResolver : dc !== datacenter ? this.#gateways(u.service, dc) : this.#o.resolver
     // resolveConfig refuses an upstream without instances when the plane has no catalog.
     if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${u.bind.port}=host:port,...)`)
     if (u.instances !== null) this.#static.set(u.service, u.instances)
-    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics })
+    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter: dc, bind: u.bind, resolver, timeouts: cfg.timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics })
     this.#byService.set(u.service, { cfg: u, listener })
     return await listener.start()
+  }
+
+  /** The mesh gateways an upstream in datacenter `dc` is reached through (--mesh-gateway-mode). */
+  #gateways (service: string, dc: string): Resolver {
+    const { config: cfg, datacenter, meshDir } = this.#o
+    // resolveConfig refuses --upstream-dc without a mesh dir unless instances are listed.
+    if (meshDir == null) throw new ConfigError('--upstream-dc', `${service} is in ${dc}: give --mesh-dir, whose gateways.json lists the mesh gateways`)
+    const via = cfg.meshGatewayMode === 'local' ? datacenter : dc
+    return gatewayResolver(meshDir, via, `${service} is in ${dc}, --mesh-gateway-mode ${cfg.meshGatewayMode}`)
   }
 
   /** Apply `list` (SIGHUP with a config file); returns what changed and logs it once. */
@@ -98,5 +111,5 @@ export class UpstreamSet {
 
 /** Same address, and both explicit or both resolved: the listener can stay. */
 function sameListener (a: UpstreamConfig, b: UpstreamConfig): boolean {
-  return a.bind.host === b.bind.host && a.bind.port === b.bind.port && (a.instances === null) === (b.instances === null)
+  return a.bind.host === b.bind.host && a.bind.port === b.bind.port && (a.instances === null) === (b.instances === null) && a.datacenter === b.datacenter
 }

@@ -13,6 +13,7 @@ import { pickSources, type ConfigSources, type RawValues } from './sources.js'
 import { planeOf, portErrors, positiveTimeouts, sideErrors, upstreamErrors, type Settled } from './rules.js'
 import type { Config, PlaneConfig } from './types.js'
 import { parseIdentityForm } from '../identity/forms.js'
+import { upstreamDcErrors, withDatacenters } from './upstream-dc.js'
 
 export { parseHostPort, parseDuration, parseUpstream, isLoopback } from './parse.js'
 export { FIELDS, MAX_WORKERS } from './fields.js'
@@ -27,7 +28,7 @@ export function resolveConfig (src: ConfigSources): Config {
   errors.push(...positiveTimeouts(s.timeouts))
   errors.push(...sideErrors(s, errors.length))
   const plane = planeOf(s, errors)
-  errors.push(...upstreamErrors(s), ...portErrors(s))
+  errors.push(...upstreamErrors(s), ...portErrors(s), ...upstreamDcErrors(s.upstreams, v.upstreamDc, s.meshDir, s.controlPlane))
   // A missing service or plane has its error in the list already.
   if (v.service === undefined || plane === null || errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
   return deepFreeze(build(v.service, plane, v, s))
@@ -59,7 +60,7 @@ function settle (v: Values, raw: RawValues): Settled {
   return {
     listen,
     to,
-    upstreams: v.upstream ?? [],
+    upstreams: withDatacenters(v.upstream ?? [], v.upstreamDc),
     admin: v.admin,
     unsafeTarget: v.unsafeTarget ?? false,
     timeouts: {
@@ -95,6 +96,7 @@ function build (service: string, plane: PlaneConfig, v: Values, s: Settled): Con
     intentionsFile: v.intentions ?? null,
     defaultPolicy: v.defaultPolicy ?? null,
     datacenter: v.datacenter ?? null,
+    meshGatewayMode: v.meshGatewayMode ?? 'local',
     timeouts: s.timeouts,
     logLevel: v.logLevel ?? DEFAULT_LOG_LEVEL,
     unsafeTarget: s.unsafeTarget,

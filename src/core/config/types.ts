@@ -13,6 +13,8 @@ export interface UpstreamConfig {
   readonly bind: HostPort
   /** Explicit instances (`db:9191=h:p,h:p`), or null to resolve through the mesh dir catalog. */
   readonly instances: readonly HostPort[] | null
+  /** Its datacenter when not ours (`--upstream-dc db=dc2`): reached through mesh gateways (upstream-dc.ts). */
+  readonly datacenter?: string
 }
 
 /** Another trust domain we accept peers of (SPIFFE federation): its bundle, as a file we follow. */
@@ -78,6 +80,8 @@ export interface Config {
   readonly defaultPolicy: 'allow' | 'deny' | null
   /** Datacenter of the service identities; null = from the mesh dir (or dc1). */
   readonly datacenter: string | null
+  /** Which mesh gateway an upstream of another datacenter is reached through (upstream-dc.ts). */
+  readonly meshGatewayMode: 'local' | 'remote'
   readonly timeouts: Timeouts
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   readonly unsafeTarget: boolean
