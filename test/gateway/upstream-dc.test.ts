@@ -5,8 +5,8 @@
 // gateway (local) or db's own (remote). A missing gateway is said plainly.
 import t from 'tap'
 import { writeFile } from 'node:fs/promises'
-import { TD, appTry, echo, echoRoundTrip, makeMesh, startApp, startSidecar } from '../helpers/mesh.js'
-import { otherDatacenter, startMeshGateway } from '../helpers/gateway.js'
+import { TD, appTry, echo, echoRoundTrip, echoSha, makeMesh, startApp, startSidecar } from '../helpers/mesh.js'
+import { otherDatacenter, startMeshGateway, startTerminating } from '../helpers/gateway.js'
 import { gatewaysFile } from '../../src/meshdir/gateways.js'
 import { resolveConfig } from '../../src/core/config/resolve.js'
 
@@ -54,4 +54,24 @@ t.test('--upstream-dc errors name the flag and the fix', async t => {
   t.throws(() => resolve({ controlPlane: 'consul', upstream: ['db:9191'], upstreamDc: ['db=dc2'] }), { errors: [{ message: /db is in dc2: its mesh gateways are read from the mesh dir's gateways\.json; give --mesh-dir, or list the gateway/ }] })
   t.throws(() => resolve({ meshDir: '/m', upstream: ['db:9191'], meshGatewayMode: 'none' }), { errors: [{ message: /--mesh-gateway-mode: must be "local" or "remote"/ }] })
   t.doesNotThrow(() => resolve({ cert: 'a', key: 'b', ca: 'c', upstream: ['db:9191=10.0.0.1:8443'], upstreamDc: ['db=dc2'] }), 'a listed gateway needs no mesh dir')
+})
+
+t.test('web in dc1 -> mesh gateways -> a terminating gateway in dc2 -> legacy-db outside the mesh', async t => {
+  const mesh = await makeMesh(t, ['web'])
+  await mesh.writeIntentions([{ source: 'web', destination: 'legacy-db', action: 'allow' }])
+  const dc2 = await otherDatacenter(t, mesh, 'dc2')
+  const legacy = await startApp(t, echo)
+  // Represents legacy-db in dc2: its SVID (dc/dc2) from dc2's mesh dir, registered in dc2's catalog.
+  const tgw = await startTerminating(t, { meshDir: dc2.root, service: [`legacy-db=127.0.0.1:${legacy.port}`] })
+  const gw2 = await startMeshGateway(t, { datacenter: 'dc2', catalogDir: dc2.catalog })
+  await writeFile(gatewaysFile(mesh.dir), JSON.stringify({ dc2: [`127.0.0.1:${gw2.at.port}`] }))
+  const web = await startSidecar(t, { service: 'web', meshDir: mesh.dir, upstream: ['legacy-db:0'], upstreamDc: ['legacy-db=dc2'], meshGatewayMode: 'remote' })
+  const r = await echoSha(web.addrs.upstreams.get('legacy-db')!.port, 1024 * 1024)
+  t.equal(r.received, r.sent, 'sha256 equal both ways')
+  t.match(await gw2.sink.waitFor(l => l.msg === 'conn closed'), { service: 'legacy-db', via: 'service', target: `127.0.0.1:${tgw.at.port}` }, 'the mesh gateway found the terminating gateway in its catalog')
+  t.match(await tgw.sink.waitFor(l => l.msg === 'conn closed'), { source: 'web', destination: 'legacy-db', peer: `spiffe://${TD}/ns/default/dc/dc1/svc/web`, reason: 'eof' }, 'which verified web of dc1 and its intention')
+  t.match(await web.sink.waitFor(l => l.msg === 'conn closed'), { peer: `spiffe://${TD}/ns/default/dc/dc2/svc/legacy-db` })
+  await web.stop()
+  await gw2.stop()
+  await tgw.stop()
 })
