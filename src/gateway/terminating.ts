@@ -106,7 +106,10 @@ export class TerminatingGateway extends Listener {
   }
 
   #onTlsError (err: Error, sock: TLSSocket): void {
-    const reason = err instanceof SniRefusal ? err.reason : sock.servername == null || sock.servername === false ? 'no_sni' : errorCode(err) ?? 'tls_error'
+    const code = errorCode(err)
+    // A timeout or a hang-up is what it is; a handshake that failed otherwise without an SNI failed for want of one.
+    const noSni = (sock.servername == null || sock.servername === false) && code?.startsWith('MP_ERR_') !== true && !isRoutineCloseError(err)
+    const reason = err instanceof SniRefusal ? err.reason : noSni ? 'no_sni' : code ?? 'tls_error'
     this.#metrics.handshakeFailure(reason)
     this.#metrics.connection('terminating_gateway', err instanceof SniRefusal ? reason : 'tls_error')
     const level = isRoutineCloseError(err) ? 'debug' : 'warn'

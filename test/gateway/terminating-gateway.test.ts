@@ -7,7 +7,7 @@ import t, { type Test } from 'tap'
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { AddressInfo, Socket } from 'node:net'
+import { connect, type AddressInfo, type Socket } from 'node:net'
 import { TD, appTry, echo, echoRoundTrip, echoSha, makeMesh, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
 import { startTerminating } from '../helpers/gateway.js'
 import { createRootCa, issueCert } from '../../src/ca/issue.js'
@@ -127,6 +127,18 @@ t.test('a caller whose certificate is not of our CA, or who has none: rejected, 
   t.equal(gw.sink.msgs('conn rejected').length, 2, 'both rejected')
   t.equal(gw.metrics.get('mesh_proxy_connections_total', { direction: 'terminating_gateway', result: 'tls_error' }), 2)
   t.equal(a.accepted(), 0, 'legacy-db was never connected to')
+  await gw.stop()
+})
+
+t.test('a caller that never finishes its handshake: closed at --handshake-timeout', async t => {
+  const mesh = await makeMesh(t, [])
+  const a = await startApp(t, echo)
+  const gw = await startTerminating(t, { meshDir: mesh.dir, handshakeTimeout: '200ms', service: [`legacy-db=127.0.0.1:${a.port}`] })
+  const s = connect({ host: '127.0.0.1', port: gw.at.port })
+  s.on('error', () => {})
+  await new Promise(resolve => s.once('close', resolve))
+  t.match(await gw.sink.waitFor(l => l.msg === 'conn rejected'), { listener: 'terminating_gateway', reason: 'MP_ERR_HANDSHAKE_TIMEOUT', err: /200/ })
+  t.equal(a.accepted(), 0)
   await gw.stop()
 })
 
