@@ -3,7 +3,7 @@
  * to gateway/options.ts, the gateway to runtime/gateway.ts.
  */
 import type { Command } from 'commander'
-import { resolveMeshGateway, resolveTerminatingGateway } from '../gateway/options.js'
+import { publicGateway, resolveMeshGateway, resolveTerminatingGateway } from '../gateway/options.js'
 import { serveMeshGateway, serveTerminatingGateway } from '../runtime/gateway.js'
 import type { RunHooks } from '../runtime/serve.js'
 
@@ -36,12 +36,15 @@ function common (c: Command): Command {
     .option('--max-connections <n>', 'live connections at most, 0 = unlimited (default 0)')
     .option('--admin <host:port|off>', 'admin endpoint: /ready /healthz /metrics /config /certs (default 127.0.0.1:19000)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env MESH_PROXY_LOG_LEVEL)')
+    .option('--dry-run', 'print the effective configuration and exit (checks the flags and the mesh dir)')
 }
 
 /** Run a mesh gateway until a signal; resolves with the exit code. */
 export async function runMeshGateway (flags: Record<string, unknown>, hooks: RunHooks = {}): Promise<number> {
   const reread = (): ReturnType<typeof resolveMeshGateway> => resolveMeshGateway(flags, process.env)
-  return await serveMeshGateway(await reread(), hooks, reread)
+  const config = await reread()
+  if (flags.dryRun === true) return dryRun(config)
+  return await serveMeshGateway(config, hooks, reread)
 }
 
 /** Add `gateway mesh` (and `gateway terminating`) to `p`. */
@@ -63,7 +66,14 @@ export function gatewayCommands (p: Command, done: (code: Promise<number>) => Pr
     .option('--ca <file>', 'trust bundle, with cert=/key= per service instead of the mesh dir\'s certificates')
     .option('--intentions <file>', 'intentions file (default: the mesh dir\'s)')
     .option('--control-plane <kind>', 'mesh (default), consul or spiffe, as for run')
+    .option('--default-policy <policy>', 'allow|deny when no intention matches, as for run')
     .option('--consul-addr <addr>', 'as for run (env CONSUL_HTTP_ADDR)')
+    .option('--consul-token <token>', 'as for run (env CONSUL_HTTP_TOKEN)')
+    .option('--consul-token-file <file>', 'as for run (env CONSUL_HTTP_TOKEN_FILE)')
+    .option('--consul-cacert <file>', 'as for run (env CONSUL_CACERT)')
+    .option('--spiffe-endpoint-socket <addr>', 'as for run (env SPIFFE_ENDPOINT_SOCKET)')
+    .option('--datacenter <dc>', 'datacenter of the represented services\' identities (default: the mesh dir\'s)')
+    .option('--leaf-ttl <duration>', 'lifetime of the SVIDs issued from the mesh dir\'s CA, as for run')
     .option('--identity-form <form>', 'as for run (default consul)')
     .option('--namespace <ns>', 'namespace of the represented services (default: default)')
     .option('--federate <td=file>', 'as for run (repeatable)', repeat)
@@ -73,5 +83,12 @@ export function gatewayCommands (p: Command, done: (code: Promise<number>) => Pr
 
 /** Run a terminating gateway until a signal; resolves with the exit code. */
 export async function runTerminatingGateway (flags: Record<string, unknown>, hooks: RunHooks = {}): Promise<number> {
-  return await serveTerminatingGateway(resolveTerminatingGateway(flags, process.env), hooks)
+  const config = resolveTerminatingGateway(flags, process.env)
+  if (flags.dryRun === true) return dryRun(config)
+  return await serveTerminatingGateway(config, hooks)
+}
+
+function dryRun (config: Parameters<typeof publicGateway>[0]): number {
+  process.stdout.write(JSON.stringify(publicGateway(config), null, 2) + '\n')
+  return 0
 }

@@ -12,6 +12,7 @@ import { parseTrustDomain } from '../core/identity/spiffe-id.js'
 import { meshLayout, readMeshSettings } from '../meshdir/layout.js'
 import { readRemoteGateways } from '../meshdir/gateways.js'
 import { resolveConfig } from '../core/config/resolve.js'
+import { publicConfig } from '../core/config/public.js'
 import type { IdentityForm } from '../core/identity/forms.js'
 import { parseExternal } from './external.js'
 import type { ServiceEntry } from './represented.js'
@@ -161,4 +162,12 @@ export function resolveTerminatingGateway (flags: Record<string, unknown>, env: 
   const identityForm = services[0]?.config.identityForm
   problems.check()
   return Object.freeze({ ...common, listen: listen!, identityForm: identityForm!, services })
+}
+
+/** A gateway's config as it may be shown (/config, --dry-run): maps as objects, each service's plane through publicConfig (no token). */
+export function publicGateway (config: MeshGatewayConfig | TerminatingGatewayConfig): unknown {
+  const shown = 'services' in config
+    ? { ...config, identityForm: config.identityForm.name, services: config.services.map(s => ({ ...s.spec, plane: publicConfig(s.config).plane })) }
+    : config
+  return JSON.parse(JSON.stringify(shown, (_k, v: unknown) => v instanceof Map ? Object.fromEntries(v) : v))
 }

@@ -13,7 +13,7 @@ import { MetricsRegistry } from '../metrics/metrics.js'
 import { AdminServer, type AdminView } from '../admin/server.js'
 import { MeshCatalog } from '../meshdir/catalog.js'
 import { MeshGateway } from '../gateway/mesh.js'
-import type { GatewayCommon, MeshGatewayConfig, TerminatingGatewayConfig } from '../gateway/options.js'
+import { publicGateway, type MeshGatewayConfig, type TerminatingGatewayConfig } from '../gateway/options.js'
 import { TerminatingGateway } from '../gateway/terminating.js'
 import { RepresentedServices } from '../gateway/represented.js'
 import { describe } from '../gateway/external.js'
@@ -28,18 +28,13 @@ export interface ServedGateway {
   reload? (): Promise<void>
 }
 
-/** The public form of a gateway's config (no secrets: a gateway's config holds file paths at most). */
-function publicOf (config: object): unknown {
-  return JSON.parse(JSON.stringify(config, (_k, v: unknown) => v instanceof Map ? Object.fromEntries(v) : v))
-}
-
 /** Serve `gateway` until a signal; resolves with the exit code. `certs` is what /certs shows. */
-export async function serveGateway (kind: string, config: GatewayCommon, gateway: ServedGateway, o: { logger: Logger, metrics: MetricsRegistry, certs: () => Promise<unknown>, signals?: NodeJS.EventEmitter, started: (at: HostPort) => Record<string, unknown> }): Promise<number> {
+export async function serveGateway (kind: string, config: MeshGatewayConfig | TerminatingGatewayConfig, gateway: ServedGateway, o: { logger: Logger, metrics: MetricsRegistry, certs: () => Promise<unknown>, signals?: NodeJS.EventEmitter, started: (at: HostPort) => Record<string, unknown> }): Promise<number> {
   let ready = false
   const view: AdminView = {
     ready: async () => ({ ready, body: { state: ready ? 'ready' : 'starting', gateway: kind } }),
     metrics: async () => o.metrics.render(),
-    config: async () => publicOf(config),
+    config: async () => publicGateway(config),
     certs: o.certs,
     intentions: async () => undefined
   }

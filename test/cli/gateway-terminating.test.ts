@@ -7,6 +7,8 @@ import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { echo, echoRoundTrip, makeMesh, startApp, startSidecar } from '../helpers/mesh.js'
 import { runCli, spawnCli } from '../helpers/cli.js'
+import { ROOT } from '../helpers/paths.js'
+import { spawnSync } from 'node:child_process'
 
 t.test('bad flags: exit 2, the flag named', async t => {
   const mesh = await makeMesh(t, [])
@@ -37,4 +39,14 @@ t.test('a real terminating gateway process: registered, relays, deregisters on S
   t.equal(await exited, 0, 'SIGTERM: drained, exit 0')
   t.same(await readdir(join(mesh.layout.catalog, 'legacy-db')), [], 'and left the catalog')
   await web.stop()
+})
+
+t.test('--dry-run prints the configuration, never the Consul token', async t => {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'mesh-proxy.js'), 'gateway', 'terminating', '--dry-run', '--control-plane', 'consul', '--consul-token', 's3cret-token', '--service', 'legacy-db=db.internal:5432,tls'], { encoding: 'utf8' })
+  t.equal(r.status, 0, r.stderr)
+  t.notMatch(r.stdout, /s3cret-token/)
+  t.match(JSON.parse(r.stdout), { listen: { port: 8444 }, services: [{ service: 'legacy-db', tls: { servername: 'db.internal', caFile: null }, plane: { kind: 'consul', token: '[redacted]' } }] })
+  const m = spawnSync(process.execPath, [join(ROOT, 'bin', 'mesh-proxy.js'), 'gateway', 'mesh', '--dry-run', '--mesh-dir', (await makeMesh(t, [])).dir, '--remote-gateway', 'dc2=10.2.0.5:8443'], { encoding: 'utf8' })
+  t.equal(m.status, 0, m.stderr)
+  t.match(JSON.parse(m.stdout), { datacenter: 'dc1', remoteGateways: { dc2: [{ host: '10.2.0.5', port: 8443 }] } })
 })
