@@ -14,6 +14,11 @@ import { planeFor, type ControlPlane } from '../plane/index.js'
 import type { ExternalSpec } from './external.js'
 import type { Represented } from './terminating.js'
 
+/** A file named in `--service`, or a ConfigError naming it. */
+async function read (service: string, what: string, file: string): Promise<string> {
+  try { return await readFile(file, 'utf8') } catch (err) { throw new ConfigError('--service', `${service}: cannot read ${what}=${file}: ${toError(err).message}`) }
+}
+
 /** One `--service`: the external target and the sidecar-shaped config its plane is built from. */
 export interface ServiceEntry {
   readonly spec: ExternalSpec
@@ -45,8 +50,10 @@ export class RepresentedServices {
       // (Cannot happen: the config has a listener, so every plane loads intentions.)
       if (intentions === null) throw new Error(`${spec.service}: its control plane has no intentions`)
       const caFile = spec.tls?.caFile ?? null
-      const caPem = caFile === null ? undefined : await readFile(caFile, 'utf8').catch((err: unknown) => { throw new ConfigError('--service', `${spec.service}: cannot read ca=${caFile}: ${toError(err).message}`) })
-      out.set(spec.service, { target: { spec, caPem }, tls: plane.tls, authorize: () => intentions.current.authorize })
+      const caPem = caFile === null ? undefined : await read(spec.service, 'ca', caFile)
+      const c = spec.tls?.client ?? null
+      const client = c === null ? undefined : { certPem: await read(spec.service, 'client-cert', c.certFile), keyPem: await read(spec.service, 'client-key', c.keyFile) }
+      out.set(spec.service, { target: { spec, caPem, ...(client === undefined ? {} : { client }) }, tls: plane.tls, authorize: () => intentions.current.authorize })
     }
     return out
   }

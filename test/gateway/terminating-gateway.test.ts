@@ -91,6 +91,34 @@ t.test('a TLS external target, verified against the CA file; a wrong CA fails cl
   await gw.stop()
 })
 
+t.test('a TLS target that asks for a client certificate gets client-cert=/client-key=', async t => {
+  const mesh = await makeMesh(t, ['web'])
+  await mesh.writeIntentions([{ source: 'web', destination: 'vault-db', action: 'allow' }])
+  const serverCa = await createRootCa({ trustDomain: 'external.test', commonName: 'server CA' })
+  const clientCa = await createRootCa({ trustDomain: 'clients.test', commonName: 'client CA' })
+  const serverLeaf = await issueCert({ ca: serverCa, uris: [], dnsNames: ['db.external.test'], commonName: 'db.external.test' })
+  const clientLeaf = await issueCert({ ca: clientCa, uris: [], dnsNames: ['gateway.clients.test'], commonName: 'gateway' })
+  const files = { ca: join(mesh.dir, 'server-ca.pem'), cert: join(mesh.dir, 'gw-client.pem'), key: join(mesh.dir, 'gw-client.key') }
+  await writeFile(files.ca, serverCa.certPem)
+  await writeFile(files.cert, clientLeaf.certPem)
+  await writeFile(files.key, clientLeaf.keyPem, { mode: 0o600 })
+  const seen: string[] = []
+  const server = createTlsServer({ cert: serverLeaf.certPem, key: serverLeaf.keyPem, ca: clientCa.certPem, requestCert: true, rejectUnauthorized: true, allowHalfOpen: true }, (s: TLSSocket) => {
+    seen.push(String(s.getPeerX509Certificate()?.subject))
+    s.on('error', () => {})
+    s.pipe(s)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => server.close(() => resolve())))
+  const port = (server.address() as AddressInfo).port
+  const gw = await startTerminating(t, { meshDir: mesh.dir, service: [`vault-db=127.0.0.1:${port},tls,ca=${files.ca},sni=db.external.test,client-cert=${files.cert},client-key=${files.key}`] })
+  const web = await startSidecar(t, { service: 'web', meshDir: mesh.dir, upstream: ['vault-db:0'] })
+  t.equal(await echoRoundTrip(web.addrs.upstreams.get('vault-db')!.port, 'mutual'), 'mutual')
+  t.same(seen, ['CN=gateway'], 'the external service verified the gateway\'s client certificate')
+  await web.stop()
+  await gw.stop()
+})
+
 t.test('the SNI picks the SVID; a service not on the list is refused in the handshake', async t => {
   const mesh = await makeMesh(t, ['web'])
   await mesh.writeIntentions([{ source: 'web', destination: '*', action: 'allow' }])
@@ -165,7 +193,8 @@ t.test('bad --service values: the flag, the value and the fix', async t => {
     [undefined, /--service: a terminating gateway needs at least one external service/],
     [['legacy-db'], /"legacy-db" is not <service>=<host:port>/],
     [['legacy-db=10.0.0.9:5432,tls'], /10\.0\.0\.9 is an IP address; give the name its certificate carries with sni=<name>/],
-    [['legacy-db=db.internal:5432,ca=x.pem'], /ca= and sni= are for a TLS target; add ",tls"/],
+    [['legacy-db=db.internal:5432,ca=x.pem'], /ca=, sni= and client-cert=\/client-key= are for a TLS target; add ",tls"/],
+    [['legacy-db=db.internal:5432,tls,client-cert=c.pem'], /client-cert= and client-key= go together/],
     [['legacy-db=db.internal:5432,cert=a.pem'], /cert= and key= go together/],
     [['legacy-db=db.internal:5432,proxy'], /unknown option "proxy"/],
     [['legacy-db=:5432'], /is not an address to connect to/],
