@@ -61,7 +61,7 @@ export function gatewayCommands (p: Command, done: (code: Promise<number>) => Pr
   const repeat = (v: string, prev: string[] = []): string[] => [...prev, v]
   common(gw.command('terminating').description('terminate sidecars\' mTLS for services outside the mesh and connect to them'))
     .option('--listen <host:port>', 'where sidecars connect (default 0.0.0.0:8444)')
-    .option('--service <name=host:port[,tls][,ca=file][,sni=name][,cert=file,key=file]>', 'an external service this gateway represents (repeatable; the only targets it connects to)', repeat)
+    .option('--service <spec>', 'an external service: name=host:port[,tls][,ca=f][,sni=n][,client-cert=f,client-key=f][,cert=f,key=f] (repeatable; the only targets)', repeat)
     .option('--mesh-dir <dir>', 'the mesh dir: each service\'s SVID, the intentions, the catalog the services are registered in (env MESH_DIR)')
     .option('--ca <file>', 'trust bundle, with cert=/key= per service instead of the mesh dir\'s certificates')
     .option('--intentions <file>', 'intentions file (default: the mesh dir\'s)')
