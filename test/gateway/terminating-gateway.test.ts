@@ -55,6 +55,25 @@ t.test('allowed by intention: web reaches legacy-db (plain TCP) as an upstream, 
   await gw.stop()
 })
 
+t.test('repeated connections: resumed ones (tickets; the gateway takes no PSK) are verified and allowed too', async t => {
+  const mesh = await makeMesh(t, ['web'])
+  await mesh.writeIntentions([{ source: 'web', destination: 'legacy-db', action: 'allow' }])
+  const db = await startApp(t, echo)
+  const gw = await startTerminating(t, { meshDir: mesh.dir, service: [`legacy-db=127.0.0.1:${db.port}`] })
+  const web = await startSidecar(t, { service: 'web', meshDir: mesh.dir, upstream: ['legacy-db:0'] })
+  const port = web.addrs.upstreams.get('legacy-db')!.port
+  // web offers its PSK first; declined twice (this server takes none), it makes a full handshake that keeps a ticket (resumption.ts).
+  const N = 6
+  for (let n = 1; n <= N; n++) t.equal(await echoRoundTrip(port, `query ${n}`), `query ${n}`, `connection ${n}`)
+  await gw.sink.waitFor(() => gw.sink.msgs('conn closed').length === N)
+  t.equal(gw.sink.msgs('conn closed').filter(l => l.source === 'web' && l.reason === 'eof').length, N, 'all relayed, each with web verified')
+  t.equal(gw.sink.msgs('conn rejected').length, 0)
+  const resumed = web.sink.msgs('conn closed').filter(l => l.resumed === true).length
+  t.ok(resumed >= 1, `web resumed ${resumed} of them`)
+  await web.stop()
+  await gw.stop()
+})
+
 t.test('denied by intention: reset, the external service never sees a connection', async t => {
   const mesh = await makeMesh(t, ['billing'])
   await mesh.writeIntentions([{ source: 'web', destination: 'legacy-db', action: 'allow' }, { source: 'billing', destination: 'legacy-db', action: 'deny' }])
