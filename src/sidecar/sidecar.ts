@@ -180,7 +180,7 @@ export class Sidecar {
       notAfter: tls.svid.chain[0]!.notAfter.toISOString(),
       trustDomains: tls.bundle.trustDomains,
       inbound: inbound === null || cfg.to === null ? null : `${inbound.host}:${inbound.port} => ${cfg.to.host}:${cfg.to.port}`,
-      upstreams: [...upstreams].map(([s, hp]) => `${hp.host}:${hp.port} => ${s}`),
+      upstreams: [...upstreams].map(([s, hp]) => `${hp.host}:${hp.port} => ${s}${crossDc(cfg, s)}`),
       mode: this.#plane.mode, ...buildInfo()
     }, 'sidecar started')
   }
@@ -234,4 +234,10 @@ export class Sidecar {
     await Promise.all([this.#inbound?.destroy(), this.#upstreams?.close(true)])
     await this.close()
   }
+}
+
+/** ` (datacenter dc2)` for an upstream given --upstream-dc, else ''. */
+function crossDc (cfg: Config, service: string): string {
+  const dc = cfg.upstreams.find(u => u.service === service)?.datacenter
+  return dc === undefined ? '' : ` (datacenter ${dc})`
 }

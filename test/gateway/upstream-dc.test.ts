@@ -24,6 +24,7 @@ t.test('--upstream-dc db=dc2 with gateway modes local and remote', async t => {
 
   for (const mode of ['local', 'remote'] as const) {
     const web = await startSidecar(t, { service: 'web', meshDir: mesh.dir, upstream: ['db:0', 'billing:0'], upstreamDc: ['db=dc2'], meshGatewayMode: mode })
+    t.match(await web.sink.waitFor(l => l.msg === 'sidecar started'), { upstreams: [/ => db \(datacenter dc2\)$/, / => billing$/] })
     t.equal(await echoRoundTrip(web.addrs.upstreams.get('db')!.port, `to db, ${mode}`), `to db, ${mode}`, `${mode}: db in dc2 answers`)
     t.match(await web.sink.waitFor(l => l.msg === 'conn closed' && l.upstream === 'db'), { peer: `spiffe://${TD}/ns/default/dc/dc2/svc/db`, instance: `127.0.0.1:${(mode === 'local' ? gw1 : gw2).at.port}` }, `${mode}: first hop ${mode === 'local' ? 'our' : 'db\'s'} gateway, db of dc2 verified`)
     t.equal(await echoRoundTrip(web.addrs.upstreams.get('billing')!.port, 'to billing'), 'to billing', `${mode}: billing, in our datacenter, straight from the catalog`)
