@@ -18,7 +18,8 @@ import { MetricsRegistry } from '../metrics/metrics.js'
 import { AdminServer, sidecarView } from '../admin/server.js'
 import { seedMeshDir } from '../meshdir/seed.js'
 import type { HostPort } from '../core/config/types.js'
-import { ListenError } from '../core/errors.js'
+import { ERR, ListenError, MeshProxyError } from '../core/errors.js'
+import { runTwoDatacenterDemo } from './demo-dc.js'
 import { adminAt, printKeep, untilSignal, type DemoMesh } from './demo-keep.js'
 
 /** Keeps JSON log lines in memory and lets the demo wait for one. */
@@ -43,6 +44,8 @@ export interface DemoOptions {
   verbose?: boolean
   /** With keep: db's admin port, web's and billing's the next two; 0 = any free port (default 19000). */
   adminPort?: string
+  /** `2`: web in dc1 reaches db in dc2 through two mesh gateways (demo-dc.ts). */
+  datacenters?: string
   out?: (line: string) => void
 }
 
@@ -51,6 +54,7 @@ type Say = (line: string) => void
 /** Run the demo; resolves with the exit code (0 when everything behaved as intended). */
 export async function runDemo (opts: DemoOptions = {}): Promise<number> {
   const say: Say = opts.out ?? ((l: string) => { process.stdout.write(l + '\n') })
+  if (opts.datacenters !== undefined && opts.datacenters !== '1') return await twoDatacenters(opts, say)
   const temp = opts.meshDir === undefined
   // Validate before anything is written or bound.
   const adminBase = opts.keep === true ? adminAt(opts.adminPort) : undefined
@@ -83,6 +87,14 @@ export async function runDemo (opts: DemoOptions = {}): Promise<number> {
     if (temp) await rm(dir, { recursive: true, force: true })
     if (stopping) say(temp ? `removed the temporary mesh dir ${dir} (its CA key with it); stopped` : `kept the mesh dir ${dir}; stopped`)
   }
+}
+
+/** `--datacenters 2`, on its own: it brings its own temporary mesh dirs. */
+async function twoDatacenters (opts: DemoOptions, say: Say): Promise<number> {
+  if (opts.datacenters !== '2') throw new MeshProxyError(ERR.USAGE, `--datacenters: ${JSON.stringify(opts.datacenters)} is not 1 or 2`)
+  const other = (['keep', 'meshDir', 'seedOnly', 'adminPort'] as const).find(k => opts[k] !== undefined)
+  if (other !== undefined) throw new MeshProxyError(ERR.USAGE, `--datacenters 2 runs in temporary mesh dirs and stops when done; it does not take --${other.replace(/[A-Z]/g, c => '-' + c.toLowerCase())}`)
+  return await runTwoDatacenterDemo(say, opts.verbose === true)
 }
 
 /** The db app, db's sidecar, web's and billing's; with `adminBase` an admin endpoint each. */

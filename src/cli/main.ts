@@ -13,6 +13,7 @@ import { CERTS_DEV_DIR } from '../meshdir/seed.js'
 import { FIELDS, RUN_CLI_FLAGS, type Flag } from '../core/config/fields.js'
 import { versionLine } from '../build.js'
 import { completionScript } from './completion.js'
+import { gatewayCommands } from './gateway.js'
 import { CA_HELP, CONSUL_PROXY_HELP, INTENTION_HELP, ROOT_HELP } from './examples.js'
 
 const RUN_HELP = `
@@ -62,6 +63,7 @@ function program (out: (l: string) => void, result: { code: number }): Command {
     .addHelpText('after', ROOT_HELP)
   const ctx: Ctx = { out, done: (p: Promise<number>): Promise<void> => p.then(code => { result.code = code }) }
   for (const add of [runCommand, consulProxyCommand, configCommands, demoCommand, caCommands, certCommands, intentionCommands, devCommands, shellCommands]) add(p, ctx)
+  gatewayCommands(p, ctx.done)
   return p
 }
 
@@ -137,7 +139,8 @@ function demoCommand (p: Command, { out, done }: Ctx): void {
     .option('--force', 'seed --mesh-dir even if it holds a CA or keys (they are replaced by the dev CA)')
     .option('--verbose', 'also print the sidecars\' JSON logs to stderr')
     .option('--admin-port <port>', 'with --keep: db\'s admin port, web and billing take the next two; 0 = any free port (default 19000)')
-    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, force?: boolean, verbose?: boolean, adminPort?: string }) => done(runDemo({ ...o, out })))
+    .option('--datacenters <n>', '2: web in dc1 reaches db in dc2 through two mesh gateways (default 1)')
+    .action(async (o: { keep?: boolean, meshDir?: string, seedOnly?: boolean, force?: boolean, verbose?: boolean, adminPort?: string, datacenters?: string }) => done(runDemo({ ...o, out })))
 }
 
 function caCommands (p: Command, { out, done }: Ctx): void {

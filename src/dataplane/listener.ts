@@ -12,12 +12,12 @@ import type { Endpoint, HostPort, Timeouts } from '../core/config/types.js'
 import { DEFAULT_UNIX_SOCKET_MODE, isUnix } from '../core/config/endpoint.js'
 import { listen } from '../net/listen.js'
 import { listenUnix } from '../net/unix.js'
-import type { Metrics } from '../metrics/metrics.js'
+import type { Direction, Metrics } from '../metrics/metrics.js'
 import { ConnRegistry, type TrackedConn } from './conn-registry.js'
 
 /** What the base needs. */
 export interface ListenerOptions {
-  readonly kind: 'inbound' | 'outbound'
+  readonly kind: Direction
   readonly timeouts: Timeouts
   /** 0 = unlimited. */
   readonly maxConnections: number

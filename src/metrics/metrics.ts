@@ -5,8 +5,8 @@
  */
 import { buildInfo, type BuildInfo } from '../build.js'
 
-/** Connection direction. */
-export type Direction = 'inbound' | 'outbound'
+/** Connection direction: a sidecar's two listeners, or a gateway's one (src/gateway/). */
+export type Direction = 'inbound' | 'outbound' | 'mesh_gateway' | 'terminating_gateway'
 
 /** What the proxy reports. */
 export interface Metrics {

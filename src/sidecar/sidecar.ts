@@ -151,7 +151,8 @@ export class Sidecar {
     this.#unsubscribe = plane.intentions?.onChange(s => this.#intentionsChanged(s))
     const own = workloadOf(cfg.identityForm, plane.tls.current.svid.id)
     const datacenter = cfg.datacenter ?? own?.datacenter ?? DEFAULT_DATACENTER
-    this.#upstreams = new UpstreamSet({ config: cfg, datacenter, tls: plane.tls, resolver: plane.resolver, logger: this.#o.logger, metrics: this.#metrics })
+    const meshDir = cfg.plane.kind === 'mesh-dir' || cfg.plane.kind === 'files' || cfg.plane.kind === 'spiffe' ? cfg.plane.meshDir : null
+    this.#upstreams = new UpstreamSet({ config: cfg, datacenter, tls: plane.tls, resolver: plane.resolver, meshDir, logger: this.#o.logger, metrics: this.#metrics })
     const upstreams = new Map<string, HostPort>()
     const upstreamSockets = new Map<string, string>()
     for (const u of cfg.upstreams) {
@@ -188,7 +189,7 @@ export class Sidecar {
       notAfter: tls.svid.chain[0]!.notAfter.toISOString(),
       trustDomains: tls.bundle.trustDomains,
       inbound: inbound === null || cfg.to === null ? null : `${inbound.host}:${inbound.port} => ${formatEndpoint(cfg.to)}`,
-      upstreams: upstreams.map(([s, at]) => `${formatEndpoint(at)} => ${s}`),
+      upstreams: upstreams.map(([s, at]) => `${formatEndpoint(at)} => ${s}${crossDc(cfg, s)}`),
       mode: this.#plane.mode, ...buildInfo()
     }, 'sidecar started')
   }
@@ -242,4 +243,10 @@ export class Sidecar {
     await Promise.all([this.#inbound?.destroy(), this.#upstreams?.close(true)])
     await this.close()
   }
+}
+
+/** ` (datacenter dc2)` for an upstream given --upstream-dc, else ''. */
+function crossDc (cfg: Config, service: string): string {
+  const dc = cfg.upstreams.find(u => u.service === service)?.target?.datacenter
+  return dc === undefined ? '' : ` (datacenter ${dc})`
 }

@@ -13,6 +13,7 @@ import type { Watched } from '../core/watched.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { TlsState } from '../tls/context.js'
 import { UpstreamListener } from '../dataplane/outbound.js'
+import { gatewayResolver } from '../meshdir/gateways.js'
 
 /** What the set builds its listeners with. */
 export interface UpstreamSetOptions {
@@ -21,6 +22,8 @@ export interface UpstreamSetOptions {
   readonly tls: Watched<TlsState>
   /** The control plane's resolver, for upstreams without explicit instances. */
   readonly resolver: Resolver | null
+  /** The mesh dir, whose gateways.json leads to upstreams of other datacenters. */
+  readonly meshDir?: string | null
   readonly logger: Logger
   readonly metrics: Metrics
 }
@@ -52,7 +55,10 @@ export class UpstreamSet {
     const { config: cfg, tls, logger, metrics, datacenter } = this.#o
     // resolveConfig refuses a service given twice; a second listener here would outlive close().
     if (this.#byService.has(u.service)) throw new ConfigError('--upstream', `${u.service} is given twice; give each upstream service once`)
-    const resolver = u.instances !== null ? this.#staticResolver : this.#o.resolver
+    const dc = u.target?.datacenter ?? datacenter
+    // Another datacenter: through mesh gateways, except with Consul, which resolves instances there (?dc=).
+    const viaGateways = dc !== datacenter && cfg.plane.kind !== 'consul'
+    const resolver = u.instances !== null ? this.#staticResolver : viaGateways ? this.#gateways(u.service, dc) : this.#o.resolver
     // resolveConfig refuses an upstream without instances when the plane has no catalog.
     if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${isUnix(u.bind) ? formatEndpoint(u.bind) : u.bind.port}=host:port,...)`)
     if (u.instances !== null) this.#static.set(u.service, u.instances)
@@ -60,6 +66,15 @@ export class UpstreamSet {
     const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, ...(u.target === undefined ? {} : { target: u.target }), bind: u.bind, unixSocketMode: cfg.unixSocketMode, resolver, timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics, tunnel: cfg.tunnelUpstreams.includes('*') || cfg.tunnelUpstreams.includes(u.service) })
     this.#byService.set(u.service, { cfg: u, listener })
     return await listener.start()
+  }
+
+  /** The mesh gateways an upstream in datacenter `dc` is reached through (--mesh-gateway-mode). */
+  #gateways (service: string, dc: string): Resolver {
+    const { config: cfg, datacenter, meshDir } = this.#o
+    // resolveConfig refuses --upstream-dc without a mesh dir unless instances are listed.
+    if (meshDir == null) throw new ConfigError('--upstream-dc', `${service} is in ${dc}: give --mesh-dir, whose gateways.json lists the mesh gateways`)
+    const via = cfg.meshGatewayMode === 'local' ? datacenter : dc
+    return gatewayResolver(meshDir, via, `${service} is in ${dc}, --mesh-gateway-mode ${cfg.meshGatewayMode}`)
   }
 
   /** Apply `list` (SIGHUP with a config file); returns what changed and logs it once. */

@@ -28,6 +28,7 @@ export const RANKS: Readonly<Record<string, number>> = {
   dataplane: 5,
   plane: 5,
   sidecar: 6,
+  gateway: 6,
   admin: 7,
   runtime: 8,
   cli: 9,

@@ -8,6 +8,7 @@
  */
 import * as p from './parse.js'
 import type { Parser } from './parse.js'
+import { MESH_GATEWAY_MODES, upstreamDcs } from './upstream-dc.js'
 
 /** The shortest leaf the mesh dir's CA issues (meshdir/ca-store.ts refuses less). */
 export const MIN_LEAF_TTL_MS = 1_000
@@ -92,6 +93,8 @@ export const FIELDS = {
     choices: ['allow', 'deny'],
     parse: p.either('allow', 'deny', '"allow" or "deny"')
   }),
+  upstreamDc: field({ flag: '--upstream-dc <service=dc>', help: 'an upstream in another datacenter, reached through mesh gateways, e.g. db=dc2 (repeatable; default: ours)', default: 'ours', repeatable: true, parse: upstreamDcs }),
+  meshGatewayMode: field({ flag: '--mesh-gateway-mode <mode>', help: 'an upstream of another datacenter goes to our datacenter\'s mesh gateway (local) or to its own (remote); default local', default: 'local', choices: MESH_GATEWAY_MODES, parse: p.oneOf(MESH_GATEWAY_MODES, '"local" or "remote"') }),
   datacenter: field({ flag: '--datacenter <dc>', help: 'datacenter in expected upstream identities (default: our own certificate\'s)', default: 'our own certificate\'s', parse: p.str }),
   identityForm: field({ flag: '--identity-form <form>', help: 'how SPIFFE IDs name services: consul, kubernetes (ns/{namespace}/sa/{service}) or a template such as spiffe://{trustDomain}/workload/{service} (default consul)', default: 'consul', parse: p.identityForm }),
   federate: field({ flag: '--federate <td=file>', help: 'accept peers of another trust domain, verified against its bundle (SPIFFE bundle JSON or PEM), e.g. other.org=other.json (repeatable; default none)', default: 'none', repeatable: true, parse: p.federations }),

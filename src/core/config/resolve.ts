@@ -14,6 +14,7 @@ import { planeOf, portErrors, positiveTimeouts, sideErrors, unixSocketErrors, up
 import type { Config, PlaneConfig, UpstreamConfig } from './types.js'
 import { parseIdentityForm } from '../identity/forms.js'
 import { DEFAULT_UNIX_SOCKET_MODE } from './endpoint.js'
+import { upstreamDcErrors, withDatacenters } from './upstream-dc.js'
 
 export { parseHostPort, parseDuration, parseUpstream, isLoopback } from './parse.js'
 export { FIELDS, MAX_WORKERS } from './fields.js'
@@ -32,7 +33,7 @@ export function resolveConfig (src: ConfigSources): Config {
   errors.push(...federatedUpstreamErrors(v, s))
   if (v.proxyProtocol === 'v2' && s.to === null) errors.push(new ConfigError('--proxy-protocol', 'v2 is a header to the local app on inbound connections: give --to (the app) too, or leave --proxy-protocol off'))
   const plane = planeOf(s, errors)
-  errors.push(...upstreamErrors(s), ...portErrors(s), ...unixSocketErrors(s.upstreams, v.unixSocketMode !== undefined, v.workers ?? 1))
+  errors.push(...upstreamErrors(s), ...portErrors(s), ...unixSocketErrors(s.upstreams, v.unixSocketMode !== undefined, v.workers ?? 1), ...upstreamDcErrors(s.upstreams, v.upstreamDc, s.meshDir, s.controlPlane))
   // A missing service or plane has its error in the list already.
   if (v.service === undefined || plane === null || errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
   return deepFreeze(build(v.service, plane, v, s))
@@ -90,7 +91,7 @@ function settle (v: Values, raw: RawValues): Settled {
   return {
     listen,
     to,
-    upstreams: withTrustDomains(v.upstream ?? [], v.upstreamTrustDomain ?? []),
+    upstreams: withDatacenters(withTrustDomains(v.upstream ?? [], v.upstreamTrustDomain ?? []), v.upstreamDc),
     admin: v.admin,
     unsafeTarget: v.unsafeTarget ?? false,
     timeouts: {
@@ -139,6 +140,7 @@ function build (service: string, plane: PlaneConfig, v: Values, s: Settled): Con
     intentionsFile: v.intentions ?? null,
     defaultPolicy: v.defaultPolicy ?? null,
     datacenter: v.datacenter ?? null,
+    meshGatewayMode: v.meshGatewayMode ?? 'local',
     timeouts: s.timeouts,
     logLevel: v.logLevel ?? DEFAULT_LOG_LEVEL,
     unsafeTarget: s.unsafeTarget,
