@@ -52,8 +52,11 @@ t.test('--upstream-dc errors name the flag and the fix', async t => {
   const resolve = (flags: Record<string, unknown>): unknown => resolveConfig({ flags: { service: 'web', ...flags }, env: {}, file: null })
   t.throws(() => resolve({ meshDir: '/m', upstream: ['db:9191'], upstreamDc: ['cache=dc2'] }), { errors: [{ message: /--upstream-dc: cache=dc2 names no --upstream; give --upstream cache:<port> too/ }] })
   t.throws(() => resolve({ meshDir: '/m', upstream: ['db:9191'], upstreamDc: ['db'] }), { errors: [{ message: /"db" is not <upstream service>=<datacenter>/ }] })
-  t.throws(() => resolve({ controlPlane: 'consul', upstream: ['db:9191'], upstreamDc: ['db=dc2'] }), { errors: [{ message: /db is in dc2: its mesh gateways are read from the mesh dir's gateways\.json; give --mesh-dir, or list the gateway/ }] })
-  t.throws(() => resolve({ meshDir: '/m', upstream: ['db:9191'], meshGatewayMode: 'none' }), { errors: [{ message: /--mesh-gateway-mode: must be "local" or "remote"/ }] })
+  t.throws(() => resolve({ controlPlane: 'spiffe', spiffeEndpointSocket: 'unix:///a.sock', upstream: ['db:9191'], upstreamDc: ['db=dc2'] }), { errors: [{ message: /db is in dc2: its mesh gateways are read from the mesh dir's gateways\.json; give --mesh-dir, or list the gateway/ }] })
+  t.doesNotThrow(() => resolve({ controlPlane: 'consul', upstream: ['db:9191'], upstreamDc: ['db=dc2'] }), 'Consul resolves the instances in dc2 itself')
+  t.throws(() => resolve({ meshDir: '/m', upstream: ['db:9191'], upstreamDc: ['db=dc2'], meshGatewayMode: 'none' }), { errors: [{ message: /--mesh-gateway-mode: none sends db \(in dc2\) straight to its instances, and none are listed/ }] })
+  t.throws(() => resolve({ meshDir: '/m', upstream: ['db:9191'], meshGatewayMode: 'sideways' }), { errors: [{ message: /--mesh-gateway-mode: must be "local", "remote" or "none"/ }] })
+  t.doesNotThrow(() => resolve({ meshDir: '/m', upstream: ['db:9191=10.0.0.7:21000'], upstreamDc: ['db=dc2'], meshGatewayMode: 'none' }), 'none with the instances listed')
   t.doesNotThrow(() => resolve({ cert: 'a', key: 'b', ca: 'c', upstream: ['db:9191=10.0.0.1:8443'], upstreamDc: ['db=dc2'] }), 'a listed gateway needs no mesh dir')
 })
 

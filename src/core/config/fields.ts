@@ -94,7 +94,7 @@ export const FIELDS = {
     parse: p.either('allow', 'deny', '"allow" or "deny"')
   }),
   upstreamDc: field({ flag: '--upstream-dc <service=dc>', help: 'an upstream in another datacenter, reached through mesh gateways, e.g. db=dc2 (repeatable; default: ours)', default: 'ours', repeatable: true, parse: upstreamDcs }),
-  meshGatewayMode: field({ flag: '--mesh-gateway-mode <mode>', help: 'an upstream of another datacenter goes to our datacenter\'s mesh gateway (local) or to its own (remote); default local', default: 'local', choices: MESH_GATEWAY_MODES, parse: p.oneOf(MESH_GATEWAY_MODES, '"local" or "remote"') }),
+  meshGatewayMode: field({ flag: '--mesh-gateway-mode <mode>', help: 'an upstream of another datacenter goes to our datacenter\'s mesh gateway (local), to its own (remote), or straight to the instances listed with --upstream (none); default local', default: 'local', choices: MESH_GATEWAY_MODES, parse: p.oneOf(MESH_GATEWAY_MODES, '"local", "remote" or "none"') }),
   datacenter: field({ flag: '--datacenter <dc>', help: 'datacenter in expected upstream identities (default: our own certificate\'s)', default: 'our own certificate\'s', parse: p.str }),
   identityForm: field({ flag: '--identity-form <form>', help: 'how SPIFFE IDs name services: consul, kubernetes (ns/{namespace}/sa/{service}) or a template such as spiffe://{trustDomain}/workload/{service} (default consul)', default: 'consul', parse: p.identityForm }),
   federate: field({ flag: '--federate <td=file>', help: 'accept peers of another trust domain, verified against its bundle (SPIFFE bundle JSON or PEM), e.g. other.org=other.json (repeatable; default none)', default: 'none', repeatable: true, parse: p.federations }),

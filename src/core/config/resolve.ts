@@ -33,7 +33,7 @@ export function resolveConfig (src: ConfigSources): Config {
   errors.push(...federatedUpstreamErrors(v, s))
   if (v.proxyProtocol === 'v2' && s.to === null) errors.push(new ConfigError('--proxy-protocol', 'v2 is a header to the local app on inbound connections: give --to (the app) too, or leave --proxy-protocol off'))
   const plane = planeOf(s, errors)
-  errors.push(...upstreamErrors(s), ...portErrors(s), ...unixSocketErrors(s.upstreams, v.unixSocketMode !== undefined, v.workers ?? 1), ...upstreamDcErrors(s.upstreams, v.upstreamDc, s.meshDir, s.controlPlane))
+  errors.push(...upstreamErrors(s), ...portErrors(s), ...unixSocketErrors(s.upstreams, v.unixSocketMode !== undefined, v.workers ?? 1), ...upstreamDcErrors(s.upstreams, v.upstreamDc, s.meshDir, s.controlPlane, v.meshGatewayMode))
   // A missing service or plane has its error in the list already.
   if (v.service === undefined || plane === null || errors.length > 0) throw new AggregateError(errors, errors.map(e => e.message).join('\n'))
   return deepFreeze(build(v.service, plane, v, s))

@@ -105,7 +105,7 @@ export interface Config {
   /** Datacenter of the service identities; null = from the mesh dir (or dc1). */
   readonly datacenter: string | null
   /** Which mesh gateway an upstream of another datacenter is reached through (upstream-dc.ts). */
-  readonly meshGatewayMode: 'local' | 'remote'
+  readonly meshGatewayMode: 'local' | 'remote' | 'none'
   readonly timeouts: Timeouts
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   readonly unsafeTarget: boolean

@@ -10,7 +10,7 @@ import { ConfigError } from '../errors.js'
 import type { Parser } from './parse.js'
 import type { UpstreamConfig } from './types.js'
 
-export const MESH_GATEWAY_MODES = ['local', 'remote'] as const
+export const MESH_GATEWAY_MODES = ['local', 'remote', 'none'] as const
 export type MeshGatewayMode = typeof MESH_GATEWAY_MODES[number]
 
 const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?$/
@@ -33,13 +33,16 @@ export function withDatacenters (ups: readonly UpstreamConfig[], dcs: ReadonlyMa
 }
 
 /** An `--upstream-dc` for no upstream, or one that can find no gateway (no mesh dir for gateways.json, no listed instances). */
-export function upstreamDcErrors (ups: readonly UpstreamConfig[], dcs: ReadonlyMap<string, string> | undefined, meshDir: string | null, controlPlane: string): ConfigError[] {
+export function upstreamDcErrors (ups: readonly UpstreamConfig[], dcs: ReadonlyMap<string, string> | undefined, meshDir: string | null, controlPlane: string, mode: MeshGatewayMode = 'local'): ConfigError[] {
   const errors: ConfigError[] = []
   for (const [service, dc] of dcs ?? []) {
     const u = ups.find(x => x.service === service)
     if (u === undefined) errors.push(new ConfigError('--upstream-dc', `${service}=${dc} names no --upstream; give --upstream ${service}:<port> too`))
+    // none: no gateway; a mesh dir has no other datacenter's catalog, so the instances are the ones listed.
+    else if (mode === 'none' && u.instances === null && controlPlane !== 'consul') errors.push(new ConfigError('--mesh-gateway-mode', `none sends ${service} (in ${dc}) straight to its instances, and none are listed: give them (--upstream ${service}:<port>=<host:port>,...), or use local or remote`))
     // (With the mesh plane and no mesh dir, rules.ts already says the upstream has no instances.)
-    else if (u.instances === null && meshDir === null && controlPlane !== 'mesh') errors.push(new ConfigError('--upstream-dc', `${service} is in ${dc}: its mesh gateways are read from the mesh dir's gateways.json; give --mesh-dir, or list the gateway (--upstream ${service}:${'port' in u.bind ? u.bind.port : '<port>'}=<gateway host:port>)`))
+    // (Consul resolves the instances in that datacenter itself: no gateways.json needed.)
+    else if (u.instances === null && meshDir === null && controlPlane !== 'mesh' && controlPlane !== 'consul') errors.push(new ConfigError('--upstream-dc', `${service} is in ${dc}: its mesh gateways are read from the mesh dir's gateways.json; give --mesh-dir, or list the gateway (--upstream ${service}:${'port' in u.bind ? u.bind.port : '<port>'}=<gateway host:port>)`))
   }
   return errors
 }
