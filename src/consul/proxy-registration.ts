@@ -12,6 +12,7 @@
  * Shapes followed: Consul v1.20 agent/service (Get Service Configuration)
  * and the proxy configuration reference; test/fixtures/consul/.
  */
+import { parseSocketMode, parseUnixSocket } from '../core/config/endpoint.js'
 import type { HostPort, UpstreamConfig } from '../core/config/types.js'
 import { ConfigError } from '../core/errors.js'
 
@@ -37,7 +38,7 @@ const DEFAULTS = { bindAddress: '0.0.0.0', localConnectTimeoutMs: 1000, handshak
 
 interface UpstreamBody {
   DestinationType?: string, DestinationName?: string, DestinationNamespace?: string, DestinationPartition?: string, DestinationPeer?: string
-  Datacenter?: string, LocalBindAddress?: string, LocalBindPort?: number, LocalBindSocketPath?: string, Config?: Record<string, unknown> | null
+  Datacenter?: string, LocalBindAddress?: string, LocalBindPort?: number, LocalBindSocketPath?: string, LocalBindSocketMode?: string, Config?: Record<string, unknown> | null
 }
 interface ServiceBody {
   Kind?: string, ID?: string, Service?: string, Address?: string, Port?: number, Namespace?: string
@@ -90,15 +91,17 @@ function upstreamOf (u: UpstreamBody, at: string): UpstreamConfig {
   if (type !== 'service') throw new ConfigError(`${at}.DestinationType`, `${JSON.stringify(type)} is not supported (prepared queries are not resolved); use DestinationType "service"`)
   const name = given(u.DestinationName)
   if (name === undefined) throw new ConfigError(`${at}.DestinationName`, 'is missing: the upstream service\'s name')
-  if (given(u.LocalBindSocketPath) !== undefined) throw new ConfigError(`${at}.LocalBindSocketPath`, 'unix socket upstreams are not supported; give LocalBindAddress and LocalBindPort')
   if (given(u.DestinationPeer) !== undefined) throw new ConfigError(`${at}.DestinationPeer`, 'cluster peering is not supported; name a service of this cluster (another datacenter: Datacenter)')
-  if (u.LocalBindPort === undefined) throw new ConfigError(`${at}.LocalBindPort`, `is missing: the local port the app connects to for ${name}`)
+  const socket = given(u.LocalBindSocketPath)
+  if (socket === undefined && u.LocalBindPort === undefined) throw new ConfigError(`${at}.LocalBindPort`, `is missing: the local port the app connects to for ${name} (or LocalBindSocketPath)`)
   const namespace = given(u.DestinationNamespace)
   const datacenter = given(u.Datacenter)
   const partition = given(u.DestinationPartition)
   return {
     service: name,
-    bind: { host: given(u.LocalBindAddress) ?? DEFAULTS.upstreamBindAddress, port: port(`${at}.LocalBindPort`, u.LocalBindPort) },
+    // Consul's LocalBindSocketPath/Mode: a UNIX socket instead of an address (mode in octal, as Consul writes it).
+    bind: socket !== undefined ? parseUnixSocket(`unix:${socket}`, `${at}.LocalBindSocketPath`) : { host: given(u.LocalBindAddress) ?? DEFAULTS.upstreamBindAddress, port: port(`${at}.LocalBindPort`, u.LocalBindPort) },
+    ...(given(u.LocalBindSocketMode) === undefined ? {} : { socketMode: parseSocketMode(u.LocalBindSocketMode, `${at}.LocalBindSocketMode`) }),
     instances: null,
     target: { ...(namespace === undefined ? {} : { namespace }), ...(datacenter === undefined ? {} : { datacenter }), ...(partition === undefined ? {} : { partition }) },
     connectTimeoutMs: ms(`${at}.Config.connect_timeout_ms`, u.Config?.connect_timeout_ms, DEFAULTS.upstreamConnectTimeoutMs)

@@ -63,7 +63,7 @@ export class UpstreamSet {
     if (resolver === null) throw new ConfigError('--upstream', `upstream ${u.service} has no instances and the control plane has no catalog; list them (${u.service}:${isUnix(u.bind) ? formatEndpoint(u.bind) : u.bind.port}=host:port,...)`)
     if (u.instances !== null) this.#static.set(u.service, u.instances)
     const timeouts = u.connectTimeoutMs === undefined ? cfg.timeouts : { ...cfg.timeouts, connectTimeoutMs: u.connectTimeoutMs }
-    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, ...(u.target === undefined ? {} : { target: u.target }), bind: u.bind, unixSocketMode: cfg.unixSocketMode, resolver, timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics, tunnel: cfg.tunnelUpstreams.includes('*') || cfg.tunnelUpstreams.includes(u.service) })
+    const listener = new UpstreamListener({ upstream: u.service, namespace: cfg.namespace, identityForm: cfg.identityForm, datacenter, ...(u.target === undefined ? {} : { target: u.target }), bind: u.bind, unixSocketMode: u.socketMode ?? cfg.unixSocketMode, resolver, timeouts, maxConnections: cfg.maxConnections, tls, logger, metrics, tunnel: cfg.tunnelUpstreams.includes('*') || cfg.tunnelUpstreams.includes(u.service) })
     this.#byService.set(u.service, { cfg: u, listener })
     return await listener.start()
   }

@@ -7,6 +7,9 @@
 import t, { type Test } from 'tap'
 import { EventEmitter, once } from 'node:events'
 import { connect, type Socket } from 'node:net'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { agentForWebAndDb, consulFixture, type ConsulDouble } from '../helpers/consul-double.js'
 import { appTry, captureLogger, echo, echoRoundTrip, makeMesh, startApp, startSidecar, TD, type LogSink, type TestMesh } from '../helpers/mesh.js'
 import { issueCert } from '../../src/ca/issue.js'
@@ -238,5 +241,27 @@ t.test('an upstream in another namespace and datacenter: instances, SNI and expe
   const at = hostPort((reloaded.listening as Record<string, string>).db!)
   t.equal(await roundTrip(at.host, at.port, 'x'), '')
   t.match((await refusedLine).err, /expected spiffe:\/\/[^ ]+\/ns\/default\/dc\/dc1\/svc\/db/)
+  t.equal(await proxy.stop(), 0)
+})
+
+t.test('an upstream on a UNIX socket (LocalBindSocketPath, LocalBindSocketMode), as Consul registers it', async t => {
+  const mesh = await makeMesh(t, [])
+  const { agent, port } = await agentForWebAndDb(t, mesh)
+  await backend(t, mesh, agent, port, 'db')
+  // Short: a UNIX socket path has at most 107 bytes, tap's fixture dirs are longer.
+  const dir = await mkdtemp(join(tmpdir(), 'mp-cp-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const path = join(dir, 'db.sock')
+  const webApp = await startApp(t, echo)
+  agent.setService('web-sidecar-proxy', webRegistration(webApp.port, [{ DestinationName: 'db', LocalBindSocketPath: path, LocalBindSocketMode: '0600' }]))
+  const proxy = await startProxy(t, { sidecarFor: 'web', httpAddr: `127.0.0.1:${port}` })
+  t.equal(proxy.addrs.upstreamSockets.get('db'), path, 'listening on the registration\'s socket path')
+  t.equal((await stat(path)).mode & 0o777, 0o600, 'with the registration\'s mode')
+  const s = connect(path)
+  let got = ''
+  s.on('data', (d: Buffer) => { got += d.toString(); if (got === 'over a socket') s.end() })
+  s.write('over a socket')
+  await once(s, 'close')
+  t.equal(got, 'over a socket', 'the app reaches db through the socket')
   t.equal(await proxy.stop(), 0)
 })

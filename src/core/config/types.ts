@@ -27,6 +27,8 @@ export interface UpstreamConfig {
   readonly target?: UpstreamTarget
   /** Consul's per-upstream `connect_timeout_ms`, instead of --connect-timeout. */
   readonly connectTimeoutMs?: number
+  /** Consul's `LocalBindSocketMode`: this upstream's UNIX socket mode, instead of --unix-socket-mode. */
+  readonly socketMode?: number
 }
 
 /** Another trust domain we accept peers of (SPIFFE federation): its bundle, as a file we follow. */
