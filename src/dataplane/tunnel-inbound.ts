@@ -22,7 +22,7 @@ import type { Logger } from 'pino'
 import { decidedBy, formatServiceRef, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import type { PeerIdentity } from '../tls/peer.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { TUNNEL_SETTINGS, TUNNEL_SESSION_WINDOW } from './tunnel-limits.js'
+import { TUNNEL_SESSION_MEMORY_MB, TUNNEL_SETTINGS, TUNNEL_SESSION_WINDOW } from './tunnel-limits.js'
 
 /** Who a tunnel is from, verified at its handshake. */
 export interface TunnelPeer {
@@ -52,7 +52,7 @@ export interface TunnelHost {
 /** Turns verified TLS connections into tunnel sessions and their streams into connections. */
 export class TunnelAcceptor {
   readonly #host: TunnelHost
-  readonly #server = http2.createServer({ settings: TUNNEL_SETTINGS })
+  readonly #server = http2.createServer({ settings: TUNNEL_SETTINGS, maxSessionMemory: TUNNEL_SESSION_MEMORY_MB })
   readonly #sessions = new Set<Http2Session>()
   #adopting: TunnelPeer | undefined
   #streams = 0

@@ -25,7 +25,7 @@ import { PeerIdentityError } from '../core/errors.js'
 import type { Instance } from '../core/resolver.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { TUNNEL_ALPN } from '../tls/alpn.js'
-import { TUNNEL_MAX_PER_INSTANCE, TUNNEL_MAX_STREAMS, TUNNEL_SESSION_WINDOW, TUNNEL_SETTINGS } from './tunnel-limits.js'
+import { TUNNEL_MAX_PER_INSTANCE, TUNNEL_MAX_STREAMS, TUNNEL_SESSION_MEMORY_MB, TUNNEL_SESSION_WINDOW, TUNNEL_SETTINGS } from './tunnel-limits.js'
 import type { Upstream } from './upstream-attempt.js'
 
 /** How long an instance that answered without the tunnel token is served plain before it is asked again. */
@@ -121,7 +121,7 @@ export class TunnelPool {
       return { up, claimed: false }
     }
     if (this.#closed) { up.tls.destroy(); throw new Error('upstream listener closed') }
-    const session = http2.connect(`http://${key}`, { createConnection: () => up.tls, settings: TUNNEL_SETTINGS })
+    const session = http2.connect(`http://${key}`, { createConnection: () => up.tls, settings: TUNNEL_SETTINGS, maxSessionMemory: TUNNEL_SESSION_MEMORY_MB })
     const t: Tunnel = { session, up, streams: 0, carried: 0, retired: false }
     const list = this.#tunnels.get(key) ?? []
     list.push(t)
