@@ -22,6 +22,7 @@ import type { Logger } from 'pino'
 import { decidedBy, formatServiceRef, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import type { PeerIdentity } from '../tls/peer.js'
 import type { Metrics } from '../metrics/metrics.js'
+import { endsWithItsConnection } from './tunnel-pool.js'
 import { TUNNEL_SESSION_MEMORY_MB, TUNNEL_SETTINGS, TUNNEL_SESSION_WINDOW } from './tunnel-limits.js'
 
 /** Who a tunnel is from, verified at its handshake. */
@@ -81,6 +82,7 @@ export class TunnelAcceptor {
     if (peer === undefined) { session.destroy(); return }
     const { logger, metrics } = this.#host
     const opened = performance.now()
+    endsWithItsConnection(session, peer.tls)
     const untrack = metrics.trackTunnel('inbound')
     this.#sessions.add(session)
     let streams = 0

@@ -19,7 +19,8 @@
  *   connect to its app is inside it): 200 opens, 403 is an intention denial,
  *   503 the far app unreachable; anything else, or no answer, is a refusal.
  */
-import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type Http2Session } from 'node:http2'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { PeerIdentityError } from '../core/errors.js'
 import type { Instance } from '../core/resolver.js'
@@ -122,6 +123,7 @@ export class TunnelPool {
     }
     if (this.#closed) { up.tls.destroy(); throw new Error('upstream listener closed') }
     const session = http2.connect(`http://${key}`, { createConnection: () => up.tls, settings: TUNNEL_SETTINGS, maxSessionMemory: TUNNEL_SESSION_MEMORY_MB })
+    endsWithItsConnection(session, up.tls)
     const t: Tunnel = { session, up, streams: 0, carried: 0, retired: false }
     const list = this.#tunnels.get(key) ?? []
     list.push(t)
@@ -165,6 +167,22 @@ export class TunnelPool {
       t.session.destroy()
     })))
   }
+}
+
+/**
+ * A tunnel's connection that ends (a FIN, with or without close_notify) ends
+ * the tunnel: its live streams are destroyed with an error, so each app
+ * connection on it is reset. Without this, a peer killed -9 whose kernel sends
+ * a bare FIN (the socket is half-open: allowHalfOpen) left every stream
+ * waiting for frames that never come. A tunnel closed in order has sent
+ * GOAWAY and finished its streams first: nothing is left to destroy.
+ */
+export function endsWithItsConnection (session: Http2Session, tls: Duplex): void {
+  tls.once('end', () => {
+    if (!session.destroyed) session.destroy(new Error('the tunnel\'s connection ended: its peer is gone'))
+    // Half-open (allowHalfOpen), the socket would stay, and the session with it, never 'close'd.
+    tls.destroy()
+  })
 }
 
 /** Resolves on a 200 to CONNECT; rejects with why otherwise, or after `ms` without an answer. */

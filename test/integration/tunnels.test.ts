@@ -7,7 +7,7 @@
 // and a client that is not mesh-proxy must still be served over plain mTLS.
 import t, { type Test } from 'tap'
 import { spawnSync, spawn } from 'node:child_process'
-import { connect } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { echo, echoSha, makeMesh, mtlsTry, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
 import { MB, downloadApp, drain, meshAllowing, patternSha, spawnSidecar, stream } from '../helpers/faults.js'
 
@@ -166,4 +166,34 @@ t.test('--upstream-tunnel names upstreams of this sidecar', async t => {
   t.throws(() => resolveConfig({ flags: { service: 'web', upstream: ['db:0=127.0.0.1:1'], upstreamTunnel: ['dbb'], meshDir: mesh.dir }, env: {}, file: null }), /--upstream-tunnel: dbb is not an upstream of this sidecar \(it has: db\)/)
   t.throws(() => resolveConfig({ flags: { service: 'web', upstream: ['db:0=127.0.0.1:1'], upstreamTunnel: ['no such'], meshDir: mesh.dir }, env: {}, file: null }), /is not an upstream service name \(or \* for every upstream\)/)
   t.same(resolveConfig({ flags: { service: 'web', upstream: ['db:0=127.0.0.1:1'], upstreamTunnel: ['*'], meshDir: mesh.dir }, env: {}, file: null }).tunnelUpstreams, ['*'])
+})
+
+t.test('the tunnel\'s connection ends with a bare FIN (a peer gone, its kernel closing in order): every stream on it is reset, none hangs', async t => {
+  const mesh = await meshAllowing(t)
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${await downloadApp(t, 256 * MB)}`, meshDir: mesh.dir, admin: 'off' })
+  // Between web and db, a TCP relay of ours that can end web's side with a FIN and no close_notify.
+  const pairs: Array<{ web: Socket, db: Socket }> = []
+  const middle = createServer(w => {
+    const d = connect(db.addrs.inbound!.port, '127.0.0.1')
+    w.on('error', () => {}); d.on('error', () => {})
+    w.pipe(d); d.pipe(w)
+    pairs.push({ web: w, db: d })
+  })
+  await new Promise<void>(resolve => middle.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const p of pairs) { p.web.destroy(); p.db.destroy() } middle.close() })
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${(middle.address() as AddressInfo).port}`], upstreamTunnel: ['db'], meshDir: mesh.dir, admin: 'off' })
+  const port = web.addrs.upstreams.get('db')!.port
+  let cut = false
+  let flowing = 0
+  const both = [0, 1].map(() => drain(connect(port, '127.0.0.1'), n => {
+    if (n >= 2 * MB && ++flowing >= 2 && !cut) {
+      cut = true
+      for (const p of pairs) { p.db.unpipe(p.web); p.web.unpipe(p.db); p.db.destroy(); p.web.end() }
+    }
+  }))
+  const got = await Promise.all(both)
+  for (const [i, g] of got.entries()) t.same({ reset: g.reset, cleanEnd: g.cleanEnd }, { reset: true, cleanEnd: false }, `stream ${i + 1}: reset, no orderly end (${g.bytes} bytes)`)
+  t.same(web.sink.msgs('conn closed').map(l => l.reason), ['peer_aborted', 'peer_aborted'])
+  await web.stop()
+  await db.stop()
 })
