@@ -11,6 +11,7 @@ import http2 from 'node:http2'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { grpcFrame } from '../../src/core/grpc.js'
 import { pemBlocks } from '../../src/core/identity/x509.js'
 import { encodeX509SvidResponse, type WorkloadSvid, type X509SvidResponse } from '../../src/core/identity/workload-api.js'
 
@@ -55,7 +56,7 @@ export class WorkloadApiDouble {
     this.#streams.add(stream)
     stream.on('close', () => this.#streams.delete(stream))
     stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }))
-    stream.write(frame(encodeX509SvidResponse(a)))
+    stream.write(grpcFrame(encodeX509SvidResponse(a)))
   }
 
   /** A Trailers-Only response, as grpc-go sends an error before any message. */
@@ -73,12 +74,12 @@ export class WorkloadApiDouble {
   push (answer: DoubleAnswer): void {
     this.#answer = answer
     if ('status' in answer) return
-    for (const s of this.#streams) s.write(frame(encodeX509SvidResponse(answer)))
+    for (const s of this.#streams) s.write(grpcFrame(encodeX509SvidResponse(answer)))
   }
 
   /** Bytes that are not a valid X509SVIDResponse, on every open stream. */
   pushGarbage (): void {
-    for (const s of this.#streams) s.write(frame(Buffer.from([0x0a, 0x7f, 0x01])))
+    for (const s of this.#streams) s.write(grpcFrame(Buffer.from([0x0a, 0x7f, 0x01])))
   }
 
   /** Stop listening and drop every connection (the agent dies); `listen()` again to restart it. */
@@ -91,12 +92,6 @@ export class WorkloadApiDouble {
     await new Promise<void>(resolve => server.close(() => resolve()))
     await rm(this.path, { force: true })
   }
-}
-
-function frame (msg: Uint8Array): Buffer {
-  const head = Buffer.alloc(5)
-  head.writeUInt32BE(msg.length, 1)
-  return Buffer.concat([head, msg])
 }
 
 /** Start a double on a socket in a short temporary dir (a UNIX socket path has at most 107 bytes); stopped and removed at teardown. */

@@ -28,8 +28,7 @@ export function resolveConfig (src: ConfigSources): Config {
   const s = settle(v, raw)
   errors.push(...positiveTimeouts(s.timeouts))
   errors.push(...sideErrors(s, errors.length))
-  const unknown = (v.upstreamTunnel ?? []).filter(n => n !== '*' && !s.upstreams.some(u => u.service === n))
-  if (unknown.length > 0) errors.push(new ConfigError('--upstream-tunnel', `${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not an upstream of this sidecar (it has: ${s.upstreams.map(u => u.service).join(', ') || 'none'}); give the --upstream too, or drop the name`))
+  errors.push(...notUpstreams('--upstream-tunnel', (v.upstreamTunnel ?? []).filter(n => n !== '*'), s.upstreams))
   errors.push(...federatedUpstreamErrors(v, s))
   if (v.proxyProtocol === 'v2' && s.to === null) errors.push(new ConfigError('--proxy-protocol', 'v2 is a header to the local app on inbound connections: give --to (the app) too, or leave --proxy-protocol off'))
   const plane = planeOf(s, errors)
@@ -71,13 +70,22 @@ function parseValues (raw: RawValues, errors: ConfigError[]): Values {
   return out as Values
 }
 
+/** `names` given to `flag` that are not upstreams of this sidecar: one error naming them and the upstreams there are. */
+function notUpstreams (flag: string, names: readonly string[], upstreams: readonly UpstreamConfig[]): ConfigError[] {
+  const unknown = names.filter(n => !upstreams.some(u => u.service === n))
+  if (unknown.length === 0) return []
+  return [new ConfigError(flag, `${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not an upstream of this sidecar (it has: ${upstreams.map(u => u.service).join(', ') || 'none'}); give the --upstream too, or drop the name`)]
+}
+
 /** An upstream in another trust domain: one of ours, whose trust domain we federate (or may, over the Workload API). */
 function federatedUpstreamErrors (v: Values, s: Settled): ConfigError[] {
   const errors: ConfigError[] = []
   const federated = new Set((v.federate ?? []).map(f => f.trustDomain))
-  for (const { service, trustDomain } of v.upstreamTrustDomain ?? []) {
-    if (!s.upstreams.some(u => u.service === service)) errors.push(new ConfigError('--upstream-trust-domain', `${service} is not an upstream of this sidecar (it has: ${s.upstreams.map(u => u.service).join(', ') || 'none'}); give the --upstream too, or drop it`))
-    else if (!federated.has(trustDomain) && s.controlPlane !== 'spiffe') errors.push(new ConfigError('--upstream-trust-domain', `${service}=${trustDomain}: ${trustDomain} is not federated, so its servers could not be verified; add --federate ${trustDomain}=<its bundle>`))
+  const named = v.upstreamTrustDomain ?? []
+  errors.push(...notUpstreams('--upstream-trust-domain', named.map(x => x.service), s.upstreams))
+  for (const { service, trustDomain } of named) {
+    if (!s.upstreams.some(u => u.service === service)) continue
+    if (!federated.has(trustDomain) && s.controlPlane !== 'spiffe') errors.push(new ConfigError('--upstream-trust-domain', `${service}=${trustDomain}: ${trustDomain} is not federated, so its servers could not be verified; add --federate ${trustDomain}=<its bundle>`))
   }
   return errors
 }
