@@ -19,14 +19,14 @@
  *   connect to its app is inside it): 200 opens, 403 is an intention denial,
  *   503 the far app unreachable; anything else, or no answer, is a refusal.
  */
-import http2, { type ClientHttp2Session, type ClientHttp2Stream, type Http2Session } from 'node:http2'
-import type { Duplex } from 'node:stream'
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2'
 import type { Logger } from 'pino'
 import { PeerIdentityError } from '../core/errors.js'
 import type { Instance } from '../core/resolver.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { TUNNEL_ALPN } from '../tls/alpn.js'
 import { TUNNEL_MAX_PER_INSTANCE, TUNNEL_MAX_STREAMS, TUNNEL_SESSION_MEMORY_MB, TUNNEL_SESSION_WINDOW, TUNNEL_SETTINGS } from './tunnel-limits.js'
+import { endsWithItsConnection, TunnelTransport } from './tunnel-transport.js'
 import type { Upstream } from './upstream-attempt.js'
 
 /** How long an instance that answered without the tunnel token is served plain before it is asked again. */
@@ -122,7 +122,7 @@ export class TunnelPool {
       return { up, claimed: false }
     }
     if (this.#closed) { up.tls.destroy(); throw new Error('upstream listener closed') }
-    const session = http2.connect(`http://${key}`, { createConnection: () => up.tls, settings: TUNNEL_SETTINGS, maxSessionMemory: TUNNEL_SESSION_MEMORY_MB })
+    const session = http2.connect(`http://${key}`, { createConnection: () => new TunnelTransport(up.tls), settings: TUNNEL_SETTINGS, maxSessionMemory: TUNNEL_SESSION_MEMORY_MB })
     endsWithItsConnection(session, up.tls)
     const t: Tunnel = { session, up, streams: 0, carried: 0, retired: false }
     const list = this.#tunnels.get(key) ?? []
@@ -167,22 +167,6 @@ export class TunnelPool {
       t.session.destroy()
     })))
   }
-}
-
-/**
- * A tunnel's connection that ends (a FIN, with or without close_notify) ends
- * the tunnel: its live streams are destroyed with an error, so each app
- * connection on it is reset. Without this, a peer killed -9 whose kernel sends
- * a bare FIN (the socket is half-open: allowHalfOpen) left every stream
- * waiting for frames that never come. A tunnel closed in order has sent
- * GOAWAY and finished its streams first: nothing is left to destroy.
- */
-export function endsWithItsConnection (session: Http2Session, tls: Duplex): void {
-  tls.once('end', () => {
-    if (!session.destroyed) session.destroy(new Error('the tunnel\'s connection ended: its peer is gone'))
-    // Half-open (allowHalfOpen), the socket would stay, and the session with it, never 'close'd.
-    tls.destroy()
-  })
 }
 
 /** Resolves on a 200 to CONNECT; rejects with why otherwise, or after `ms` without an answer. */

@@ -197,3 +197,15 @@ t.test('the tunnel\'s connection ends with a bare FIN (a peer gone, its kernel c
   await web.stop()
   await db.stop()
 })
+
+t.test('many streams of one tunnel, all two-way at once: every byte back on each, and the tunnel still serves after', async t => {
+  const mesh = await meshAllowing(t)
+  const app = await startApp(t, echo)
+  const { db, web, upstream } = await pair(t, mesh, app.port)
+  const all = await Promise.all(Array.from({ length: 16 }, () => echoSha(upstream, 4 * MB)))
+  for (const [i, r] of all.entries()) t.same({ bytes: r.receivedBytes, same: r.received === r.sent }, { bytes: 4 * MB, same: true }, `stream ${i + 1}: 4 MiB up and back`)
+  t.equal(web.sink.msgs('tunnel opened').length, 1, 'all on one tunnel')
+  t.equal((await echoSha(upstream, 1000)).receivedBytes, 1000, 'a new connection after them')
+  await web.stop()
+  await db.stop()
+})
