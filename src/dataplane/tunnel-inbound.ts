@@ -54,7 +54,8 @@ export interface TunnelHost {
 export class TunnelAcceptor {
   readonly #host: TunnelHost
   readonly #server = http2.createServer({ settings: TUNNEL_SETTINGS, maxSessionMemory: TUNNEL_SESSION_MEMORY_MB })
-  readonly #sessions = new Set<Http2Session>()
+  /** Live tunnels and the TLS socket each runs on. */
+  readonly #sessions = new Map<Http2Session, TLSSocket>()
   #adopting: TunnelPeer | undefined
   #streams = 0
 
@@ -84,7 +85,7 @@ export class TunnelAcceptor {
     const opened = performance.now()
     endsWithItsConnection(session, peer.tls)
     const untrack = metrics.trackTunnel('inbound')
-    this.#sessions.add(session)
+    this.#sessions.set(session, peer.tls)
     let streams = 0
     const fields = { ...peer.id, tunnel: true, peer: peer.peerId, source: formatServiceRef(peer.source), remote: peer.remote, resumed: peer.resumed, psk: peer.psk }
     logger.info(fields, 'tunnel opened')
@@ -136,14 +137,17 @@ export class TunnelAcceptor {
 
   /** GOAWAY on every tunnel: live streams finish, new ones go to a new tunnel (rotation, drain). */
   closeAll (): void {
-    for (const s of this.#sessions) if (!s.closed) s.close()
+    for (const s of this.#sessions.keys()) if (!s.closed) s.close()
   }
 
   /** Tear every tunnel down now; resolves once each is closed (its gauge and log line done). Idempotent. */
   async destroy (): Promise<void> {
-    await Promise.all([...this.#sessions].map(s => new Promise<void>(resolve => {
+    await Promise.all([...this.#sessions].map(([s, tls]) => new Promise<void>(resolve => {
       s.once('close', () => resolve())
       s.destroy()
+      // A session close()d before (GOAWAY) only ends its socket and waits for
+      // the peer's FIN: a stopped or dead peer never sends it.
+      tls.destroy()
     })))
   }
 }

@@ -47,6 +47,8 @@ interface Tunnel {
   streams: number
   carried: number
   retired: boolean
+  /** Its session's 'close' has been emitted (gauge and log line done). */
+  gone: boolean
 }
 
 /** The plain connection a server without tunnels made: for the first app connection that waited on it only. */
@@ -124,7 +126,7 @@ export class TunnelPool {
     if (this.#closed) { up.tls.destroy(); throw new Error('upstream listener closed') }
     const session = http2.connect(`http://${key}`, { createConnection: () => new TunnelTransport(up.tls), settings: TUNNEL_SETTINGS, maxSessionMemory: TUNNEL_SESSION_MEMORY_MB })
     endsWithItsConnection(session, up.tls)
-    const t: Tunnel = { session, up, streams: 0, carried: 0, retired: false }
+    const t: Tunnel = { session, up, streams: 0, carried: 0, retired: false, gone: false }
     const list = this.#tunnels.get(key) ?? []
     list.push(t)
     this.#tunnels.set(key, list)
@@ -137,6 +139,7 @@ export class TunnelPool {
     this.#o.logger.info(fields, 'tunnel opened')
     session.once('close', () => {
       t.retired = true
+      t.gone = true
       const now = this.#tunnels.get(key)?.filter(x => x !== t) ?? []
       if (now.length === 0) this.#tunnels.delete(key)
       else this.#tunnels.set(key, now)
@@ -162,9 +165,13 @@ export class TunnelPool {
     const all = [...this.#tunnels.values()].flat()
     this.#plainUntil.clear()
     await Promise.all(all.map(t => new Promise<void>(resolve => {
-      if (t.session.destroyed && t.session.closed) { resolve(); return }
+      // (session.closed is true from close() on, long before its 'close': not the test.)
+      if (t.gone) { resolve(); return }
       t.session.once('close', () => resolve())
       t.session.destroy()
+      // A session close()d before (a retired tunnel) only ends its socket and
+      // waits for the peer's FIN: a stopped or dead peer never sends it.
+      t.up.tls.destroy()
     })))
   }
 }

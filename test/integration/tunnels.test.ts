@@ -209,3 +209,24 @@ t.test('many streams of one tunnel, all two-way at once: every byte back on each
   await web.stop()
   await db.stop()
 })
+
+t.test('SIGTERM while the peer has stopped reading (SIGSTOP): the drain is bounded by --drain-timeout, the app is reset', async t => {
+  const mesh = await meshAllowing(t)
+  let appBytes = 0
+  let flowing: () => void = () => {}
+  const flows = new Promise<void>(resolve => { flowing = resolve })
+  const app = await startApp(t, s => { s.on('data', (d: Buffer) => { appBytes += d.length; if (appBytes >= 2 * MB) flowing() }) })
+  const db = await spawnSidecar(t, ['--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir])
+  t.teardown(() => { db.child.kill('SIGCONT') })
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.inbound!}`], upstreamTunnel: ['db'], meshDir: mesh.dir, admin: 'off', drainTimeout: '300ms' })
+  const c = connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1')
+  const ended = drain(c)
+  stream(c, 256 * MB, true)
+  await flows
+  db.child.kill('SIGSTOP')
+  await web.stop()
+  t.pass('stop() returned with the peer stopped')
+  t.match(await ended, { reset: true, cleanEnd: false }, 'the app of the cut connection is reset')
+  t.match(web.sink.msgs('conn closed')[0], { tunnel: true, reason: 'aborted' })
+  t.equal(web.metrics.get('mesh_proxy_tunnels_active', { direction: 'outbound' }), 0)
+})
