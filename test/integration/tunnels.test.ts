@@ -210,6 +210,68 @@ t.test('many streams of one tunnel, all two-way at once: every byte back on each
   await db.stop()
 })
 
+t.test('a stream revoked by --enforce-on-change reaches the calling app as a reset, not an end', async t => {
+  const mesh = await meshAllowing(t)
+  const app = await startApp(t, echo)
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, admin: 'off', enforceOnChange: true })
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`], upstreamTunnel: ['db'], meshDir: mesh.dir, admin: 'off' })
+  const c = connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1')
+  const ended = drain(c)
+  c.write('held')
+  await new Promise<void>(resolve => c.once('data', () => resolve()))
+  await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'deny' }], 'deny', 2)
+  t.match(await db.sink.waitFor(l => l.msg === 'intentions reloaded' && l.version === 2), { closedConnections: 1 })
+  t.match(await ended, { bytes: 4, reset: true, cleanEnd: false }, 'the calling app is reset')
+  t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { tunnel: true, reason: 'revoked', intention: 'web => db' })
+  t.match(await web.sink.waitFor(l => l.msg === 'conn closed'), { tunnel: true, reason: 'peer_aborted' })
+  t.equal(web.metrics.get('mesh_proxy_connections_total', { direction: 'outbound', result: 'peer_aborted' }), 1)
+  await web.stop()
+  await db.stop()
+})
+
+t.test('the outbound sidecar is killed (-9): the inbound ends its tunnel and resets the app connection the tunnel carried', async t => {
+  const mesh = await meshAllowing(t)
+  const endings: Array<Promise<Awaited<ReturnType<typeof drain>>>> = []
+  const app = await startApp(t, s => { endings.push(drain(s)); s.write('hi') })
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${app.port}`, meshDir: mesh.dir, admin: 'off' })
+  const web = await spawnSidecar(t, ['--service', 'web', '--upstream', `db:0=127.0.0.1:${db.addrs.inbound!.port}`, '--upstream-tunnel', 'db', '--mesh-dir', mesh.dir])
+  const c = connect(web.upstream!, '127.0.0.1')
+  const client = drain(c)
+  await new Promise<void>(resolve => c.once('data', () => resolve()))
+  t.equal(db.metrics.get('mesh_proxy_tunnels_active', { direction: 'inbound' }), 1)
+  await web.kill()
+  // Its client is closed by the dead process's kernel: a FIN or a reset, the kernel's choice.
+  t.equal((await client).bytes, 2, 'the client of the killed sidecar had the greeting, then was closed')
+  t.match(await db.sink.waitFor(l => l.msg === 'conn closed'), { tunnel: true, reason: 'peer_aborted' })
+  await db.sink.waitFor(l => l.msg === 'tunnel closed')
+  t.match(await endings[0], { reset: true, cleanEnd: false }, 'the app behind the inbound is reset, not left open or ended')
+  t.equal(db.metrics.get('mesh_proxy_tunnels_active', { direction: 'inbound' }), 0, 'no tunnel left')
+  t.equal(db.metrics.get('mesh_proxy_connections_active', { direction: 'inbound' }), 0, 'no connection left')
+  await db.stop()
+})
+
+t.test('the inbound sidecar is killed (-9) while its tunnel is idle: the held connection is reset, and a restarted sidecar gets a new tunnel', async t => {
+  const mesh = await meshAllowing(t)
+  const app = await startApp(t, echo)
+  const first = await spawnSidecar(t, ['--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir])
+  const port = first.inbound!
+  const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${port}`], upstreamTunnel: ['db'], meshDir: mesh.dir, admin: 'off' })
+  const upstream = web.addrs.upstreams.get('db')!.port
+  const c = connect(upstream, '127.0.0.1')
+  const held = drain(c)
+  c.write('held')
+  await new Promise<void>(resolve => c.once('data', () => resolve()))
+  await first.kill()
+  t.match(await held, { bytes: 4, reset: true, cleanEnd: false }, 'the idle, held connection is reset')
+  await web.sink.waitFor(l => l.msg === 'tunnel closed')
+  t.equal(web.metrics.get('mesh_proxy_tunnels_active', { direction: 'outbound' }), 0, 'the dead tunnel is gone')
+  // db again, on the port web knows (the one the kernel gave the first).
+  await spawnSidecar(t, ['--service', 'db', '--listen', `127.0.0.1:${port}`, '--to', `127.0.0.1:${app.port}`, '--mesh-dir', mesh.dir])
+  t.equal((await echoSha(upstream, 100_000)).receivedBytes, 100_000, 'a new connection works, on a new tunnel')
+  t.equal(web.sink.msgs('tunnel opened').length, 2)
+  await web.stop()
+})
+
 t.test('SIGTERM while the peer has stopped reading (SIGSTOP): the drain is bounded by --drain-timeout, the app is reset', async t => {
   const mesh = await meshAllowing(t)
   let appBytes = 0
