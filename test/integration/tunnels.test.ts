@@ -292,3 +292,35 @@ t.test('SIGTERM while the peer has stopped reading (SIGSTOP): the drain is bound
   t.match(web.sink.msgs('conn closed')[0], { tunnel: true, reason: 'aborted' })
   t.equal(web.metrics.get('mesh_proxy_tunnels_active', { direction: 'outbound' }), 0)
 })
+
+t.test('a stream whose app stops reading holds only its own window: a sibling on the same tunnel moves 16 MiB both ways meanwhile', async t => {
+  const mesh = await meshAllowing(t)
+  let stalled: Socket | undefined
+  let stalledRead = 0
+  let stalledEnded: () => void = () => {}
+  const allIn = new Promise<void>(resolve => { stalledEnded = resolve })
+  const app = await startApp(t, s => {
+    if (stalled !== undefined) { echo(s); return }
+    // The first connection's app reads nothing until the sibling is done.
+    stalled = s
+    s.pause()
+    s.on('data', (d: Buffer) => { stalledRead += d.length })
+    s.on('end', () => { stalledEnded(); s.end() })
+  })
+  const { db, web, upstream } = await pair(t, mesh, app.port)
+  const total = 64 * MB // far more than its stream window and every socket buffer on the way
+  const c = connect(upstream, '127.0.0.1')
+  let written = false
+  c.once('finish', () => { written = true })
+  stream(c, total, true)
+  await db.sink.waitFor(l => l.msg === 'tunnel opened')
+  const sibling = await echoSha(upstream, 16 * MB)
+  t.same({ bytes: sibling.receivedBytes, same: sibling.received === sibling.sent }, { bytes: 16 * MB, same: true }, 'the sibling: every byte up and back')
+  t.equal(written, false, 'the stalled stream was still held back all that time')
+  t.equal(web.sink.msgs('tunnel opened').length, 1, 'both on one tunnel')
+  stalled!.resume()
+  await allIn
+  t.equal(stalledRead, total, 'once its app reads, the stalled stream delivers every byte')
+  await web.stop()
+  await db.stop()
+})
