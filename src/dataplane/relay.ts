@@ -22,9 +22,10 @@
  *   reset (RST), never closed as if the stream had ended, and the TLS side is
  *   destroyed without close_notify, so the sidecar beyond resets its app too.
  * - The mesh side may also be a stream of a pooled tunnel (an HTTP/2 CONNECT
- *   stream, tunnel-*.ts): END_STREAM is its FIN, RST_STREAM its reset
- *   (CONNECT_ERROR, RFC 9113 §8.5), and its bytes are counted here (a stream
- *   has no bytesRead): one integer add per chunk on that side only.
+ *   stream, tunnel-*.ts): END_STREAM is its FIN, RST_STREAM its reset (any
+ *   code but NO_ERROR, received; cut() says which it sends), and its bytes are
+ *   counted here (a stream has no bytesRead): one integer add per chunk on
+ *   that side only.
  */
 import type { Socket } from 'node:net'
 import { constants as h2, type Http2Stream } from 'node:http2'
@@ -85,9 +86,21 @@ export interface Relay {
 export function cut (s: Socket | Http2Stream): void {
   if (s.destroyed) return
   if (isStream(s)) {
-    s.close(h2.NGHTTP2_CONNECT_ERROR)
+    // RST_STREAM, never END_STREAM: close(code) on a stream still writable
+    // ends it first, and node:http2 sends that END_STREAM before the
+    // RST_STREAM (SubmitRstStream flushes pending data), so the peer would
+    // see a clean end. destroy(err) sends RST_STREAM(INTERNAL_ERROR) alone.
+    // Once our side has ended, close() sends only RST_STREAM(CONNECT_ERROR)
+    // (RFC 9113 §8.5). Then destroy() either way: a stream close()d after its
+    // peer's reset would wait for its writable side, never 'close'.
+    if (!s.writableEnded) { s.destroy(CUT); return }
+    if (!s.closed) s.close(h2.NGHTTP2_CONNECT_ERROR)
+    s.destroy()
     return
   }
+  // A socket whose FIN is still being sent (shutdown pending) cannot be reset
+  // (uv_tcp_close_reset: EINVAL), and Node then leaves it open for good.
+  if (s.writableEnded && !s.writableFinished) { s.destroy(); return }
   if (s instanceof TLSSocket) {
     const raw = (s as TLSSocket & { _parent?: (Socket & { resetAndClosing?: boolean }) | null })._parent
     if (raw != null && !raw.destroyed && typeof raw.resetAndDestroy === 'function') raw.resetAndClosing = true
@@ -100,6 +113,20 @@ export function cut (s: Socket | Http2Stream): void {
 /** An HTTP/2 stream, not a socket (streams have an RST code, sockets none). */
 export function isStream (s: Duplex): s is Http2Stream {
   return 'rstCode' in s
+}
+
+/** What cut() destroys a stream with: our own doing, never reported as the peer's error. */
+const CUT = new Error('cut by this sidecar')
+
+/**
+ * Whether a stream's 'end' was its peer's END_STREAM. node:http2 ends a
+ * stream's readable side on its peer's RST_STREAM too (onStreamClose pushes
+ * the end, and only then destroys it with the error), so an 'end' with an RST
+ * code other than NO_ERROR is the peer aborting: its app must be reset, not
+ * sent a FIN.
+ */
+export function streamEndedCleanly (s: Http2Stream): boolean {
+  return (s.rstCode ?? h2.NGHTTP2_NO_ERROR) === h2.NGHTTP2_NO_ERROR
 }
 
 /** One side of a relay: a TCP or TLS socket, or a tunnel's stream (always the mesh side). */
@@ -179,7 +206,7 @@ class Run {
     const onClose = (): void => this.#onClose()
     for (const s of [a, b]) {
       // A stream's error is the far side's RST_STREAM or its tunnel's end: the peer aborted.
-      s.on('error', (err: Error) => this.#teardown(isStream(s) ? 'peer_aborted' : !isRoutineCloseError(err) ? 'error' : s instanceof TLSSocket ? 'peer_aborted' : 'app_aborted', err))
+      s.on('error', (err: Error) => err === CUT ? undefined : this.#teardown(isStream(s) ? 'peer_aborted' : !isRoutineCloseError(err) ? 'error' : s instanceof TLSSocket ? 'peer_aborted' : 'app_aborted', err))
       // A stream closed before its END_STREAM (RST_STREAM NO_ERROR, its session gone): aborted too.
       if (isStream(s)) s.on('close', () => { if (!s.readableEnded) this.#reason ??= 'peer_aborted'; onClose() })
       else s.on('close', onClose)
@@ -214,8 +241,7 @@ class Run {
   }
 
   #endOf (from: RelaySide, to: RelaySide): void {
-    // (A stream's 'end' is its END_STREAM: always clean.)
-    if (!isStream(from) && !endedCleanly(from)) { this.#teardown('peer_aborted'); return }
+    if (isStream(from) ? !streamEndedCleanly(from) : !endedCleanly(from)) { this.#teardown('peer_aborted'); return }
     to.end()
     this.#ends++
     if (this.#ends === 1 && this.#opts.closeTimeoutMs > 0) this.#closeTimer = unrefTimer(this.#opts.closeTimeoutMs, () => this.#teardown('close_timeout'))

@@ -8,7 +8,7 @@
 import t from 'tap'
 import { connect, createServer, type Socket, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
-import { relay, type RelayResult } from '../../src/dataplane/relay.js'
+import { cut, relay, type RelayResult } from '../../src/dataplane/relay.js'
 import { idleSweep, IdleSweep } from '../../src/dataplane/idle-sweep.js'
 
 /** Two connected loopback sockets (client end, server end), half-open allowed. */
@@ -117,4 +117,17 @@ t.test('failure semantics: a reset on one side is a reset on the other, a clean 
     t.equal(await serverEnd, r.server, `${r.name}: the far side sees a ${r.server}`)
     t.equal((await done).reason, r.reason, `${r.name}: reason ${r.reason}`)
   }
+})
+
+t.test('cut() closes a socket whose FIN is not yet sent (Node refuses a reset there, EINVAL, and would leave it open for good)', async t => {
+  const [client, server] = await socketPair()
+  server.resume()
+  client.on('error', () => {})
+  client.end() // the relay ends a side on a clean end; a failure on the other may cut it in the same tick
+  t.equal(client.writableFinished, false, 'the FIN is still on its way')
+  const closed = once(client, 'close')
+  cut(client)
+  await closed
+  t.equal(client.destroyed, true, 'closed')
+  server.destroy()
 })
