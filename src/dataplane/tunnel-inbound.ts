@@ -22,7 +22,7 @@ import type { Logger } from 'pino'
 import { decidedBy, formatServiceRef, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import type { PeerIdentity } from '../tls/peer.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { endsWithItsConnection, TunnelTransport } from './tunnel-transport.js'
+import { endsWithItsConnection } from './tunnel-transport.js'
 import { TUNNEL_SESSION_MEMORY_MB, TUNNEL_SETTINGS, TUNNEL_SESSION_WINDOW } from './tunnel-limits.js'
 
 /** Who a tunnel is from, verified at its handshake. */
@@ -72,7 +72,7 @@ export class TunnelAcceptor {
     // The http2 server's 'connection' handler makes the session and emits 'session' synchronously.
     this.#adopting = peer
     try {
-      this.#server.emit('connection', new TunnelTransport(sock))
+      this.#server.emit('connection', sock)
     } finally {
       this.#adopting = undefined
     }

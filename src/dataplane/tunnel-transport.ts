@@ -1,7 +1,6 @@
 /**
- * What a tunnel's HTTP/2 session runs on: its TLS socket, behind a thin Duplex
- * that takes the session's writes at once. Both ends use it (tunnel-pool.ts,
- * tunnel-inbound.ts).
+ * What an outbound tunnel's HTTP/2 session runs on: its TLS socket, behind a
+ * thin Duplex that takes the session's writes at once (tunnel-pool.ts).
  *
  * Why not the TLS socket itself: node:http2 stops reading its socket while one
  * of its own writes is in progress (Http2Session::MaybeStopReading), and a
@@ -10,15 +9,18 @@
  * buffers; then each waits for its write before it reads again, and neither
  * reads: a deadlock (16 streams of 4 MiB each way were enough; test
  * tunnels.test.ts). Behind this Duplex a session's write completes as soon as
- * the TLS socket has queued it, so the session always reads on.
+ * the TLS socket has queued it, so that session always reads on.
+ *
+ * One end suffices: the deadlock needs both ends waiting on a write, and this
+ * end never waits on its peer. The outbound has it, so the caller pays for it
+ * and the inbound, shared by every caller, keeps node:http2 on its TLS socket.
+ * The cost: this end's tunnel bytes cross into JS and back (copies in C++,
+ * none in JS); bench/RESULTS.md has the figures.
  *
  * Bounded all the same: HTTP/2 flow control never sends DATA the peer has not
  * granted, so what the queue can hold is the peer's tunnel window
  * (TUNNEL_SESSION_WINDOW) and a few control frames. TRANSPORT_QUEUE_LIMIT is a
  * backstop beyond it: past it, writes wait for the socket's 'drain' again.
- *
- * The cost: the session's bytes cross into JS and back (one copy in C++ per
- * read, none in JS). bench/RESULTS.md has the figures.
  */
 import type { Http2Session } from 'node:http2'
 import { Duplex } from 'node:stream'
