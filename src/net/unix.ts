@@ -6,10 +6,27 @@
  * taken over), anything else (an error, never removed). After binding, the
  * file gets `mode`; Node removes it when the server closes.
  */
+import { statSync } from 'node:fs'
 import { lstat, unlink, chmod, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { connect, type Server } from 'node:net'
 import { ListenError, errorCode } from '../core/errors.js'
+
+/**
+ * What `path` is when it is there and not a socket ('a directory', 'a regular
+ * file', …), else undefined (a socket, or nothing there yet). Connecting to
+ * such a path fails as "connection refused", which says nothing of the
+ * mistake. Synchronous: for start-up checks and error paths only.
+ */
+export function notASocket (path: string): string | undefined {
+  let st
+  try { st = statSync(path) } catch { return undefined }
+  if (st.isSocket()) return undefined
+  if (st.isDirectory()) return 'a directory'
+  if (st.isFile()) return 'a regular file'
+  if (st.isFIFO()) return 'a named pipe (FIFO)'
+  return 'a device or other special file'
+}
 
 /** What is at `path` right now. */
 type Found = 'nothing' | 'stale' | 'live'

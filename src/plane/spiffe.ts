@@ -103,7 +103,9 @@ export class SpiffePlane implements ControlPlane {
     const unreachable = errorCode(err) === ERR.WORKLOAD_API_UNREACHABLE
     if (unreachable) this.#setUp(false)
     this.#deps.logger[attempt === 1 ? 'warn' : 'debug']({ endpoint: describe(this.#cfg.endpoint), attempt, code: errorCode(err), err: err.message },
-      unreachable ? 'workload api unreachable; keeping the current SVID' : 'workload api response rejected; keeping the current SVID')
+      this.#tls.isSet
+        ? (unreachable ? 'workload api unreachable; keeping the current SVID' : 'workload api response rejected; keeping the current SVID')
+        : (unreachable ? 'workload api unreachable; no SVID yet, retrying' : 'workload api response rejected; no SVID yet, retrying'))
   }
 
   #setUp (up: boolean): void {

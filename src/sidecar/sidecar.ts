@@ -25,6 +25,8 @@ import { adoptPsk, type Adopted, type SharedPsk } from '../tls/psk.js'
 import { InboundListener } from '../dataplane/inbound.js'
 import { planeFor, type ControlPlane, type IntentionsState, type PlaneDeps } from '../plane/index.js'
 import { probeTlsOnce } from './probe-log.js'
+import { notASocket } from '../net/unix.js'
+import { ConfigError } from '../core/errors.js'
 import { UpstreamSet, type UpstreamsDiff } from './upstreams.js'
 import { buildInfo } from '../build.js'
 
@@ -145,6 +147,11 @@ export class Sidecar {
 
   async #start (): Promise<SidecarAddresses> {
     const cfg = this.#o.config
+    // An app socket that is not there yet is fine (the app may start after us); a file or directory there is a mistake.
+    if (cfg.to !== null && isUnix(cfg.to)) {
+      const what = notASocket(cfg.to.path)
+      if (what !== undefined) throw new ConfigError('--to', `${cfg.to.path} is ${what}, not a socket: give the socket file the app listens on (e.g. --to unix:/run/app.sock)`)
+    }
     await probeTlsOnce(this.#o.logger)
     const plane = this.#plane
     await plane.start()

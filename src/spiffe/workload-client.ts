@@ -15,6 +15,7 @@ import type { WorkloadEndpoint } from '../core/config/types.js'
 import { WorkloadApiError } from '../core/errors.js'
 import { decodeGrpcMessage, describeGrpcStatus, grpcFrame, GrpcDeframer } from '../core/grpc.js'
 import { decodeX509SvidResponse, type X509SvidResponse } from '../core/identity/workload-api.js'
+import { notASocket } from '../net/unix.js'
 
 
 /** What the client needs. */
@@ -130,7 +131,11 @@ const CONNECT_WHY: Readonly<Record<string, string>> = {
 
 function unreachable (e: WorkloadEndpoint, cause: unknown): WorkloadApiError {
   const err = cause as NodeJS.ErrnoException
-  const why = (err.code !== undefined ? CONNECT_WHY[err.code] : undefined) ?? err.message
+  const path = e.kind === 'unix' ? e.path : undefined
+  const what = path !== undefined ? notASocket(path) : undefined
+  const why = what !== undefined
+    ? `${path!} is ${what}, not a socket: give the agent's socket file (SPIRE's default is unix:///tmp/spire-agent/public/api.sock)`
+    : (err.code !== undefined ? CONNECT_WHY[err.code] : undefined) ?? err.message
   return new WorkloadApiError(`cannot reach the Workload API at ${describe(e)}: ${why}`, { cause, unreachable: true })
 }
 

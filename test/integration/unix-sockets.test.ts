@@ -148,6 +148,18 @@ t.test('a live socket, a plain file, a missing directory: errors that name the f
   t.match(await failure(startSidecar(t, flags(join(dir, 'nope', 'db.sock')))), /^--upstream db: cannot listen: the directory of .*nope\/db\.sock does not exist; create it first/)
 })
 
+t.test('--to unix: naming a regular file or a directory fails at start, saying which', async t => {
+  const dir = await socketDir(t)
+  const mesh = await makeMesh(t)
+  const file = join(dir, 'app.sock')
+  await writeFile(file, '')
+  for (const [path, what] of [[file, 'a regular file'], [dir, 'a directory']] as const) {
+    t.equal(await failure(startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `unix:${path}`, meshDir: mesh.dir, admin: 'off' })),
+      `--to: ${path} is ${what}, not a socket: give the socket file the app listens on (e.g. --to unix:/run/app.sock)`, what)
+  }
+  t.equal(await readFile(file, 'utf8'), '', 'the file is untouched')
+})
+
 t.test('an app socket nobody listens on: the peer is reset, the log names the socket', async t => {
   const dir = await socketDir(t)
   const mesh = await makeMesh(t)

@@ -7,7 +7,8 @@
 import t, { type Test } from 'tap'
 import { X509Certificate } from 'node:crypto'
 import { connect as tlsConnect } from 'node:tls'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { opensslMissing, opensslPki, type OpensslCa, type OpensslLeaf } from '../helpers/openssl-pki.js'
 import { captureLogger, echo, echoSha, mtlsTry, startApp, startSidecar } from '../helpers/mesh.js'
@@ -151,15 +152,31 @@ t.test('agent absent at start, then no identity, then an SVID: /ready says why u
   const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry(), consulBackoffMs: 20 })
   t.teardown(() => sidecar.destroy())
   const starting = sidecar.start()
-  await sink.waitFor(l => l.msg === 'workload api unreachable; keeping the current SVID')
+  await sink.waitFor(l => l.msg === 'workload api unreachable; no SVID yet, retrying')
   t.match(sidecar.status(), { state: 'starting', ready: false, reason: /cannot reach the Workload API at unix:\/\/.*agent\.sock/ }, 'no agent: /ready says so')
   await agent.listen()
-  await sink.waitFor(l => l.msg === 'workload api response rejected; keeping the current SVID')
+  await sink.waitFor(l => l.msg === 'workload api response rejected; no SVID yet, retrying')
   t.match(sidecar.status(), { ready: false, reason: /PERMISSION_DENIED \(7\): no identity issued/ }, 'no registration entry: /ready quotes the agent')
   agent.push({ svids: [db], federatedBundles: new Map() })
   await starting
   t.equal(sidecar.status().ready, true, 'ready once the first SVID came')
   await sidecar.close()
+})
+
+t.test('an endpoint that is a regular file or a directory is named as such, not as "connection refused"', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'mp-wl-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'agent.sock')
+  await writeFile(file, '')
+  for (const [path, what] of [[file, 'a regular file'], [dir, 'a directory']] as const) {
+    const { logger, sink } = captureLogger()
+    const config = resolveConfig({ flags: { service: 'web', upstream: ['db:0=127.0.0.1:1'], controlPlane: 'spiffe', spiffeEndpointSocket: `unix://${path}`, admin: 'off' }, env: {}, file: null })
+    const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry(), consulBackoffMs: 20 })
+    const starting = sidecar.start().catch(() => {})
+    t.match(await sink.waitFor(l => l.msg === 'workload api unreachable; no SVID yet, retrying'), { err: `cannot reach the Workload API at unix://${path}: ${path} is ${what}, not a socket: give the agent's socket file (SPIRE's default is unix:///tmp/spire-agent/public/api.sock)` }, what)
+    await sidecar.destroy()
+    await starting
+  }
 })
 
 t.test('a bad response or an SVID for another service keeps the current SVID', { skip }, async t => {
@@ -185,6 +202,9 @@ t.test('--control-plane spiffe: configuration errors name the fix', async t => {
   t.match(bad({ upstream: ['x:0=127.0.0.1:1'] }), /--spiffe-endpoint-socket: is required with --control-plane spiffe/)
   t.match(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'tcp://localhost:8081' }), /is not a Workload API address: give unix:\/\/\/path/)
   t.match(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: '/run/agent.sock' }), /is not a Workload API address/)
+  t.notMatch(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'bogus' }), /is required/, 'a malformed endpoint is one error: not also "is required"')
+  t.match(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'unix://tmp/agent.sock' }), /"unix:\/\/tmp\/agent\.sock" has an authority part \("tmp"\); a unix: Workload API address names a path only: unix:\/\/\/tmp\/agent\.sock/)
+  t.equal(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'unix:///tmp/agent.sock' }), '', 'unix:///path is the standard form')
   t.match(bad({ listen: '127.0.0.1:0', to: '127.0.0.1:1', spiffeEndpointSocket: 'unix:///a.sock' }), /--intentions: is required with --listen and --control-plane spiffe/)
   t.match(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'unix:///a.sock', cert: 'a', key: 'b', ca: 'c' }), /not used with --control-plane spiffe/)
   const env = resolveConfig({ flags: { service: 'db', controlPlane: 'spiffe', upstream: ['x:0=127.0.0.1:1'] }, env: { SPIFFE_ENDPOINT_SOCKET: 'unix:/run/spire/agent.sock' }, file: null })

@@ -201,6 +201,8 @@ export const consulAddress: Parser<string> = (v, where) => {
  */
 export const workloadEndpoint: Parser<WorkloadEndpoint> = (v, where) => {
   const s = str(v, where)
+  const authority = /^unix:\/\/([^/]+)\//.exec(s)
+  if (authority !== null) throw new ConfigError(where, `${JSON.stringify(s)} has an authority part (${JSON.stringify(authority[1])}); a unix: Workload API address names a path only: unix:///${s.slice('unix://'.length)}`)
   const unix = /^unix:(?:\/\/)?(\/[^?#]+)$/.exec(s)
   if (unix !== null) return { kind: 'unix', path: unix[1]! }
   const tcp = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(s)

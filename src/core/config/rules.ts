@@ -42,6 +42,8 @@ function spiffePlane (s: Settled, errors: ConfigError[], someFile: boolean): Pla
     errors.push(new ConfigError('--intentions', 'is required with --listen and --control-plane spiffe when there is no --mesh-dir: the intentions file the inbound checks peers against (e.g. --intentions ./intentions.json)'))
   }
   if (s.spiffeEndpoint === null) {
+    // Given but malformed: its parse error says so already.
+    if (errors.some(e => e.field === '--spiffe-endpoint-socket' || e.field === 'SPIFFE_ENDPOINT_SOCKET')) return null
     errors.push(new ConfigError('--spiffe-endpoint-socket', 'is required with --control-plane spiffe: where the Workload API listens (e.g. --spiffe-endpoint-socket unix:///run/spire/agent.sock, or SPIFFE_ENDPOINT_SOCKET)'))
     return null
   }
