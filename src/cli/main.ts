@@ -39,6 +39,11 @@ const CONSUL_FLAGS = /^-(allow|deny|replace|description|meta|audit|source|source
 /** `consul connect proxy`'s flags are all single-dash words (`-sidecar-for web`, `-listen=:8443`). */
 const CONSUL_PROXY_FLAG = /^-[a-z][a-z-]+(=.*)?$/
 
+/** `option '--sidecar-for <service-id>' argument missing` as `option '-sidecar-for <service-id>' argument missing`: our two dashes were added by normalise(). */
+export function consulSpelling (message: string): string {
+  return message.replace(/(^|[\s'(])--([a-z][a-z-]+)/g, '$1-$2')
+}
+
 function normalise (argv: readonly string[]): string[] {
   const p = argv.indexOf('consul-proxy')
   if (p >= 0) return argv.map((a, n) => n > p && CONSUL_PROXY_FLAG.test(a) ? '-' + a : a)
@@ -117,6 +122,8 @@ function consulProxyCommand (p: Command, { out, done }: Ctx): void {
     .option('--unsafe-target', 'allow a non-loopback local app (Proxy.LocalServiceAddress, -service-addr)')
     .option('--dry-run', 'print the configuration the registration or flags give, and exit')
   for (const [, flag, why] of CONSUL_UNSUPPORTED) c.addOption(new Option(flag, `not supported: ${why}`).hideHelp())
+  // commander's own errors (a missing value, an unknown flag) in Consul's spelling, one dash.
+  c.configureOutput({ outputError: (str, write) => write(consulSpelling(str)) })
   c.addHelpText('after', CONSUL_PROXY_HELP)
     .action(async (o: Record<string, unknown>) => {
       const unsupported = CONSUL_UNSUPPORTED.filter(([k]) => o[k] !== undefined).map(([, flag, why]) => [`-${flag.split(' ')[0]!.slice(2)}`, why] as const)

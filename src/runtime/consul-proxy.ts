@@ -17,7 +17,7 @@ import { resolveConfig, withUpstreams } from '../core/config/resolve.js'
 import { publicConfig } from '../core/config/public.js'
 import type { Config, HostPort } from '../core/config/types.js'
 import { consulAddress } from '../core/config/parse.js'
-import { ConfigError, ConsulError, toError } from '../core/errors.js'
+import { ConfigError, ConsulError, ERR, errorCode, toError } from '../core/errors.js'
 import { BlockingWatch, ConsulClient, type ConsulOptions } from '../consul/client.js'
 import { agentSelf, agentService, agentServices } from '../consul/agent.js'
 import { proxySettings, sidecarProxyId, type ProxySettings } from '../consul/proxy-registration.js'
@@ -69,11 +69,15 @@ function hp (a: HostPort): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`
 }
 
-/** Consul's levels (TRACE, DEBUG, INFO, WARN, ERR) as ours. */
+/** Consul's levels as ours; ERROR is taken for ERR too. */
+const CONSUL_LOG_LEVELS: Readonly<Record<string, string>> = { trace: 'trace', debug: 'debug', info: 'info', warn: 'warn', err: 'error', error: 'error' }
+
+/** `-log-level`: one of Consul's levels (TRACE, DEBUG, INFO, WARN, ERR), in any case. */
 function logLevel (l: string | undefined): string | undefined {
   if (l === undefined) return undefined
-  const v = l.toLowerCase()
-  return v === 'err' ? 'error' : v
+  const v = CONSUL_LOG_LEVELS[l.trim().toLowerCase()]
+  if (v === undefined) throw new ConfigError('-log-level', `${JSON.stringify(l)} is not a log level: give one of TRACE, DEBUG, INFO, WARN, ERR (default INFO)`)
+  return v
 }
 
 /** The flags every mode shares, as `run` names them. */
@@ -90,19 +94,23 @@ function modeOf (f: ConsulProxyFlags, env: Env): { proxyId: string } | { sidecar
   const flagMode = ([['-service', f.service], ['-service-addr', f.serviceAddr], ['-listen', f.listen], ['-upstream', f.upstream], ['-register', f.register], ['-register-id', f.registerId]] as const).filter(([, v]) => v !== undefined).map(([n]) => n)
   if (proxyId !== undefined || sidecarFor !== undefined) {
     const by = proxyId !== undefined ? '-proxy-id' : '-sidecar-for'
-    if (flagMode.length > 0) throw new ConfigError(flagMode[0]!, `${flagMode.join(', ')} configure a proxy by flags; with ${by} the agent's registration configures it (Consul would ignore them): remove them, or drop ${by}`)
+    const them = flagMode.length === 1 ? 'it' : 'them'
+    if (flagMode.length > 0) throw new ConfigError(flagMode[0]!, `${flagMode.join(', ')} ${flagMode.length === 1 ? 'configures' : 'configure'} a proxy by flags; with ${by} the agent's registration configures it (Consul would ignore ${them}): remove ${them}, or drop ${by}`)
     return proxyId !== undefined ? { proxyId } : { sidecarFor: sidecarFor! }
   }
   if (f.service === undefined) throw new ConfigError('-service', '-service or -proxy-id must be specified so that proxy can configure itself (or -sidecar-for <service ID>)')
   if (f.listen !== undefined && f.serviceAddr === undefined) throw new ConfigError('-service-addr', 'must be specified with -listen so the proxy knows the backend service address (e.g. -service-addr 127.0.0.1:8080)')
   if (f.listen === undefined && f.serviceAddr !== undefined) throw new ConfigError('-service-addr', 'is the app behind -listen, and there is no -listen: add -listen (e.g. -listen :21000), or remove -service-addr')
   if ((f.register === true || f.registerId !== undefined) && f.listen === undefined) throw new ConfigError('-register', '-register may only be specified with -service and -listen')
+  if (f.listen === undefined && f.upstream === undefined) throw new ConfigError('-service', `${f.service} alone gives the proxy nothing to do: add -listen <host:port> with -service-addr <app host:port> for inbound connections, and/or -upstream <name>:<port> for outbound ones`)
   return 'flags'
 }
 
 /** `-upstream name[.service]:port` or `name:host:port`, as --upstream; a prepared query is refused. */
 function upstreamSpec (u: string): string {
   const i = u.indexOf(':')
+  const port = u.slice(u.lastIndexOf(':') + 1)
+  if (i <= 0 || !/^\d{1,5}$/.test(port) || Number(port) > 65535) throw new ConfigError('-upstream', `${JSON.stringify(u)} is not name:port or name:host:port, the local port the upstream listens on (e.g. db:9191 or db:127.0.0.1:9191)`)
   const name = i < 0 ? u : u.slice(0, i)
   const dot = name.indexOf('.')
   if (dot < 0) return u
@@ -227,7 +235,12 @@ export async function runConsulProxy (f: ConsulProxyFlags, env: Env, hooks: Cons
   else {
     const client = new ConsulClient(opts)
     let reg: { settings: ProxySettings, datacenter: string }
-    try { reg = await readRegistration(client, mode) } finally { client.close() }
+    try { reg = await readRegistration(client, mode) } catch (err) {
+      if (errorCode(err) !== ERR.CONSUL_UNREACHABLE) throw err
+      const given = f.httpAddr !== undefined ? '-http-addr' : env.CONSUL_HTTP_ADDR !== undefined && env.CONSUL_HTTP_ADDR !== '' ? 'CONSUL_HTTP_ADDR' : undefined
+      const hint = given === undefined ? 'is the agent running? Give its HTTP address with -http-addr or CONSUL_HTTP_ADDR (default 127.0.0.1:8500)' : `is the agent running, and does ${given} name its HTTP address?`
+      throw new ConsulError(`${toError(err).message}; ${hint}`, { cause: err, unreachable: true })
+    } finally { client.close() }
     config = registrationConfig(f, env, reg.settings, reg.datacenter)
     follower = follow(opts, config, reg.settings, hooks.consulBackoffMs)
     configured = { configuration: 'agent registration', ...mode, proxyId: reg.settings.id }

@@ -163,7 +163,7 @@ t.test('-sidecar-for matching no proxy, or two, fails with Consul\'s errors', as
   await t.rejects(runConsulProxy({ sidecarFor: 'web', httpAddr: http, admin: 'off' }, {}), { message: '-sidecar-for: More than one sidecar proxy registered for web. Start proxy with -proxy-id and one of the following IDs: web-sidecar-proxy, web-sidecar-proxy-2' })
   await t.rejects(runConsulProxy({ proxyId: 'nope', httpAddr: http, admin: 'off' }, {}), { message: /^-proxy-id: no service with ID nope on the agent/ })
   await t.rejects(runConsulProxy({ proxyId: 'web', httpAddr: http, admin: 'off' }, {}), { message: /Kind: is "", not "connect-proxy"/ }, 'the ID of a service that is not a proxy')
-  await t.rejects(runConsulProxy({ sidecarFor: 'web', service: 'web', httpAddr: http }, { CONNECT_SIDECAR_FOR: 'web' }), { message: /^-service: -service configure a proxy by flags; with -sidecar-for/ })
+  await t.rejects(runConsulProxy({ sidecarFor: 'web', service: 'web', httpAddr: http }, { CONNECT_SIDECAR_FOR: 'web' }), { message: '-service: -service configures a proxy by flags; with -sidecar-for the agent\'s registration configures it (Consul would ignore it): remove it, or drop -sidecar-for' })
   await t.rejects(runConsulProxy({ service: 'web', listen: ':0', serviceAddr: '10.0.0.5:80', httpAddr: http }, {}), { errors: [{ message: /^-service-addr: 10\.0\.0\.5 is not a loopback address; .* unless you pass --unsafe-target/ }] }, 'errors name Consul\'s flag')
   agent.setService('lonely-proxy', { ...reg, ID: 'lonely-proxy', Proxy: { ...reg.Proxy, LocalServiceAddress: '10.0.0.5', DestinationServiceID: 'lonely' } })
   await t.rejects(runConsulProxy({ proxyId: 'lonely-proxy', httpAddr: http, admin: 'off' }, {}), { errors: [{ message: /^proxy registration lonely-proxy: Proxy\.LocalServiceAddress\/LocalServicePort: 10\.0\.0\.5 is not a loopback address/ }] }, 'and the registration\'s field')
@@ -264,4 +264,32 @@ t.test('an upstream on a UNIX socket (LocalBindSocketPath, LocalBindSocketMode),
   await once(s, 'close')
   t.equal(got, 'over a socket', 'the app reaches db through the socket')
   t.equal(await proxy.stop(), 0)
+})
+
+t.test('consul-proxy: its errors speak Consul\'s flags, one dash, and say what to do', async t => {
+  const bad = async (f: ConsulProxyFlags, env: Record<string, string> = {}): Promise<string> => {
+    try { await runConsulProxy({ dryRun: true, ...f }, env); return 'ran' } catch (err) { return (err as Error).message }
+  }
+  t.equal(await bad({ service: 'web' }), '-service: web alone gives the proxy nothing to do: add -listen <host:port> with -service-addr <app host:port> for inbound connections, and/or -upstream <name>:<port> for outbound ones')
+  t.equal(await bad({ service: 'web', upstream: ['db:abc'] }), '-upstream: "db:abc" is not name:port or name:host:port, the local port the upstream listens on (e.g. db:9191 or db:127.0.0.1:9191)')
+  t.equal(await bad({ service: 'web', upstream: ['db'] }), '-upstream: "db" is not name:port or name:host:port, the local port the upstream listens on (e.g. db:9191 or db:127.0.0.1:9191)')
+  t.equal(await bad({ service: 'web', upstream: ['db:9191'], logLevel: 'loud' }), '-log-level: "loud" is not a log level: give one of TRACE, DEBUG, INFO, WARN, ERR (default INFO)', 'the levels its help lists')
+  // An agent that is not there: a port nothing listens on.
+  const { createServer } = await import('node:net')
+  const gone = createServer()
+  await new Promise<void>(resolve => gone.listen(0, '127.0.0.1', resolve))
+  const dead = `127.0.0.1:${(gone.address() as { port: number }).port}`
+  await new Promise<void>(resolve => gone.close(() => resolve()))
+  t.match(await bad({ sidecarFor: 'web', httpAddr: dead }), /cannot reach the agent at 127\.0\.0\.1:\d+: .*; is the agent running, and does -http-addr name its HTTP address\?$/)
+  t.match(await bad({ sidecarFor: 'web' }, { CONSUL_HTTP_ADDR: dead }), /; is the agent running, and does CONSUL_HTTP_ADDR name its HTTP address\?$/)
+  // commander's own errors, in Consul's spelling.
+  const cli = async (...args: string[]): Promise<{ code: number, err: string }> => {
+    const stderr = process.stderr.write
+    let err = ''
+    process.stderr.write = ((s: string) => { err += s; return true }) as typeof process.stderr.write
+    try { return { code: await main(['node', 'mesh-proxy', 'consul-proxy', ...args]), err } } finally { process.stderr.write = stderr }
+  }
+  t.match(await cli('-sidecar-for'), { code: 2, err: /option '-sidecar-for <service-id>' argument missing/ })
+  t.match(await cli('-bogus-flag'), { code: 2, err: /unknown option '-bogus-flag'/ })
+  t.notMatch((await cli('-sidecr-for', 'x')).err, /--/, 'no two-dash spelling anywhere, suggestions included')
 })
