@@ -156,7 +156,7 @@ export class ConsulPlane implements ControlPlane, Resolver {
       client,
       path,
       parse,
-      ...(this.#deps.consulBackoffMs === undefined ? {} : { minBackoffMs: this.#deps.consulBackoffMs }),
+      ...(this.#deps.agentBackoffMs === undefined ? {} : { minBackoffMs: this.#deps.agentBackoffMs }),
       onChange: v => {
         this.#setUp(true)
         apply(v)
@@ -211,7 +211,7 @@ export class ConsulPlane implements ControlPlane, Resolver {
     if (reg === null || !this.#deps.leader) return undefined
     return async (host, port) => {
       const cfg = this.#deps.config
-      return await registerWithAgent(this.#client!, { id: reg.id, service: cfg.service, host, port, app: cfg.to }, { logger: this.#deps.logger, ...(this.#deps.consulBackoffMs === undefined ? {} : { backoffMs: this.#deps.consulBackoffMs }) })
+      return await registerWithAgent(this.#client!, { id: reg.id, service: cfg.service, host, port, app: cfg.to }, { logger: this.#deps.logger, ...(this.#deps.agentBackoffMs === undefined ? {} : { backoffMs: this.#deps.agentBackoffMs }) })
     }
   }
 

@@ -49,7 +49,7 @@ export class SpiffePlane implements ControlPlane {
       endpoint: cfg.endpoint,
       onUpdate: r => this.#update(r),
       onError: (err, attempt) => this.#failed(err, attempt),
-      ...(deps.consulBackoffMs === undefined ? {} : { minBackoffMs: deps.consulBackoffMs })
+      ...(deps.agentBackoffMs === undefined ? {} : { minBackoffMs: deps.agentBackoffMs })
     })
   }
 

@@ -60,6 +60,6 @@ export interface PlaneDeps {
   readonly leader: boolean
   /** After a root change, re-issue our leaf within a random delay below this (default 30 s). */
   readonly rootChangeJitterMs?: number
-  /** First retry delay towards the Consul agent (default 250 ms; tests shorten it). */
-  readonly consulBackoffMs?: number
+  /** First retry delay towards the local agent, Consul or the SPIFFE Workload API (default 250 ms; tests shorten it). */
+  readonly agentBackoffMs?: number
 }

@@ -219,7 +219,7 @@ function follow (opts: ConsulOptions, config: Config, first: ProxySettings, back
 
 /** Test hooks besides serve()'s: the first retry delay of the registration watch. */
 export interface ConsulProxyHooks extends RunHooks {
-  readonly consulBackoffMs?: number
+  readonly agentBackoffMs?: number
   /** Where --dry-run prints. */
   readonly out?: (line: string) => void
 }
@@ -242,7 +242,7 @@ export async function runConsulProxy (f: ConsulProxyFlags, env: Env, hooks: Cons
       throw new ConsulError(`${toError(err).message}; ${hint}`, { cause: err, unreachable: true })
     } finally { client.close() }
     config = registrationConfig(f, env, reg.settings, reg.datacenter)
-    follower = follow(opts, config, reg.settings, hooks.consulBackoffMs)
+    follower = follow(opts, config, reg.settings, hooks.agentBackoffMs)
     configured = { configuration: 'agent registration', ...mode, proxyId: reg.settings.id }
   }
   if (f.dryRun === true) {

@@ -37,8 +37,8 @@ export interface SidecarOptions {
   readonly metrics?: Metrics
   /** After a root change, re-issue our leaf within a random delay below this (default 30 s). */
   readonly rootChangeJitterMs?: number
-  /** First retry delay towards the Consul agent (default 250 ms; tests shorten it). */
-  readonly consulBackoffMs?: number
+  /** First retry delay towards the local agent, Consul or the SPIFFE Workload API (default 250 ms; tests shorten it). */
+  readonly agentBackoffMs?: number
   /**
    * False for all but one of `--workers N` processes: they neither renew the
    * mesh dir leaf nor register in the catalog, they follow the files the
@@ -89,7 +89,7 @@ export class Sidecar {
       metrics: this.#metrics,
       leader: opts.leader ?? true,
       ...(opts.rootChangeJitterMs === undefined ? {} : { rootChangeJitterMs: opts.rootChangeJitterMs }),
-      ...(opts.consulBackoffMs === undefined ? {} : { consulBackoffMs: opts.consulBackoffMs })
+      ...(opts.agentBackoffMs === undefined ? {} : { agentBackoffMs: opts.agentBackoffMs })
     }
     this.#plane = (opts.plane ?? planeFor)(deps)
   }

@@ -112,7 +112,7 @@ t.test('agent down at start: not ready, retries, then starts', async t => {
   const leaf = await mesh.leaf('web')
   const { logger, sink } = captureLogger()
   const config = resolveConfig({ flags: { service: 'web', upstream: ['db:0=127.0.0.1:1'], controlPlane: 'consul', consulAddr: `127.0.0.1:${port}` }, env: {}, file: null })
-  const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry(), consulBackoffMs: 20 })
+  const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry(), agentBackoffMs: 20 })
   t.teardown(() => sidecar.destroy())
   const starting = sidecar.start()
   await sink.waitFor(l => l.msg === 'consul agent unreachable; serving from the cache')

@@ -44,7 +44,7 @@ async function startProxy (t: Test, flags: ConsulProxyFlags, env: Record<string,
   const signals = new EventEmitter()
   let up!: (a: SidecarAddresses) => void
   const started = new Promise<SidecarAddresses>(resolve => { up = resolve })
-  const running = runConsulProxy({ admin: 'off', ...flags }, env, { logger, signals, consulBackoffMs: 20, started: (_s, addrs) => { up(addrs); return undefined } })
+  const running = runConsulProxy({ admin: 'off', ...flags }, env, { logger, signals, agentBackoffMs: 20, started: (_s, addrs) => { up(addrs); return undefined } })
   running.catch(() => {})
   const addrs = await Promise.race([started, running.then(code => { throw new Error(`consul-proxy exited with ${code} before serving`) })])
   let stopped: Promise<number> | undefined

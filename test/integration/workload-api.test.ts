@@ -149,7 +149,7 @@ t.test('agent absent at start, then no identity, then an SVID: /ready says why u
   await agent.stop()
   const { logger, sink } = captureLogger()
   const config = resolveConfig({ flags: { service: 'db', listen: '127.0.0.1:0', to: '127.0.0.1:1', controlPlane: 'spiffe', spiffeEndpointSocket: agent.address, intentions, admin: 'off' }, env: {}, file: null })
-  const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry(), consulBackoffMs: 20 })
+  const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry(), agentBackoffMs: 20 })
   t.teardown(() => sidecar.destroy())
   const starting = sidecar.start()
   await sink.waitFor(l => l.msg === 'workload api unreachable; no SVID yet, retrying')
@@ -171,7 +171,7 @@ t.test('an endpoint that is a regular file or a directory is named as such, not 
   for (const [path, what] of [[file, 'a regular file'], [dir, 'a directory']] as const) {
     const { logger, sink } = captureLogger()
     const config = resolveConfig({ flags: { service: 'web', upstream: ['db:0=127.0.0.1:1'], controlPlane: 'spiffe', spiffeEndpointSocket: `unix://${path}`, admin: 'off' }, env: {}, file: null })
-    const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry(), consulBackoffMs: 20 })
+    const sidecar = new Sidecar({ config, logger, metrics: new MetricsRegistry(), agentBackoffMs: 20 })
     const starting = sidecar.start().catch(() => {})
     t.match(await sink.waitFor(l => l.msg === 'workload api unreachable; no SVID yet, retrying'), { err: `cannot reach the Workload API at unix://${path}: ${path} is ${what}, not a socket: give the agent's socket file (SPIRE's default is unix:///tmp/spire-agent/public/api.sock)` }, what)
     await sidecar.destroy()
