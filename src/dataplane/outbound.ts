@@ -5,8 +5,9 @@
  * the upstream's SPIFFE ID in our trust domain, and relay.
  */
 import { createServer, type Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
-import type { Endpoint, Timeouts } from '../core/config/types.js'
+import type { Endpoint, HostPort, Timeouts } from '../core/config/types.js'
 import type { Instance, Resolver, UpstreamTarget } from '../core/resolver.js'
 import type { Watched } from '../core/watched.js'
 import { PeerIdentityError, errorCode, ignoreError, toError } from '../core/errors.js'
@@ -67,6 +68,14 @@ export class UpstreamListener extends Listener {
   /** What each instance is offered on the next handshake (tickets, PSKs). */
   readonly #resumption = new Resumption()
   #rr = 0
+  /**
+   * Upstream connections still dialing or in their TLS handshake. Aborted
+   * with the listener's last connections: a peer that never answers (stopped,
+   * a black hole) would otherwise hold shutdown for handshakeTimeoutMs, past
+   * --drain-timeout and a second signal.
+   */
+  readonly #dialing = new Set<TLSSocket>()
+  #dialsCancelled = false
   /** SNI and the server's SPIFFE ID for the current trust domain (built once per trust domain, not per connection). */
   #names: { td: string, sni: string, expected: string } | undefined
   readonly #pool: TunnelPool | undefined
@@ -113,7 +122,9 @@ export class UpstreamListener extends Listener {
     }
     const log = this.#opts.logger
     const id = { conn: `out-${++nextConnId}`, listener: 'outbound', upstream: this.#opts.upstream } // fields, not a child logger: see inbound.ts
-    let abort = (): void => { app.destroy() }
+    // Before the relay, an abort comes only from abortAll (the drain's end, destroy()): every
+    // connection is aborted at once, so every pending dial goes with it.
+    let abort = (): void => { cut(app); this.#cancelDials() }
     const finish = this.track({ abort: () => abort() })
     app.on('error', ignoreError) // reported through the relay or the refusal below
     // Callbacks once the relay runs, not an async function awaiting it: a suspended
@@ -187,10 +198,24 @@ export class UpstreamListener extends Listener {
     const state = this.#opts.tls.current
     const key = `${instance.host}:${instance.port}`
     const attempt = new UpstreamAttempt({ state, names: this.#namesFor(state), key, resumption: this.#resumption, handshakeTimeoutMs: this.#opts.timeouts.handshakeTimeoutMs, metrics: this.#metrics, ...(tunnel ? { alpn: [TUNNEL_ALPN] } : {}) })
+    if (this.#dialsCancelled) throw new Error('upstream listener closed')
     // One socket for TCP and TLS (no plain Socket object under the TLSSocket):
     // the handshake starts as soon as TCP is up.
-    const tls = await dial(instance, this.#opts.timeouts.connectTimeoutMs, attempt.open)
-    return await attempt.handshake(tls)
+    let sock: TLSSocket | undefined
+    const open = (to: HostPort): TLSSocket => { sock = attempt.open(to); this.#dialing.add(sock); return sock }
+    try {
+      const tls = await dial(instance, this.#opts.timeouts.connectTimeoutMs, open)
+      return await attempt.handshake(tls)
+    } finally {
+      if (sock !== undefined) this.#dialing.delete(sock)
+    }
+  }
+
+  /** Tear down every dial and handshake in progress, and start no more. */
+  #cancelDials (): void {
+    this.#dialsCancelled = true
+    for (const s of this.#dialing) s.destroy(new Error('the listener is closing'))
+    this.#dialing.clear()
   }
 
   protected override beforeDrain (): void {

@@ -53,3 +53,31 @@ t.test('outbound: an upstream that accepts TCP but never speaks TLS', async t =>
   t.match(refused.err, /did not complete within handshakeTimeoutMs=300/, 'refused by the handshake deadline, which the log names')
   await web.stop()
 })
+
+t.test('shutdown does not wait for an upstream handshake that never completes (plain and tunnel)', async t => {
+  const mesh = await makeMesh(t)
+  const { createServer } = await import('node:net')
+  const held = new Set<import('node:net').Socket>()
+  let accepted: () => void = () => {}
+  const silent = createServer(s => { held.add(s); s.on('error', () => {}); accepted() })
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const s of held) s.destroy(); silent.close() })
+  const port = (silent.address() as { port: number }).port
+  for (const tunnel of [false, true]) {
+    // A handshake deadline far beyond the test's own timeout: only the drain can end it.
+    const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${port}`], ...(tunnel ? { upstreamTunnel: ['db'] } : {}), meshDir: mesh.dir, admin: 'off', handshakeTimeout: '1h', drainTimeout: '200ms' })
+    const dialed = new Promise<void>(resolve => { accepted = resolve })
+    const c = connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1')
+    let reset = false
+    c.on('error', (e: Error & { code?: string }) => { reset = e.code === 'ECONNRESET' })
+    const closed = new Promise(resolve => c.once('close', resolve))
+    c.write('anyone there?')
+    await dialed
+    await web.stop()
+    t.pass(`${tunnel ? 'tunnel' : 'plain'}: stop() returned with the handshake still unanswered`)
+    t.match(web.sink.msgs('conn refused')[0], { upstream: 'db' }, 'the waiting connection is refused, and logged')
+    await closed
+    t.equal(reset, true, 'its app is reset, not ended as if answered')
+    t.equal(web.metrics.get('mesh_proxy_connections_active', { direction: 'outbound' }), 0)
+  }
+})
