@@ -89,6 +89,7 @@ function common (f: ConsulProxyFlags): Record<string, unknown> {
 /** Which mode the flags ask for, or the error Consul gives (and one where Consul would silently ignore a flag). */
 function modeOf (f: ConsulProxyFlags, env: Env): { proxyId: string } | { sidecarFor: string } | 'flags' {
   for (const [flag, why] of f.unsupported ?? []) throw new ConfigError(flag, `is not supported by mesh-proxy consul-proxy: ${why}`)
+  logLevel(f.logLevel) // checked before any agent is asked: a typo is not hidden behind an unreachable agent
   const proxyId = f.proxyId ?? (env.CONNECT_PROXY_ID === '' ? undefined : env.CONNECT_PROXY_ID)
   const sidecarFor = f.sidecarFor ?? (env.CONNECT_SIDECAR_FOR === '' ? undefined : env.CONNECT_SIDECAR_FOR)
   const flagMode = ([['-service', f.service], ['-service-addr', f.serviceAddr], ['-listen', f.listen], ['-upstream', f.upstream], ['-register', f.register], ['-register-id', f.registerId]] as const).filter(([, v]) => v !== undefined).map(([n]) => n)

@@ -274,6 +274,7 @@ t.test('consul-proxy: its errors speak Consul\'s flags, one dash, and say what t
   t.equal(await bad({ service: 'web', upstream: ['db:abc'] }), '-upstream: "db:abc" is not name:port or name:host:port, the local port the upstream listens on (e.g. db:9191 or db:127.0.0.1:9191)')
   t.equal(await bad({ service: 'web', upstream: ['db'] }), '-upstream: "db" is not name:port or name:host:port, the local port the upstream listens on (e.g. db:9191 or db:127.0.0.1:9191)')
   t.equal(await bad({ service: 'web', upstream: ['db:9191'], logLevel: 'loud' }), '-log-level: "loud" is not a log level: give one of TRACE, DEBUG, INFO, WARN, ERR (default INFO)', 'the levels its help lists')
+  t.equal(await bad({ sidecarFor: 'web', httpAddr: '127.0.0.1:1', logLevel: 'loud' }), '-log-level: "loud" is not a log level: give one of TRACE, DEBUG, INFO, WARN, ERR (default INFO)', 'checked before the agent is asked')
   // An agent that is not there: a port nothing listens on.
   const { createServer } = await import('node:net')
   const gone = createServer()

@@ -205,6 +205,11 @@ t.test('--control-plane spiffe: configuration errors name the fix', async t => {
   t.notMatch(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'bogus' }), /is required/, 'a malformed endpoint is one error: not also "is required"')
   t.match(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'unix://tmp/agent.sock' }), /"unix:\/\/tmp\/agent\.sock" has an authority part \("tmp"\); a unix: Workload API address names a path only: unix:\/\/\/tmp\/agent\.sock/)
   t.equal(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'unix:///tmp/agent.sock' }), '', 'unix:///path is the standard form')
+  t.equal(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'tcp://127.0.0.1' }), '--spiffe-endpoint-socket: "tcp://127.0.0.1" has no port: give tcp://<IP address>:<port> (e.g. tcp://127.0.0.1:8081)')
+  const fromEnv = ((): string[] => {
+    try { resolveConfig({ flags: { service: 'db', controlPlane: 'spiffe', upstream: ['x:0=127.0.0.1:1'] }, env: { SPIFFE_ENDPOINT_SOCKET: 'bogus' }, file: null }); return [] } catch (err) { return (err as AggregateError).errors.map((e: Error) => e.message) }
+  })()
+  t.same(fromEnv, ['SPIFFE_ENDPOINT_SOCKET: "bogus" is not a Workload API address: give unix:///path/to/agent.sock (SPIRE\'s default is unix:///tmp/spire-agent/public/api.sock) or tcp://<IP address>:<port>'], 'from the environment too: one error')
   t.match(bad({ listen: '127.0.0.1:0', to: '127.0.0.1:1', spiffeEndpointSocket: 'unix:///a.sock' }), /--intentions: is required with --listen and --control-plane spiffe/)
   t.match(bad({ upstream: ['x:0=127.0.0.1:1'], spiffeEndpointSocket: 'unix:///a.sock', cert: 'a', key: 'b', ca: 'c' }), /not used with --control-plane spiffe/)
   const env = resolveConfig({ flags: { service: 'db', controlPlane: 'spiffe', upstream: ['x:0=127.0.0.1:1'] }, env: { SPIFFE_ENDPOINT_SOCKET: 'unix:/run/spire/agent.sock' }, file: null })

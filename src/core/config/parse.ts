@@ -205,6 +205,7 @@ export const workloadEndpoint: Parser<WorkloadEndpoint> = (v, where) => {
   if (authority !== null) throw new ConfigError(where, `${JSON.stringify(s)} has an authority part (${JSON.stringify(authority[1])}); a unix: Workload API address names a path only: unix:///${s.slice('unix://'.length)}`)
   const unix = /^unix:(?:\/\/)?(\/[^?#]+)$/.exec(s)
   if (unix !== null) return { kind: 'unix', path: unix[1]! }
+  if (/^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+)\/?$/.test(s)) throw new ConfigError(where, `${JSON.stringify(s)} has no port: give tcp://<IP address>:<port> (e.g. tcp://127.0.0.1:8081)`)
   const tcp = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(s)
   if (tcp !== null && isIP(tcp[1]!.replace(/^\[|\]$/g, '')) !== 0 && Number(tcp[2]) > 0 && Number(tcp[2]) < 65536) {
     return { kind: 'tcp', host: tcp[1]!.replace(/^\[|\]$/g, ''), port: Number(tcp[2]) }

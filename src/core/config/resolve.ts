@@ -97,6 +97,7 @@ function settle (v: Values, raw: RawValues): Settled {
   const listen = v.listen ?? (to !== null && !raw.has('listen') ? parseHostPort(DEFAULT_LISTEN, '--listen') : null)
   const d = DEFAULT_TIMEOUTS
   return {
+    given: new Set(raw.keys()),
     listen,
     to,
     upstreams: withDatacenters(withTrustDomains(v.upstream ?? [], v.upstreamTrustDomain ?? []), v.upstreamDc),

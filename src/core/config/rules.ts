@@ -12,6 +12,8 @@ import { formatEndpoint, isUnix } from './endpoint.js'
 
 /** The settings the rules look at, defaults applied. */
 export interface Settled {
+  /** Settings given at all (a flag, the environment, the file), whether or not they parsed: a bad one has its own error, and is not also "required". */
+  readonly given: ReadonlySet<string>
   readonly listen: HostPort | null
   readonly to: Endpoint | null
   readonly upstreams: readonly UpstreamConfig[]
@@ -43,7 +45,7 @@ function spiffePlane (s: Settled, errors: ConfigError[], someFile: boolean): Pla
   }
   if (s.spiffeEndpoint === null) {
     // Given but malformed: its parse error says so already.
-    if (errors.some(e => e.field === '--spiffe-endpoint-socket' || e.field === 'SPIFFE_ENDPOINT_SOCKET')) return null
+    if (s.given.has('spiffeEndpointSocket')) return null
     errors.push(new ConfigError('--spiffe-endpoint-socket', 'is required with --control-plane spiffe: where the Workload API listens (e.g. --spiffe-endpoint-socket unix:///run/spire/agent.sock, or SPIFFE_ENDPOINT_SOCKET)'))
     return null
   }
@@ -64,7 +66,7 @@ export function positiveTimeouts (t: Timeouts): ConfigError[] {
 export function sideErrors (s: Settled, earlier: number): ConfigError[] {
   const errors: ConfigError[] = []
   const { listen, to } = s
-  if (listen !== null && to === null) errors.push(new ConfigError('--to', 'is required with --listen: the local app address inbound connections go to (e.g. --to 127.0.0.1:8080)'))
+  if (listen !== null && to === null && !s.given.has('to')) errors.push(new ConfigError('--to', 'is required with --listen: the local app address inbound connections go to (e.g. --to 127.0.0.1:8080)'))
   // A UNIX socket is local by construction.
   if (to !== null && !isUnix(to) && !isLoopback(to.host) && !s.unsafeTarget) errors.push(new ConfigError('--to', `${to.host} is not a loopback address; the app target must be local (127.0.0.0/8, ::1, localhost) unless you pass --unsafe-target`))
   if (listen === null && s.upstreams.length === 0 && earlier + errors.length === 0) errors.push(new ConfigError('--listen', 'nothing to do: give --listen/--to for inbound and/or --upstream for outbound'))

@@ -37,6 +37,7 @@ t.test('bad input: one error each, naming the flag and the fix', async t => {
   const long = '/tmp/' + 'x'.repeat(103)
   const rows: Array<[string, Record<string, unknown>, Record<string, unknown> | null, RegExp]> = [
     ['no path', { ...base, to: 'unix:' }, null, /^--to: "unix:" names no socket file \(e\.g\. unix:\/run\/app\.sock\)$/],
+    ['no path, with --listen (not also "--to is required")', { ...base, listen: '127.0.0.1:0', to: 'unix:' }, null, /^--to: "unix:" names no socket file/],
     ['unix:// with a relative path', { ...base, to: 'unix://run/app.sock' }, null, /^--to: "unix:\/\/run\/app\.sock": after unix:\/\/ the path must be absolute/],
     ['a path longer than sun_path', { ...base, upstream: [`db:unix:${long}`] }, null, /^--upstream: socket path \/tmp\/x+ is 108 bytes; a UNIX socket path is at most 107 bytes on Linux: choose a shorter path$/],
     ['a mode as a JSON number (660 is not 0660)', base, { upstream: ['db:unix:/run/db.sock'], unixSocketMode: 660 }, /^sidecar\.json: unixSocketMode: 660 is not a mode: give octal permission bits as a string, e\.g\. "0660"/],
