@@ -152,10 +152,9 @@ export class Sidecar {
       const what = notASocket(cfg.to.path)
       if (what !== undefined) throw new ConfigError('--to', `${cfg.to.path} is ${what}, not a socket: give the socket file the app listens on (e.g. --to unix:/run/app.sock)`)
     }
+    await probeTlsOnce(this.#o.logger)
     const plane = this.#plane
-    // Side by side: the probe's handshakes and the plane's first certificates
-    // (file reads, a leaf to issue, an agent to ask); nothing serves before both.
-    await Promise.all([probeTlsOnce(this.#o.logger), plane.start()])
+    await plane.start()
     this.#unsubscribe = plane.intentions?.onChange(s => this.#intentionsChanged(s))
     const own = workloadOf(cfg.identityForm, plane.tls.current.svid.id)
     const datacenter = cfg.datacenter ?? own?.datacenter ?? DEFAULT_DATACENTER
