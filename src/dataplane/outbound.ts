@@ -197,8 +197,8 @@ export class UpstreamListener extends Listener {
   async #attempt (instance: Instance, tunnel: boolean): Promise<Upstream> {
     const state = this.#opts.tls.current
     const key = `${instance.host}:${instance.port}`
-    const attempt = new UpstreamAttempt({ state, names: this.#namesFor(state), key, resumption: this.#resumption, handshakeTimeoutMs: this.#opts.timeouts.handshakeTimeoutMs, metrics: this.#metrics, ...(tunnel ? { alpn: [TUNNEL_ALPN] } : {}) })
     if (this.#dialsCancelled) throw new Error('upstream listener closed')
+    const attempt = new UpstreamAttempt({ state, names: this.#namesFor(state), key, resumption: this.#resumption, handshakeTimeoutMs: this.#opts.timeouts.handshakeTimeoutMs, metrics: this.#metrics, ...(tunnel ? { alpn: [TUNNEL_ALPN] } : {}) })
     // One socket for TCP and TLS (no plain Socket object under the TLSSocket):
     // the handshake starts as soon as TCP is up.
     let sock: TLSSocket | undefined

@@ -22,7 +22,7 @@ import type { Logger } from 'pino'
 import { decidedBy, formatServiceRef, type Decision, type ServiceRef } from '../core/intentions/table.js'
 import type { PeerIdentity } from '../tls/peer.js'
 import type { Metrics } from '../metrics/metrics.js'
-import { endsWithItsConnection } from './tunnel-transport.js'
+import { destroyTunnel, endsWithItsConnection } from './tunnel-transport.js'
 import { TUNNEL_SESSION_MEMORY_MB, TUNNEL_SETTINGS, TUNNEL_SESSION_WINDOW } from './tunnel-limits.js'
 
 /** Who a tunnel is from, verified at its handshake. */
@@ -144,10 +144,7 @@ export class TunnelAcceptor {
   async destroy (): Promise<void> {
     await Promise.all([...this.#sessions].map(([s, tls]) => new Promise<void>(resolve => {
       s.once('close', () => resolve())
-      s.destroy()
-      // A session close()d before (GOAWAY) only ends its socket and waits for
-      // the peer's FIN: a stopped or dead peer never sends it.
-      tls.destroy()
+      destroyTunnel(s, tls)
     })))
   }
 }

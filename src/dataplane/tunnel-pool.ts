@@ -26,7 +26,7 @@ import type { Instance } from '../core/resolver.js'
 import type { Metrics } from '../metrics/metrics.js'
 import { TUNNEL_ALPN } from '../tls/alpn.js'
 import { TUNNEL_MAX_PER_INSTANCE, TUNNEL_MAX_STREAMS, TUNNEL_SESSION_MEMORY_MB, TUNNEL_SESSION_WINDOW, TUNNEL_SETTINGS } from './tunnel-limits.js'
-import { endsWithItsConnection, TunnelTransport } from './tunnel-transport.js'
+import { destroyTunnel, endsWithItsConnection, TunnelTransport } from './tunnel-transport.js'
 import type { Upstream } from './upstream-attempt.js'
 
 /** How long an instance that answered without the tunnel token is served plain before it is asked again. */
@@ -47,8 +47,6 @@ interface Tunnel {
   streams: number
   carried: number
   retired: boolean
-  /** Its session's 'close' has been emitted (gauge and log line done). */
-  gone: boolean
 }
 
 /** The plain connection a server without tunnels made: for the first app connection that waited on it only. */
@@ -126,7 +124,7 @@ export class TunnelPool {
     if (this.#closed) { up.tls.destroy(); throw new Error('upstream listener closed') }
     const session = http2.connect(`http://${key}`, { createConnection: () => new TunnelTransport(up.tls), settings: TUNNEL_SETTINGS, maxSessionMemory: TUNNEL_SESSION_MEMORY_MB })
     endsWithItsConnection(session, up.tls)
-    const t: Tunnel = { session, up, streams: 0, carried: 0, retired: false, gone: false }
+    const t: Tunnel = { session, up, streams: 0, carried: 0, retired: false }
     const list = this.#tunnels.get(key) ?? []
     list.push(t)
     this.#tunnels.set(key, list)
@@ -139,7 +137,6 @@ export class TunnelPool {
     this.#o.logger.info(fields, 'tunnel opened')
     session.once('close', () => {
       t.retired = true
-      t.gone = true
       const now = this.#tunnels.get(key)?.filter(x => x !== t) ?? []
       if (now.length === 0) this.#tunnels.delete(key)
       else this.#tunnels.set(key, now)
@@ -165,13 +162,9 @@ export class TunnelPool {
     const all = [...this.#tunnels.values()].flat()
     this.#plainUntil.clear()
     await Promise.all(all.map(t => new Promise<void>(resolve => {
-      // (session.closed is true from close() on, long before its 'close': not the test.)
-      if (t.gone) { resolve(); return }
+      // Every tunnel listed is still open: its 'close' takes it off the list.
       t.session.once('close', () => resolve())
-      t.session.destroy()
-      // A session close()d before (a retired tunnel) only ends its socket and
-      // waits for the peer's FIN: a stopped or dead peer never sends it.
-      t.up.tls.destroy()
+      destroyTunnel(t.session, t.up.tls)
     })))
   }
 }

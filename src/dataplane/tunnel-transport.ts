@@ -87,9 +87,17 @@ export class TunnelTransport extends Duplex {
  * GOAWAY and finished its streams first: nothing is left to destroy.
  */
 export function endsWithItsConnection (session: Http2Session, tls: TLSSocket): void {
-  tls.once('end', () => {
-    if (!session.destroyed) session.destroy(new Error('the tunnel\'s connection ended: its peer is gone'))
-    // Half-open (allowHalfOpen), the socket would stay, and the session with it, never 'close'd.
-    tls.destroy()
-  })
+  // Half-open (allowHalfOpen), the socket would stay, and the session with it, never 'close'd.
+  tls.once('end', () => { destroyTunnel(session, tls, new Error('the tunnel\'s connection ended: its peer is gone')) })
+}
+
+/**
+ * Tear a tunnel down now: its session (every live stream reset) and the TLS
+ * socket under it. The socket too: a session close()d before (GOAWAY sent, a
+ * retired tunnel) only end()s its socket and waits for the peer's FIN, which
+ * a stopped or dead peer never sends. The session's 'close' follows.
+ */
+export function destroyTunnel (session: Http2Session, tls: TLSSocket, err?: Error): void {
+  if (!session.destroyed) session.destroy(err)
+  tls.destroy()
 }

@@ -112,7 +112,7 @@ function upstreamSpec (u: string): string {
   const i = u.indexOf(':')
   const port = u.slice(u.lastIndexOf(':') + 1)
   if (i <= 0 || !/^\d{1,5}$/.test(port) || Number(port) > 65535) throw new ConfigError('-upstream', `${JSON.stringify(u)} is not name:port or name:host:port, the local port the upstream listens on (e.g. db:9191 or db:127.0.0.1:9191)`)
-  const name = i < 0 ? u : u.slice(0, i)
+  const name = u.slice(0, i)
   const dot = name.indexOf('.')
   if (dot < 0) return u
   const type = name.slice(dot + 1)
