@@ -9,29 +9,34 @@ import { colonHex } from '../../src/consul/authorize.js'
 import { parseIdentityForm, upstreamIdOf, upstreamSni } from '../../src/core/identity/forms.js'
 import { resolveConfig, withUpstreams } from '../../src/core/config/resolve.js'
 import { consulFixture } from '../helpers/consul-double.js'
+import { freePort } from '../helpers/ports.js'
 
 type Reg = Record<string, unknown> & { Proxy: Record<string, unknown> & { Upstreams: Array<Record<string, unknown>>, Config: Record<string, unknown> } }
 const fixture = (): Reg => consulFixture<Reg>('agent-service-web-sidecar-proxy.json')
 
 t.test('the documented registration, with Consul\'s defaults', async t => {
-  t.same(proxySettings(fixture(), 'web-sidecar-proxy'), {
+  // The ports are the documented registration's own (test/fixtures/consul): values parsed, never bound.
+  const doc = fixture()
+  const [dbBind, billingBind] = doc.Proxy.Upstreams.map(u => u.LocalBindPort as number)
+  t.same(proxySettings(doc, 'web-sidecar-proxy'), {
     id: 'web-sidecar-proxy',
     service: 'web',
     namespace: undefined,
-    listen: { host: '0.0.0.0', port: 21000 },
-    to: { host: '127.0.0.1', port: 8080 },
+    listen: { host: '0.0.0.0', port: doc.Port },
+    to: { host: '127.0.0.1', port: doc.Proxy.LocalServicePort },
     handshakeTimeoutMs: 10_000,
     localConnectTimeoutMs: 1000,
     upstreams: [
-      { service: 'db', bind: { host: '127.0.0.1', port: 9191 }, instances: null, target: {}, connectTimeoutMs: 10_000 },
-      { service: 'billing', bind: { host: '127.0.0.1', port: 9192 }, instances: null, target: {}, connectTimeoutMs: 5000 }
+      { service: 'db', bind: { host: '127.0.0.1', port: dbBind }, instances: null, target: {}, connectTimeoutMs: 10_000 },
+      { service: 'billing', bind: { host: '127.0.0.1', port: billingBind }, instances: null, target: {}, connectTimeoutMs: 5000 }
     ]
   })
   const r = fixture()
-  const s = proxySettings({ ...r, Address: '10.0.0.5', Proxy: { ...r.Proxy, Config: { bind_address: '127.0.0.1', bind_port: 21001 }, Upstreams: [{ DestinationName: 'db', DestinationNamespace: 'ns1', Datacenter: 'dc2', DestinationPartition: 'ap1', LocalBindAddress: '127.0.0.3', LocalBindPort: 0 }] } }, 'x')
-  t.same(s.listen, { host: '127.0.0.1', port: 21001 }, 'Proxy.Config.bind_address/bind_port win over Address/Port')
+  const bindPort = await freePort()
+  const s = proxySettings({ ...r, Address: '10.0.0.5', Proxy: { ...r.Proxy, Config: { bind_address: '127.0.0.1', bind_port: bindPort }, Upstreams: [{ DestinationName: 'db', DestinationNamespace: 'ns1', Datacenter: 'dc2', DestinationPartition: 'ap1', LocalBindAddress: '127.0.0.3', LocalBindPort: 0 }] } }, 'x')
+  t.same(s.listen, { host: '127.0.0.1', port: bindPort }, 'Proxy.Config.bind_address/bind_port win over Address/Port')
   t.same(s.upstreams[0]!.target, { namespace: 'ns1', datacenter: 'dc2', partition: 'ap1' })
-  t.same(proxySettings({ ...r, Address: '10.0.0.5' }, 'x').listen, { host: '10.0.0.5', port: 21000 }, 'Address/Port otherwise')
+  t.same(proxySettings({ ...r, Address: '10.0.0.5' }, 'x').listen, { host: '10.0.0.5', port: r.Port }, 'Address/Port otherwise')
 })
 
 t.test('what does not fit is an error naming the field and the fix', async t => {
@@ -80,11 +85,13 @@ t.test('the client certificate serial as Consul encodes it', async t => {
 })
 
 t.test('upstreams from a registration are checked like --upstream', async t => {
-  const config = resolveConfig({ flags: { service: 'web', listen: '127.0.0.1:21000', to: '127.0.0.1:8080', controlPlane: 'consul', admin: 'off' }, env: {}, file: null })
-  const db = { service: 'db', bind: { host: '127.0.0.1', port: 9191 }, instances: null }
+  // Values checked, never bound: kernel-chosen all the same.
+  const [listen, app, bind, other] = [await freePort(), await freePort(), await freePort(), await freePort()]
+  const config = resolveConfig({ flags: { service: 'web', listen: `127.0.0.1:${listen}`, to: `127.0.0.1:${app}`, controlPlane: 'consul', admin: 'off' }, env: {}, file: null })
+  const db = { service: 'db', bind: { host: '127.0.0.1', port: bind }, instances: null }
   t.equal(withUpstreams(config, [db]).upstreams.length, 1)
-  t.throws(() => withUpstreams(config, [db, { ...db, bind: { host: '127.0.0.1', port: 9192 } }]), { errors: [{ message: /--upstream: db is given twice/ }] })
-  t.throws(() => withUpstreams(config, [{ ...db, bind: { host: '127.0.0.1', port: 21000 } }]), { errors: [{ message: /127\.0\.0\.1:21000 is also used by --listen/ }] })
+  t.throws(() => withUpstreams(config, [db, { ...db, bind: { host: '127.0.0.1', port: other } }]), { errors: [{ message: /--upstream: db is given twice/ }] })
+  t.throws(() => withUpstreams(config, [{ ...db, bind: { host: '127.0.0.1', port: listen } }]), { errors: [{ message: new RegExp(`127\\.0\\.0\\.1:${listen} is also used by --listen`) }] })
   t.throws(() => resolveConfig({ flags: { service: 'web', listen: '127.0.0.1:0', to: '127.0.0.1:1', authorizeViaAgent: true, meshDir: '/x' }, env: {}, file: null }), { errors: [{ message: /--authorize-via-agent needs the Consul agent: add --control-plane consul/ }] })
   t.throws(() => resolveConfig({ flags: { service: 'web', upstream: ['db:1'], consulRegister: true, controlPlane: 'consul' }, env: {}, file: null }), { errors: [{ message: /--consul-register: registers the public listener, and there is none/ }] })
   t.throws(() => resolveConfig({ flags: { service: 'web', listen: '127.0.0.1:0', to: '127.0.0.1:1', authorizeViaAgent: true, enforceOnChange: true, controlPlane: 'consul' }, env: {}, file: null }), { errors: [{ message: /--enforce-on-change: re-checks live connections against the local intention table/ }] })

@@ -16,6 +16,7 @@ import { issueCert } from '../../src/ca/issue.js'
 import { runConsulProxy, type ConsulProxyFlags } from '../../src/runtime/consul-proxy.js'
 import type { SidecarAddresses } from '../../src/sidecar/sidecar.js'
 import { main } from '../../src/cli/main.js'
+import { freePort } from '../helpers/ports.js'
 
 type Registration = Record<string, unknown> & { Proxy: Record<string, unknown> & { Upstreams: Array<Record<string, unknown>> } }
 
@@ -169,11 +170,12 @@ t.test('-sidecar-for matching no proxy, or two, fails with Consul\'s errors', as
   await t.rejects(runConsulProxy({ proxyId: 'lonely-proxy', httpAddr: http, admin: 'off' }, {}), { errors: [{ message: /^proxy registration lonely-proxy: Proxy\.LocalServiceAddress\/LocalServicePort: 10\.0\.0\.5 is not a loopback address/ }] }, 'and the registration\'s field')
   // --dry-run: the configuration a registration or Consul's flags give, without serving.
   const printed: string[] = []
-  agent.setService('solo-proxy', { ...reg, ID: 'solo-proxy', Proxy: { ...reg.Proxy, DestinationServiceID: 'solo', Upstreams: [{ DestinationName: 'db', Datacenter: 'dc2', LocalBindPort: 9191 }] } })
+  const [dbPort, cachePort] = [await freePort(), await freePort()] // never bound: --dry-run serves nothing
+  agent.setService('solo-proxy', { ...reg, ID: 'solo-proxy', Proxy: { ...reg.Proxy, DestinationServiceID: 'solo', Upstreams: [{ DestinationName: 'db', Datacenter: 'dc2', LocalBindPort: dbPort }] } })
   t.equal(await runConsulProxy({ proxyId: 'solo-proxy', httpAddr: http, dryRun: true }, {}, { out: l => printed.push(l) }), 0)
-  t.match(JSON.parse(printed[0]!), { service: 'web', datacenter: 'dc1', listen: { host: '127.0.0.1', port: 0 }, upstreams: [{ service: 'db', bind: { host: '127.0.0.1', port: 9191 }, target: { datacenter: 'dc2' }, connectTimeoutMs: 10000 }], plane: { kind: 'consul', address: http } })
-  t.equal(await runConsulProxy({ service: 'web', upstream: ['db.service:9191', 'cache:127.0.0.9:9192'], httpAddr: http, dryRun: true }, {}, { out: l => printed.push(l) }), 0)
-  t.match(JSON.parse(printed[1]!), { listen: null, upstreams: [{ service: 'db', bind: { host: '127.0.0.1', port: 9191 } }, { service: 'cache', bind: { host: '127.0.0.9', port: 9192 } }] }, '-upstream name.service:port and name:host:port, as Consul\'s')
+  t.match(JSON.parse(printed[0]!), { service: 'web', datacenter: 'dc1', listen: { host: '127.0.0.1', port: 0 }, upstreams: [{ service: 'db', bind: { host: '127.0.0.1', port: dbPort }, target: { datacenter: 'dc2' }, connectTimeoutMs: 10000 }], plane: { kind: 'consul', address: http } })
+  t.equal(await runConsulProxy({ service: 'web', upstream: [`db.service:${dbPort}`, `cache:127.0.0.9:${cachePort}`], httpAddr: http, dryRun: true }, {}, { out: l => printed.push(l) }), 0)
+  t.match(JSON.parse(printed[1]!), { listen: null, upstreams: [{ service: 'db', bind: { host: '127.0.0.1', port: dbPort } }, { service: 'cache', bind: { host: '127.0.0.9', port: cachePort } }] }, '-upstream name.service:port and name:host:port, as Consul\'s')
   const stderr = process.stderr.write
   let err = ''
   process.stderr.write = ((s: string) => { err += s; return true }) as typeof process.stderr.write
@@ -273,14 +275,10 @@ t.test('consul-proxy: its errors speak Consul\'s flags, one dash, and say what t
   t.equal(await bad({ service: 'web' }), '-service: web alone gives the proxy nothing to do: add -listen <host:port> with -service-addr <app host:port> for inbound connections, and/or -upstream <name>:<port> for outbound ones')
   t.equal(await bad({ service: 'web', upstream: ['db:abc'] }), '-upstream: "db:abc" is not name:port or name:host:port, the local port the upstream listens on (e.g. db:9191 or db:127.0.0.1:9191)')
   t.equal(await bad({ service: 'web', upstream: ['db'] }), '-upstream: "db" is not name:port or name:host:port, the local port the upstream listens on (e.g. db:9191 or db:127.0.0.1:9191)')
-  t.equal(await bad({ service: 'web', upstream: ['db:9191'], logLevel: 'loud' }), '-log-level: "loud" is not a log level: give one of TRACE, DEBUG, INFO, WARN, ERR (default INFO)', 'the levels its help lists')
-  t.equal(await bad({ sidecarFor: 'web', httpAddr: '127.0.0.1:1', logLevel: 'loud' }), '-log-level: "loud" is not a log level: give one of TRACE, DEBUG, INFO, WARN, ERR (default INFO)', 'checked before the agent is asked')
+  t.equal(await bad({ service: 'web', upstream: [`db:${await freePort()}`], logLevel: 'loud' }), '-log-level: "loud" is not a log level: give one of TRACE, DEBUG, INFO, WARN, ERR (default INFO)', 'the levels its help lists')
   // An agent that is not there: a port nothing listens on.
-  const { createServer } = await import('node:net')
-  const gone = createServer()
-  await new Promise<void>(resolve => gone.listen(0, '127.0.0.1', resolve))
-  const dead = `127.0.0.1:${(gone.address() as { port: number }).port}`
-  await new Promise<void>(resolve => gone.close(() => resolve()))
+  const dead = `127.0.0.1:${await freePort()}`
+  t.equal(await bad({ sidecarFor: 'web', httpAddr: dead, logLevel: 'loud' }), '-log-level: "loud" is not a log level: give one of TRACE, DEBUG, INFO, WARN, ERR (default INFO)', 'checked before the agent is asked')
   t.match(await bad({ sidecarFor: 'web', httpAddr: dead }), /cannot reach the agent at 127\.0\.0\.1:\d+: .*; is the agent running, and does -http-addr name its HTTP address\?$/)
   t.match(await bad({ sidecarFor: 'web' }, { CONSUL_HTTP_ADDR: dead }), /; is the agent running, and does CONSUL_HTTP_ADDR name its HTTP address\?$/)
   // commander's own errors, in Consul's spelling.

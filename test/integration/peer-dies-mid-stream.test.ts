@@ -9,6 +9,7 @@ import t, { type Test } from 'tap'
 import { connect } from 'node:net'
 import { makeMesh, startApp, startSidecar } from '../helpers/mesh.js'
 import { MB, downloadApp, drain, meshAllowing, patternSha, spawnSidecar, stream, type Ending } from '../helpers/faults.js'
+import { freePort } from '../helpers/ports.js'
 
 t.test('a clean end stays clean: 24 MiB down through a pair, every byte, then a FIN', async t => {
   const mesh = await meshAllowing(t)
@@ -68,10 +69,7 @@ t.test('failures the app cannot otherwise see are resets', async t => {
   const mesh = await makeMesh(t)
   await mesh.writeIntentions([{ source: 'web', destination: 'db', action: 'deny' }])
   const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${await downloadApp(t, 1000)}`, meshDir: mesh.dir })
-  // A port nothing listens on: bind one, note it, close it.
-  const gone = await startApp(t, () => {})
-  const deadPort = gone.port
-  await new Promise<void>(resolve => gone.server.close(() => resolve()))
+  const deadPort = await freePort()
   const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`, `nowhere:0=127.0.0.1:${deadPort}`], meshDir: mesh.dir })
 
   const unreachable = await drain(connect(web.addrs.upstreams.get('nowhere')!.port, '127.0.0.1'))
@@ -89,9 +87,7 @@ t.test('failures the app cannot otherwise see are resets', async t => {
 
 t.test('the far sidecar cannot connect to its app: the calling app is reset', async t => {
   const mesh = await meshAllowing(t)
-  const gone = await startApp(t, () => {})
-  await new Promise<void>(resolve => gone.server.close(() => resolve()))
-  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${gone.port}`, meshDir: mesh.dir })
+  const db = await startSidecar(t, { service: 'db', listen: '127.0.0.1:0', to: `127.0.0.1:${await freePort()}`, meshDir: mesh.dir })
   const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.addrs.inbound!.port}`], meshDir: mesh.dir })
   const got = await drain(connect(web.addrs.upstreams.get('db')!.port, '127.0.0.1'))
   t.same(got, { bytes: 0, sha: patternSha(0), reset: true, cleanEnd: false })
