@@ -73,9 +73,10 @@ export interface Relay {
  * app must not read the cut as an orderly end); a TLS socket is destroyed
  * without close_notify, and when it sits on a TCP socket of its own (every
  * socket our inbound accepted: `_parent`), that one is closed with a reset, so
- * that the sidecar beyond sees a reset on every Node, not a bare close that
- * Node 20 and 22 report as an end (tls/end.ts). (An outbound TLS socket has no
- * such parent: its peer relies on close_notify tracking.)
+ * that the sidecar beyond sees a reset, not a bare close it would have to tell
+ * from close_notify (tls/end.ts), and so does any peer that does not look.
+ * (An outbound TLS socket has no such parent: its peer relies on close_notify
+ * tracking.)
  *
  * How: net.Socket's own reset flag (`resetAndClosing`, what resetAndDestroy()
  * sets), set on the parent before the TLS socket is destroyed, so that the TCP

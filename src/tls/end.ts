@@ -17,11 +17,15 @@
  * - Where the EOF comes after libuv stopped, one more tell: exactly one
  *   close_notify record of ciphertext arrived since the last plaintext.
  *
- * Node 20 and 22 defeat this: when a close_notify arrives in the same read as
- * the last data, they report its EOF only with the TCP FIN (readStart 0, no
- * ciphertext since the data). The probe (tls-probe.ts) finds that and leaves
- * tracking off there: an EOF is then taken as clean, as Node reports it; a
- * reset is still an abort. Node 24 passes the probe.
+ * This holds on Node 20, 22 and 24 (test/tls/end.test.ts: close_notify in the
+ * same segment as the last data with the FIN held back, a paused reader, TLS 1.2
+ * and 1.3, openssl on the other side). What differs is a sender: a Node 20 or 22
+ * server that end()s in the same tick as its handshake's end sends no
+ * close_notify at all (Node 24 does), which an earlier probe took for a reader
+ * that cannot tell. Our sidecars never end that early (the app is dialled after
+ * the handshake). The probe (probe.ts) still checks the verdicts at start, and
+ * where they come out wrong, tracking stays off: an EOF is then taken as clean,
+ * as Node reports it; a reset is still an abort.
  *
  * The internals used (`_handle.onread`, `_handle._parent`: the TCP handle, its
  * `readStart`/`readStop`/`bytesRead`, `_handle.reading`) exist in Node 20, 22

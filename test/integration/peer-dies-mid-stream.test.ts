@@ -24,7 +24,7 @@ t.test('a clean end stays clean: 24 MiB down through a pair, every byte, then a 
 })
 
 t.test('the inbound sidecar is killed (-9) mid-download: the app sees a reset, not an end', async t => {
-  if (!await trackingOrSkip(t, 'a bare TCP close cannot be told from close_notify on this Node')) return
+  await tracking(t)
   const mesh = await meshAllowing(t)
   const total = 256 * MB // far more than is sent before the kill: the transfer is cut mid-stream
   const db = await spawnSidecar(t, ['--service', 'db', '--listen', '127.0.0.1:0', '--to', `127.0.0.1:${await downloadApp(t, total)}`, '--mesh-dir', mesh.dir])
@@ -42,7 +42,7 @@ t.test('the inbound sidecar is killed (-9) mid-download: the app sees a reset, n
 })
 
 t.test('the outbound sidecar is killed (-9) mid-upload: db\'s app sees a reset, not an end', async t => {
-  if (!await trackingOrSkip(t, 'a bare TCP close cannot be told from close_notify on this Node')) return
+  await tracking(t)
   const mesh = await meshAllowing(t)
   let upload: Promise<Ending> | undefined
   let reached!: () => void
@@ -97,11 +97,8 @@ t.test('the far sidecar cannot connect to its app: the calling app is reset', as
   await db.stop()
 })
 
-/** True when this Node tells a bare TCP close from close_notify (known after a sidecar started); else skip `t` with `why`. */
-async function trackingOrSkip (t: Test, why: string): Promise<boolean> {
+/** Every supported Node tells a bare TCP close from close_notify: the probe must find so. */
+async function tracking (t: Test): Promise<void> {
   const { probeTls } = await import('../../src/tls/probe.js')
-  if ((await probeTls()).endTracking) return true
-  t.comment(`skipped: ${why} (${process.version}); tls-end.ts says why`)
-  t.pass(`skipped on ${process.version}`)
-  return false
+  t.equal((await probeTls()).endTracking, true, `the TLS probe finds that ${process.version} tells a bare TCP close from close_notify`)
 }

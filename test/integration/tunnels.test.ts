@@ -3,7 +3,7 @@
 // does (every byte both ways, half-close, the intention asked per stream, a reset
 // is a reset), a stream's trouble must stay its own, rotation must not fail a
 // connection, a peer that vanishes must reset every app connection it carried
-// (on every Node: this is where tunnels close the gap tls/end.ts leaves on 20/22),
+// (the tunnel's end resets every stream on it),
 // and a client that is not mesh-proxy must still be served over plain mTLS.
 import t, { type Test } from 'tap'
 import { spawnSync, spawn } from 'node:child_process'
