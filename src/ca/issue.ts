@@ -5,12 +5,23 @@
  * store and the CLI decide where the PEMs go.
  */
 import { webcrypto, randomBytes } from 'node:crypto'
-import * as x509 from '@peculiar/x509'
+import type * as X509 from '@peculiar/x509'
 import { trustDomainUri } from '../core/identity/spiffe-id.js'
-import { pemBlocks } from '../core/identity/x509.js'
+import { pemBlocks, toPem } from '../core/identity/x509.js'
 import { CertificateError } from '../core/errors.js'
 
-x509.cryptoProvider.set(webcrypto as never)
+let loading: Promise<typeof X509> | undefined
+/**
+ * @peculiar/x509, loaded on first use: it costs a process 136-280 ms and 13 MB,
+ * and a sidecar whose certificates come from files, Consul or SPIFFE never
+ * writes one.
+ */
+async function lib (): Promise<typeof X509> {
+  return await (loading ??= import('@peculiar/x509').then(m => {
+    m.cryptoProvider.set(webcrypto as never)
+    return m
+  }))
+}
 
 const KEY_ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const
 const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const
@@ -49,6 +60,7 @@ const HOUR = 3_600_000
 
 /** Generate a self-signed root CA in Consul's shape (CA:TRUE, keyCertSign|cRLSign, URI SAN spiffe://<td>). */
 export async function createRootCa (opts: RootOptions): Promise<IssuedCert> {
+  const x509 = await lib()
   const keys = await webcrypto.subtle.generateKey(KEY_ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
   const now = Date.now()
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -70,6 +82,7 @@ export async function createRootCa (opts: RootOptions): Promise<IssuedCert> {
 
 /** Issue a certificate signed by `opts.ca`: by default a leaf SVID in Consul's shape. */
 export async function issueCert (opts: IssueOptions): Promise<IssuedCert> {
+  const x509 = await lib()
   const caCert = new x509.X509Certificate(opts.ca.certPem)
   const caKey = await importKey(opts.ca.keyPem)
   const keys = await webcrypto.subtle.generateKey(KEY_ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
@@ -78,11 +91,11 @@ export async function issueCert (opts: IssueOptions): Promise<IssuedCert> {
   const usage = opts.keyUsage ?? (isCA
     ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature
     : x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement)
-  const names: x509.JsonGeneralName[] = [
+  const names: X509.JsonGeneralName[] = [
     ...opts.uris.map(value => ({ type: 'url' as const, value })),
     ...(opts.dnsNames ?? []).map(value => ({ type: 'dns' as const, value }))
   ]
-  const extensions: x509.Extension[] = [
+  const extensions: X509.Extension[] = [
     new x509.BasicConstraintsExtension(isCA, undefined, true),
     new x509.KeyUsagesExtension(usage, true),
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
@@ -105,8 +118,7 @@ export async function issueCert (opts: IssueOptions): Promise<IssuedCert> {
 }
 
 async function exportKey (key: webcrypto.CryptoKey): Promise<string> {
-  const der = await webcrypto.subtle.exportKey('pkcs8', key)
-  return x509.PemConverter.encode(der, 'PRIVATE KEY') + '\n'
+  return toPem('PRIVATE KEY', new Uint8Array(await webcrypto.subtle.exportKey('pkcs8', key)))
 }
 
 async function importKey (pem: string): Promise<webcrypto.CryptoKey> {
@@ -132,6 +144,7 @@ function serial (): string {
  * only the signer's root accept chains that carry this certificate.
  */
 export async function crossSign (signer: IssuedCert, rootPem: string): Promise<string> {
+  const x509 = await lib()
   const signerCert = new x509.X509Certificate(signer.certPem)
   const root = new x509.X509Certificate(rootPem)
   const cert = await x509.X509CertificateGenerator.create({
@@ -166,15 +179,16 @@ export interface SignCsrOptions {
  * signature must verify; the leaf gets our SVID shape whatever the CSR asks for.
  */
 export async function signCsr (opts: SignCsrOptions): Promise<string> {
-  let csr: x509.Pkcs10CertificateRequest
+  const x509 = await lib()
+  let csr: X509.Pkcs10CertificateRequest
   try {
     csr = new x509.Pkcs10CertificateRequest(opts.csrPem)
   } catch (err) {
     throw new CertificateError('CSR: not a PEM "CERTIFICATE REQUEST" (PKCS#10)', { cause: err })
   }
   if (!await csr.verify()) throw new CertificateError('CSR: its signature does not verify (corrupted, or not signed by its own key)')
-  const san = csr.getExtension('2.5.29.17') as x509.SubjectAlternativeNameExtension | null
-  const uris = san === null ? [] : san.names.items.filter((n: x509.GeneralName) => n.type === 'url').map((n: x509.GeneralName) => n.value)
+  const san = csr.getExtension('2.5.29.17') as X509.SubjectAlternativeNameExtension | null
+  const uris = san === null ? [] : san.names.items.filter((n: X509.GeneralName) => n.type === 'url').map((n: X509.GeneralName) => n.value)
   if (uris.length > 0 && (uris.length !== 1 || uris[0] !== opts.spiffeId)) throw new CertificateError(`CSR asks for URI SAN ${uris.join(', ')}, but this CA issues ${opts.spiffeId} for it`)
   const caCert = new x509.X509Certificate(opts.ca.certPem)
   const cert = await x509.X509CertificateGenerator.create({
@@ -200,6 +214,7 @@ export async function signCsr (opts: SignCsrOptions): Promise<string> {
 
 /** Make a CSR for a fresh P-256 key (tests, and workloads that use our CLI to request). */
 export async function createCsr (spiffeId: string, commonName: string): Promise<{ csrPem: string, keyPem: string }> {
+  const x509 = await lib()
   const keys = await webcrypto.subtle.generateKey(KEY_ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${commonName}`,

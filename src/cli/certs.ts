@@ -17,8 +17,8 @@ import { PRIVATE_DIR, writeFileAtomic, fileExists, existingOf } from '../fsutil/
 import { DEV_SERVICES } from '../meshdir/seed.js'
 import { DEV_TRUST_DOMAIN, DEFAULT_DATACENTER } from '../core/config/defaults.js'
 import { CertificateError, ConfigError, errorCode, toError } from '../core/errors.js'
-import * as x509 from '@peculiar/x509'
 import { parseDuration } from '../core/config/resolve.js'
+import type * as X509 from '@peculiar/x509'
 import { updateIntentions } from '../meshdir/intentions-store.js'
 
 const YEAR_MS = 365 * 24 * 3_600_000
@@ -84,7 +84,7 @@ export async function certSign (o: { meshDir: string, csr: string, service?: str
   const settings = await readMeshSettings(layout)
   let csrPem: string
   try { csrPem = await readFile(o.csr, 'utf8') } catch (err) { throw new ConfigError('--csr', `cannot read ${o.csr}: ${(err as Error).message}`) }
-  const service = o.service ?? csrService(csrPem)
+  const service = o.service ?? await csrService(csrPem)
   if (service === undefined) throw new ConfigError('--service', `${o.csr} names no service (no Consul SPIFFE ID, no CN); give --service`)
   const pem = await signServiceCsr(layout, settings, service, csrPem, parseDuration(o.ttl ?? '72h', '--ttl'))
   if (o.out === undefined) say(pem.trimEnd())
@@ -129,11 +129,12 @@ export async function caBundle (o: { meshDir: string, format?: string }, say: (l
 }
 
 /** The service a CSR asks for: its Consul SPIFFE ID's name, else its CN. */
-function csrService (csrPem: string): string | undefined {
+async function csrService (csrPem: string): Promise<string | undefined> {
+  const x509 = await import('@peculiar/x509') // only this command reads a CSR: not loaded by `run`
   try {
     const csr = new x509.Pkcs10CertificateRequest(csrPem)
-    const san = csr.getExtension('2.5.29.17') as x509.SubjectAlternativeNameExtension | null
-    const uri = san?.names.items.find((n: x509.GeneralName) => n.type === 'url')?.value
+    const san = csr.getExtension('2.5.29.17') as X509.SubjectAlternativeNameExtension | null
+    const uri = san?.names.items.find((n: X509.GeneralName) => n.type === 'url')?.value
     if (uri !== undefined) {
       const c = toConsulService(parseSpiffeId(uri))
       if (c !== null) return c.service

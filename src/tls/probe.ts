@@ -17,7 +17,7 @@
 import { createServer, connect, type TLSSocket, type DetailedPeerCertificate } from 'node:tls'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { createRootCa, issueCert } from '../ca/issue.js'
+import { PROBE_CHAIN, PROBE_KEY, PROBE_ROOT } from './probe-certs.js'
 import { endedCleanly, enableTlsEndTracking, trackTlsEnd } from './end.js'
 
 /** What the probe found. */
@@ -57,14 +57,8 @@ export function probeTls (): Promise<TlsCapabilities> {
   return probing
 }
 
-const PROBE_TD = 'probe.mesh-proxy.invalid'
-
 async function run (): Promise<TlsCapabilities> {
-  const root = await createRootCa({ trustDomain: PROBE_TD })
-  const mid = await issueCert({ ca: root, uris: [`spiffe://${PROBE_TD}`], commonName: 'probe intermediate', isCA: true })
-  const leaf = await issueCert({ ca: mid, uris: [`spiffe://${PROBE_TD}/probe`], commonName: 'probe' })
-  const chain = leaf.certPem + mid.certPem
-  const opts = { cert: chain, key: leaf.keyPem, ca: root.certPem }
+  const opts = { cert: PROBE_CHAIN, key: PROBE_KEY, ca: PROBE_ROOT }
   // Per connection, what the server saw and how each side judged the other's end.
   const seen: Array<{ chainLength: number, serverJudged: Promise<boolean> }> = []
   const server = createServer({ ...opts, requestCert: true, rejectUnauthorized: true, allowHalfOpen: true }, (s: TLSSocket) => {

@@ -1,18 +1,21 @@
 /**
- * Facts about one X.509 certificate, read once with @peculiar/x509 (extensions)
- * and node:crypto (fingerprint, public key). Pure: DER/PEM in, plain values out.
+ * Facts about one X.509 certificate: node:crypto (OpenSSL) parses it and gives
+ * the fingerprint, public key, names and validity; der.ts reads the serial's
+ * bytes and the three extensions the SVID rules need. Pure: DER/PEM in, plain
+ * values out. (No @peculiar/x509 here: loading it costs a sidecar 136-280 ms and
+ * 13 MB at start; only the CA code that writes certificates needs it.)
  */
 import { X509Certificate as NodeX509, type KeyObject } from 'node:crypto'
-import * as x509 from '@peculiar/x509'
 import { CertificateError } from '../errors.js'
+import { readCertDer } from './der.js'
 
-/** Key usage bits as in RFC 5280 / @peculiar/x509 KeyUsageFlags. */
+/** Key usage bits (RFC 5280 §4.2.1.3: bit n is 1 << n). */
 export const KeyUsage = {
-  digitalSignature: x509.KeyUsageFlags.digitalSignature,
-  keyEncipherment: x509.KeyUsageFlags.keyEncipherment,
-  keyAgreement: x509.KeyUsageFlags.keyAgreement,
-  keyCertSign: x509.KeyUsageFlags.keyCertSign,
-  cRLSign: x509.KeyUsageFlags.cRLSign
+  digitalSignature: 1 << 0,
+  keyEncipherment: 1 << 2,
+  keyAgreement: 1 << 4,
+  keyCertSign: 1 << 5,
+  cRLSign: 1 << 6
 } as const
 
 /** What the SVID rules and the logs need to know about a certificate. */
@@ -54,31 +57,32 @@ export function toPem (type: string, der: Uint8Array): string {
 
 /** Read the facts of one DER certificate. Throws CertificateError if it does not parse. */
 export function certFacts (der: Buffer): CertFacts {
-  let cert: x509.X509Certificate
   let node: NodeX509
+  let facts: ReturnType<typeof readCertDer>
   try {
-    cert = new x509.X509Certificate(der)
     node = new NodeX509(der)
+    facts = readCertDer(der)
   } catch (err) {
     throw new CertificateError('malformed certificate (not valid DER X.509)', { cause: err })
   }
-  const bc = cert.getExtension(x509.BasicConstraintsExtension)
-  const ku = cert.getExtension(x509.KeyUsagesExtension)
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension)
-  const uris = san === null ? [] : san.names.items.filter(n => n.type === 'url').map(n => n.value)
   return {
     der,
     fingerprint256: node.fingerprint256,
-    serial: cert.serialNumber,
-    subject: cert.subject,
-    issuer: cert.issuer,
-    uris,
-    isCA: bc?.ca ?? false,
-    keyUsage: ku?.usages ?? 0,
-    notBefore: cert.notBefore,
-    notAfter: cert.notAfter,
+    serial: facts.serial,
+    subject: oneLine(node.subject),
+    issuer: oneLine(node.issuer),
+    uris: facts.uris,
+    isCA: facts.isCA,
+    keyUsage: facts.keyUsage,
+    notBefore: new Date(node.validFrom),
+    notAfter: new Date(node.validTo),
     publicKey: node.publicKey
   }
+}
+
+/** OpenSSL's one-RDN-per-line name as one line: `C=US, O=SPIRE`. */
+function oneLine (name: string): string {
+  return name.split('\n').join(', ')
 }
 
 /** Parse every CERTIFICATE block of a PEM text; throws when there is none. */
