@@ -75,9 +75,9 @@ export function describe (t: ExternalSpec): string {
  * name, Node's checks, never switched off). Rejects with ConnectError or
  * PeerIdentityError (reason `external_tls_failed`).
  */
-export async function connectExternal (t: ExternalTarget, timeouts: { connectTimeoutMs: number, handshakeTimeoutMs: number }): Promise<Socket> {
+export async function connectExternal (t: ExternalTarget, timeouts: { connectTimeoutMs: number, handshakeTimeoutMs: number }, signal?: AbortSignal): Promise<Socket> {
   const tls = t.spec.tls
-  if (tls === null) return await dial(t.spec.target, timeouts.connectTimeoutMs)
+  if (tls === null) return await dial(t.spec.target, timeouts.connectTimeoutMs, undefined, signal)
   const open = (to: HostPort): TLSSocket => tlsConnect({
     host: to.host,
     port: to.port,
@@ -86,9 +86,13 @@ export async function connectExternal (t: ExternalTarget, timeouts: { connectTim
     ...(t.caPem === undefined ? {} : { ca: t.caPem }),
     ...(t.client === undefined ? {} : { cert: t.client.certPem, key: t.client.keyPem })
   })
-  const sock = await dial(t.spec.target, timeouts.connectTimeoutMs, open)
+  const sock = await dial(t.spec.target, timeouts.connectTimeoutMs, open, signal)
   return await new Promise<Socket>((resolve, reject) => {
-    const cancel = handshakeDeadline(sock, timeouts.handshakeTimeoutMs, describe(t.spec))
+    const deadline = handshakeDeadline(sock, timeouts.handshakeTimeoutMs, describe(t.spec))
+    const onAbort = (): void => { sock.destroy(new Error('the gateway is closing')) }
+    const cancel = (): void => { deadline(); signal?.removeEventListener('abort', onAbort) }
+    if (signal?.aborted === true) onAbort()
+    else signal?.addEventListener('abort', onAbort, { once: true })
     const onError = (err: Error): void => {
       cancel()
       sock.destroy()

@@ -131,15 +131,16 @@ export class MeshGateway extends Listener {
   }
 
   /** Connect to one of the route's targets (round-robin, the next on a failure); a Refusal when none answers. */
-  async #connect (route: Route, id: Record<string, unknown>): Promise<{ sock: Socket, at: string }> {
+  async #connect (route: Route, id: Record<string, unknown>, signal: AbortSignal): Promise<{ sock: Socket, at: string }> {
     const { targets } = route
     const start = this.#rr++
     let last: Error | undefined
-    for (let k = 0; k < targets.length; k++) {
+    for (let k = 0; k < targets.length && !signal.aborted; k++) {
       const to = targets[(start + k) % targets.length]!
       try {
-        return { sock: await dial(to, this.#o.timeouts.connectTimeoutMs), at: `${to.host}:${to.port}` }
+        return { sock: await dial(to, this.#o.timeouts.connectTimeoutMs, undefined, signal), at: `${to.host}:${to.port}` }
       } catch (err) {
+        if (signal.aborted) break
         last = toError(err)
         this.#metrics.upstreamConnectError(route.via === 'service' ? route.name.service : `mesh_gateway:${route.name.datacenter}`)
         this.#o.logger.debug({ ...id, target: `${to.host}:${to.port}`, err: last.message }, 'gateway target unreachable')
@@ -150,10 +151,12 @@ export class MeshGateway extends Listener {
 
   /** Dial the route, hand it the ClientHello as it came, and relay the rest both ways. */
   #forward (sock: Socket, hello: Buffer, route: Route, id: Record<string, unknown>): void {
-    let abort = (): void => { cut(sock) }
+    // Until the relay: an abort (the drain's end) resets the client and cancels the dial.
+    const dialing = new AbortController()
+    let abort = (): void => { cut(sock); dialing.abort() }
     const finish = this.track({ abort: () => abort() })
     const access = { ...id, service: route.name.service, datacenter: route.name.datacenter, via: route.via }
-    this.#connect(route, id).then(({ sock: up, at }) => {
+    this.#connect(route, id, dialing.signal).then(({ sock: up, at }) => {
       if (sock.destroyed) { cut(up); this.#metrics.connection('mesh_gateway', 'aborted'); this.#o.logger.debug({ ...access, reason: 'peer_gone' }, 'conn closed'); finish(); return }
       const fields = { ...access, target: at }
       if (this.#o.logger.isLevelEnabled('debug')) this.#o.logger.debug(fields, 'conn opened')
@@ -165,7 +168,10 @@ export class MeshGateway extends Listener {
       abort = () => r.abort()
     }, (err: unknown) => {
       finish()
-      if (err instanceof Refusal) this.#refuse(sock, access, err)
+      if (dialing.signal.aborted) {
+        this.#metrics.connection('mesh_gateway', 'aborted')
+        this.#o.logger.info({ ...access, reason: 'aborted', err: 'the gateway closed while dialing' }, 'conn closed')
+      } else if (err instanceof Refusal) this.#refuse(sock, access, err)
       else throw err
     }).catch(connBug(this.#o.logger, access, () => { abort(); finish() }))
   }

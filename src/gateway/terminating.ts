@@ -163,9 +163,11 @@ export class TerminatingGateway extends Listener {
 
   #serve (sock: TLSSocket, svc: Represented, access: Record<string, unknown>): void {
     const log = this.#o.logger
-    let abort = (): void => { cut(sock) }
+    // Until the relay: an abort (the drain's end) resets the caller and cancels the dial and handshake.
+    const dialing = new AbortController()
+    let abort = (): void => { cut(sock); dialing.abort() }
     const finish = this.track({ abort: () => abort() })
-    connectExternal(svc.target, this.#o.timeouts).then(ext => {
+    connectExternal(svc.target, this.#o.timeouts, dialing.signal).then(ext => {
       if (sock.destroyed) { cut(ext); this.#metrics.connection('terminating_gateway', 'aborted'); log.info({ ...access, reason: 'peer_gone' }, 'conn closed'); finish(); return }
       if (log.isLevelEnabled('debug')) log.debug(access, 'conn opened')
       const r = relay(sock, ext, this.#o.timeouts, result => {
@@ -174,6 +176,12 @@ export class TerminatingGateway extends Listener {
       })
       abort = () => r.abort()
     }, (err: unknown) => {
+      if (dialing.signal.aborted) {
+        this.#metrics.connection('terminating_gateway', 'aborted')
+        log.info({ ...access, reason: 'aborted', err: 'the gateway closed while dialing' }, 'conn closed')
+        finish()
+        return
+      }
       const e = toError(err)
       this.#metrics.upstreamConnectError(String(access.destination))
       this.#metrics.connection('terminating_gateway', 'upstream_error')

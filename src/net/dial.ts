@@ -21,25 +21,46 @@ function plain (to: Endpoint): Socket {
  * ConnectError naming the address and the timeout. The outbound opens a
  * TLSSocket directly (`open`), so the TCP connection and TLS share one socket
  * object; its handshake starts on connect and has its own deadline (handshake.ts).
+ * `signal` cancels a dial still in progress (a listener's drain has ended): the
+ * socket is destroyed and the promise rejects at once, not after the timeout.
  */
-export function dial (to: Endpoint, connectTimeoutMs: number): Promise<Socket>
-export function dial<S extends Socket> (to: HostPort, connectTimeoutMs: number, open: Opener<S>): Promise<S>
-export function dial<S extends Socket> (to: Endpoint, connectTimeoutMs: number, open?: Opener<S>): Promise<S | Socket> {
+export function dial (to: Endpoint, connectTimeoutMs: number, open?: undefined, signal?: AbortSignal): Promise<Socket>
+export function dial<S extends Socket> (to: HostPort, connectTimeoutMs: number, open: Opener<S>, signal?: AbortSignal): Promise<S>
+export function dial<S extends Socket> (to: Endpoint, connectTimeoutMs: number, open?: Opener<S>, signal?: AbortSignal): Promise<S | Socket> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted === true) { reject(cancelled(to)); return }
     const sock = open === undefined || isUnix(to) ? plain(to) : open(to)
+    const settle = (): void => {
+      clearTimeout(timer)
+      sock.off('error', onError)
+      signal?.removeEventListener('abort', onAbort)
+    }
     const timer = setTimeout(() => {
+      settle()
+      sock.on('error', () => {}) // given up on: a late error has nowhere to go
       sock.destroy()
       reject(new ConnectError(`connect to ${formatEndpoint(to)} timed out after connectTimeoutMs=${connectTimeoutMs}`))
     }, connectTimeoutMs)
     const onError = (err: Error): void => {
-      clearTimeout(timer)
+      settle()
       reject(new ConnectError(`connect to ${formatEndpoint(to)} failed: ${err.message}`, { cause: err }))
     }
+    const onAbort = (): void => {
+      settle()
+      sock.on('error', () => {})
+      sock.destroy()
+      reject(cancelled(to))
+    }
     sock.once('error', onError)
+    signal?.addEventListener('abort', onAbort, { once: true })
     sock.once('connect', () => {
-      clearTimeout(timer)
-      sock.off('error', onError)
+      settle()
       resolve(sock)
     })
   })
+}
+
+/** The error of a dial cancelled by its signal. */
+function cancelled (to: Endpoint): ConnectError {
+  return new ConnectError(`connect to ${formatEndpoint(to)} cancelled: the listener is closing`)
 }

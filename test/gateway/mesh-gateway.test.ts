@@ -15,6 +15,7 @@ import { otherDatacenter, rawTry, startMeshGateway } from '../helpers/gateway.js
 import { receiveAll, sendBulk } from '../helpers/data.js'
 import { ROOT } from '../helpers/paths.js'
 import { opensslMissing } from '../helpers/openssl-pki.js'
+import { python3Missing, unansweredPort, until } from '../helpers/ports.js'
 import { MeshCatalog } from '../../src/meshdir/catalog.js'
 import { DEFAULT_TIMEOUTS } from '../../src/core/config/defaults.js'
 
@@ -212,4 +213,23 @@ t.test('resumption works through the gateway: the second connection resumes with
   await web.stop()
   await gw.stop()
   await db.stop()
+})
+
+t.test('close() does not wait for a dial that never completes: the client is reset, counted aborted', { skip: python3Missing() }, async t => {
+  const target = { port: await unansweredPort(t) }
+  const mesh = await makeMesh(t, [])
+  // A connect deadline far beyond the test's own timeout: only the drain's end can stop the dial.
+  const gw = await startMeshGateway(t, { datacenter: 'dc1', catalogDir: mesh.layout.catalog, remote: { dc2: [{ host: '127.0.0.1', port: target.port }] }, timeouts: { ...DEFAULT_TIMEOUTS, connectTimeoutMs: 3_600_000, drainTimeoutMs: 200 } })
+  const c = connect(gw.at.port, '127.0.0.1')
+  let reset = false
+  c.on('error', (e: Error & { code?: string }) => { reset = e.code === 'ECONNRESET' })
+  const closed = new Promise(resolve => c.once('close', resolve))
+  c.write(hello('node-tls-connect.hex')) // SNI db.default.dc2.internal.<TD>: to dc2's gateway, which never answers
+  await until(() => gw.metrics.get('mesh_proxy_connections_active', { direction: 'mesh_gateway' }) === 1)
+  await gw.stop() // asserts the gauge and the registry are back to 0
+  await closed
+  t.equal(reset, true, 'the client is reset, not ended')
+  t.equal(gw.metrics.get('mesh_proxy_connections_total', { direction: 'mesh_gateway', result: 'aborted' }), 1)
+  t.match(gw.sink.msgs('conn closed')[0], { reason: 'aborted', service: 'db', datacenter: 'dc2' })
+  t.equal(gw.sink.msgs('conn rejected').length, 0, 'not taken for an unreachable upstream')
 })

@@ -7,9 +7,10 @@ import t, { type Test } from 'tap'
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { connect, type AddressInfo, type Socket } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { TD, appTry, echo, echoRoundTrip, echoSha, makeMesh, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
 import { startTerminating } from '../helpers/gateway.js'
+import { python3Missing, unansweredPort, until } from '../helpers/ports.js'
 import { createRootCa, issueCert } from '../../src/ca/issue.js'
 
 /** A TLS echo server with a certificate for `name` from a CA of its own (not the mesh's); its CA file. */
@@ -223,4 +224,41 @@ t.test('bad --service values: the flag, the value and the fix', async t => {
     await t.rejects(startTerminating(t, { meshDir: mesh.dir, ...(service === undefined ? {} : { service }) }), { errors: [{ message: why }] }, String(service))
   }
   await t.rejects(startTerminating(t, { service: ['legacy-db=db.internal:5432'] }), { errors: [{ message: /--service: legacy-db: .*mesh/ }] }, 'no certificates from anywhere')
+})
+
+t.test('close() does not wait for an external target that never answers (its TCP connect, its TLS handshake)', { skip: python3Missing() }, async t => {
+  const mesh = await makeMesh(t, ['web'])
+  await mesh.writeIntentions([{ source: 'web', destination: '*', action: 'allow' }])
+  const blackhole = await unansweredPort(t)
+  const held = new Set<Socket>()
+  let accepted: () => void = () => {}
+  const silent = createServer(s => { held.add(s); s.on('error', () => {}); accepted() }) // TCP, never a TLS byte
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { for (const s of held) s.destroy(); silent.close() })
+  const caFile = join(mesh.dir, 'ca.pem')
+  await writeFile(caFile, mesh.ca.certPem)
+  const rows: Array<[string, string]> = [
+    ['its TCP connect', `stuck-dial=127.0.0.1:${blackhole}`],
+    ['its TLS handshake', `stuck-tls=127.0.0.1:${(silent.address() as AddressInfo).port},tls,ca=${caFile},sni=stuck.external.test`]
+  ]
+  for (const [why, service] of rows) {
+    const name = service.split('=')[0]!
+    // Deadlines far beyond the test's own timeout: only the drain's end can stop them.
+    const gw = await startTerminating(t, { meshDir: mesh.dir, service: [service], connectTimeout: '1h', handshakeTimeout: '1h', drainTimeout: '200ms' })
+    const web = await startSidecar(t, { service: 'web', meshDir: mesh.dir, upstream: [`${name}:0`] })
+    const dialed = why === 'its TLS handshake' ? new Promise<void>(resolve => { accepted = resolve }) : undefined
+    const c = connect(web.addrs.upstreams.get(name)!.port, '127.0.0.1')
+    let reset = false
+    c.on('error', (e: Error & { code?: string }) => { reset = e.code === 'ECONNRESET' })
+    const closed = new Promise(resolve => c.once('close', resolve))
+    c.write('anyone there?')
+    await until(() => gw.metrics.get('mesh_proxy_connections_active', { direction: 'terminating_gateway' }) === 1)
+    await dialed
+    await gw.stop() // asserts no live connection and the gauge at 0
+    await closed
+    t.equal(reset, true, `${why}: the calling app is reset`)
+    t.equal(gw.metrics.get('mesh_proxy_connections_total', { direction: 'terminating_gateway', result: 'aborted' }), 1, `${why}: counted aborted`)
+    t.match(gw.sink.msgs('conn closed')[0], { reason: 'aborted', destination: name }, `${why}: logged aborted, not as the target's fault`)
+    await web.stop()
+  }
 })
