@@ -1,7 +1,8 @@
 /**
  * The proxy pairs every benchmark compares, started the same way:
  * client -> outbound proxy -> mTLS (TLS 1.3, ECDSA P-256, both sides verified)
- * -> inbound proxy -> target, each proxy its own process, one worker/thread.
+ * -> inbound proxy -> target, each proxy its own process, one worker/thread
+ * (haproxy and nginx once more at their defaults: see cPeers).
  *
  * Pairs: the naive Node pipe() pair, mesh-proxy (its real SVID checks and
  * intention decision on), the C peers stunnel, haproxy and nginx (stream),
@@ -264,7 +265,7 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
     naive(FLOOR_RESUME, ['--resume'], ['churn', 'memory']),
     meshProxy(1), meshProxy(1, true), meshProxy(2)
   ]
-  for (const peer of cPeers(layout)) {
+  for (const peer of [...cPeers(layout), ...cPeers(layout, true)]) {
     const bin = ensure(peer.bin, peer.pkg)
     if (bin === null) continue
     kinds.push({
@@ -273,7 +274,8 @@ export function pairKinds (layout: MeshLayout): PairKind[] {
         const [inPort, outPort] = [await freePort(), await freePort()]
         const procs = [await peer.inbound(bin, inPort, target), await peer.outbound(bin, outPort, inPort)]
         await Promise.all([listening(inPort, procs[0]), listening(outPort, procs[1])])
-        return { port: outPort, pids: procs.map(p => p.pid!), stop: () => stopAll(procs) }
+        // Every process of the pair (nginx's master and its workers) for CPU and RSS.
+        return { port: outPort, pids: procs.flatMap(p => processTree(p.pid!)), stop: () => stopAll(procs) }
       },
       startOne: async target => {
         const port = await freePort()
@@ -358,8 +360,14 @@ interface CPeer {
 export const SUITE = arg('suite', '')
 if (SUITE !== '' && !/^TLS_[A-Z0-9_]+$/.test(SUITE)) throw new Error(`--suite ${SUITE}: give one TLS 1.3 suite name, e.g. TLS_AES_128_GCM_SHA256`)
 
-/** stunnel, haproxy and nginx (stream) with the same certificates, mTLS both ways, one worker each. */
-function cPeers (layout: MeshLayout): CPeer[] {
+/**
+ * stunnel, haproxy and nginx (stream) with the same certificates, mTLS both
+ * ways, one worker each; with `defaults`, haproxy and nginx as they run out of
+ * the box (haproxy's nbthread: one thread per core; nginx `worker_processes
+ * auto` under its master), named `..., default workers` (stunnel's default is
+ * already a thread per connection).
+ */
+function cPeers (layout: MeshLayout, defaults = false): CPeer[] {
   const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-c-'))
   const c = (s: string): string => layout.certFor(s)
   const k = (s: string): string => layout.keyFor(s)
@@ -370,9 +378,9 @@ function cPeers (layout: MeshLayout): CPeer[] {
   const run = async (bin: string, args: string[]): Promise<ChildProcess> => spawn(bin, args, { stdio: 'ignore' })
   const stunnelSuite = SUITE === '' ? '' : `ciphersuites = ${SUITE}\n`
   const haproxySuite = SUITE === '' ? '' : ` ciphersuites ${SUITE}`
-  const haproxyHead = 'global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n'
-  const nginxHead = (tag: string): string => `load_module /usr/lib/nginx/modules/ngx_stream_module.so;\nworker_processes 1;\nworker_rlimit_nofile 20000;\ndaemon off;\nmaster_process off;\npid ${join(dir, tag + '.pid')};\nerror_log ${join(dir, tag + '.err')};\nevents { worker_connections 20000; }\n`
-  return [
+  const haproxyHead = `global\n${defaults ? '' : '  nbthread 1\n'}  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n`
+  const nginxHead = (tag: string): string => `load_module /usr/lib/nginx/modules/ngx_stream_module.so;\nworker_processes ${defaults ? 'auto' : '1'};\nworker_rlimit_nofile 20000;\ndaemon off;\nmaster_process ${defaults ? 'on' : 'off'};\npid ${join(dir, tag + '.pid')};\nerror_log ${join(dir, tag + '.err')};\nevents { worker_connections 20000; }\n`
+  const peers: CPeer[] = [
     {
       name: 'stunnel pair', bin: 'stunnel4', pkg: 'stunnel4',
       inbound: async (bin, port, target) => await run(bin, [file('in.conf', `foreground = yes\npid =\n[in]\naccept = 127.0.0.1:${port}\nconnect = 127.0.0.1:${target}\ncert = ${c('db')}\nkey = ${k('db')}\nCAfile = ${ca}\nverifyChain = yes\nrequireCert = yes\n${stunnelSuite}`)]),
@@ -389,4 +397,5 @@ function cPeers (layout: MeshLayout): CPeer[] {
       outbound: async (bin, port, inPort) => { const t = `out${++n}`; return await run(bin, ['-p', dir, '-c', file('out.nginx', `${nginxHead(t)}stream { server { listen 127.0.0.1:${port}; proxy_pass 127.0.0.1:${inPort}; proxy_ssl on; proxy_ssl_certificate ${c('web')}; proxy_ssl_certificate_key ${k('web')}; proxy_ssl_trusted_certificate ${ca}; proxy_ssl_verify on; proxy_ssl_name db; proxy_ssl_server_name on; ${SUITE === '' ? '' : `proxy_ssl_conf_command Ciphersuites ${SUITE}; `}} }\n`)]) }
     }
   ]
+  return defaults ? peers.filter(p => p.bin !== 'stunnel4').map(p => ({ ...p, name: `${p.name}, default workers` })) : peers
 }
