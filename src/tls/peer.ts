@@ -5,6 +5,7 @@
  * fingerprint, so a known peer costs one Map lookup plus a validity check.
  * One verifier per trust-bundle generation: a new bundle means a new cache.
  */
+import { X509Certificate } from 'node:crypto'
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls'
 import { PeerIdentityError } from '../core/errors.js'
 import type { TrustBundle } from '../core/identity/bundle.js'
@@ -92,7 +93,7 @@ export class PeerVerifier {
       const leaf = certFacts(cert.raw)
       const id = checkLeaf(leaf)
       const root = chainRoot(cert)
-      const rootTd = root === undefined ? undefined : this.#bundle.trustDomainOf(root.fingerprint256)
+      const rootTd = root === undefined ? undefined : this.#bundle.trustDomainOf(root.fingerprint256) ?? this.#issuingRoot(root)
       if (rootTd === undefined) throw new PeerIdentityError('unknown_root', `certificate chain of ${id.uri} does not end at a root in our trust bundle`)
       if (rootTd !== id.trustDomain) throw new PeerIdentityError('foreign_trust_domain', `${id.uri} is in trust domain ${id.trustDomain} but its chain ends at a root of ${rootTd}`)
       return { ok: true, leaf, peer: { id, service: toConsulService(id), serial: leaf.serial, notAfter: leaf.notAfter } }
@@ -101,9 +102,25 @@ export class PeerVerifier {
       return { ok: false, error: new PeerIdentityError('bad_certificate', `peer certificate could not be parsed: ${String(err)}`) }
     }
   }
+
+  /**
+   * The trust domain of the bundle root that issued `last`, where Node's chain
+   * stops short of it. Node completes the peer's chain from the issuer store of
+   * the server's own context, so under an SNICallback context (the terminating
+   * gateway) a chain the peer sent whole (a leaf and the cross-signed copy of a
+   * rotated root) ends at its last sent certificate, which is no root of ours,
+   * though OpenSSL verified it against the bundle.
+   */
+  #issuingRoot (last: DetailedPeerCertificate): string | undefined {
+    const child = new X509Certificate(last.raw)
+    return this.#bundle.roots.find(r => {
+      const root = new X509Certificate(r.cert.der)
+      return child.checkIssued(root) && child.verify(r.cert.publicKey)
+    })?.trustDomain
+  }
 }
 
-/** The last certificate of the issuer chain Node built (self-issued root). */
+/** The last certificate of the issuer chain Node built (self-issued root, or where Node stopped). */
 function chainRoot (cert: DetailedPeerCertificate): DetailedPeerCertificate | undefined {
   let cur: DetailedPeerCertificate | undefined = cert
   for (let depth = 0; cur !== undefined && depth < 10; depth++) {

@@ -6,6 +6,9 @@
 import t, { type Test } from 'tap'
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { writeFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { rotateRoot } from '../../src/meshdir/ca-store.js'
+import { readMeshSettings } from '../../src/meshdir/layout.js'
 import { join } from 'node:path'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { TD, appTry, echo, echoRoundTrip, echoSha, makeMesh, startApp, startSidecar, type TestMesh } from '../helpers/mesh.js'
@@ -261,4 +264,21 @@ t.test('close() does not wait for an external target that never answers (its TCP
     t.match(gw.sink.msgs('conn closed')[0], { reason: 'aborted', destination: name }, `${why}: logged aborted, not as the target's fault`)
     await web.stop()
   }
+})
+
+t.test('after a root rotation: a caller whose leaf comes with the cross-signed root is verified and allowed', async t => {
+  // The gateway picks its context per SNI; Node completes a peer's chain from the
+  // server's own context only, so the chain it reports stops at the cross-signed copy.
+  const mesh = await makeMesh(t, [])
+  await mesh.writeIntentions([{ source: 'web', destination: 'legacy-db', action: 'allow' }])
+  await rotateRoot(mesh.layout, await readMeshSettings(mesh.layout)) // no leaf on disk: both are issued from the new root
+  const db = await startApp(t, echo)
+  const gw = await startTerminating(t, { meshDir: mesh.dir, service: [`legacy-db=127.0.0.1:${db.port}`] })
+  const web = await startSidecar(t, { service: 'web', meshDir: mesh.dir, upstream: ['legacy-db:0'] })
+  t.equal((readFileSync(mesh.layout.certFor('web'), 'utf8').match(/BEGIN CERTIFICATE/g) ?? []).length, 2, 'web\'s leaf is sent with the cross-signed root')
+  t.equal(await echoRoundTrip(web.addrs.upstreams.get('legacy-db')!.port, 'after rotation'), 'after rotation')
+  t.match(await gw.sink.waitFor(l => l.msg === 'conn closed'), { source: 'web', destination: 'legacy-db', reason: 'eof' })
+  t.equal(gw.sink.msgs('conn rejected').length, 0)
+  await web.stop()
+  await gw.stop()
 })

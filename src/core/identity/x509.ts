@@ -61,9 +61,13 @@ export function certFacts (der: Buffer): CertFacts {
   let facts: ReturnType<typeof readCertDer>
   try {
     node = new NodeX509(der)
+  } catch (err) {
+    throw new CertificateError('malformed certificate (not valid DER X.509: OpenSSL cannot parse it)', { cause: err })
+  }
+  try {
     facts = readCertDer(der)
   } catch (err) {
-    throw new CertificateError('malformed certificate (not valid DER X.509)', { cause: err })
+    throw new CertificateError(`malformed certificate (not valid DER X.509: ${(err as Error).message})`, { cause: err })
   }
   return {
     der,
@@ -80,9 +84,9 @@ export function certFacts (der: Buffer): CertFacts {
   }
 }
 
-/** OpenSSL's one-RDN-per-line name as one line: `C=US, O=SPIRE`. */
-function oneLine (name: string): string {
-  return name.split('\n').join(', ')
+/** OpenSSL's one-RDN-per-line name as one line: `C=US, O=SPIRE`; an empty name is '' (Node 20 reports it as undefined). */
+function oneLine (name: string | undefined): string {
+  return (name ?? '').split('\n').join(', ')
 }
 
 /** Parse every CERTIFICATE block of a PEM text; throws when there is none. */
@@ -95,7 +99,7 @@ export function certsFromPem (text: string, what: string): CertFacts[] {
     try {
       return certFacts(b.der)
     } catch (err) {
-      throw new CertificateError(`${what}: certificate ${i + 1} is malformed (not valid DER X.509)`, { cause: err })
+      throw new CertificateError(`${what}: certificate ${i + 1} is ${(err as Error).message.replace(/^malformed certificate/, 'malformed')}`, { cause: err })
     }
   })
 }

@@ -5,10 +5,10 @@
 // half-read.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DerError, readCertDer, type DerFacts } from '../../../src/core/identity/der.js'
-import { pemBlocks } from '../../../src/core/identity/x509.js'
+import { certFacts, certsFromPem, pemBlocks } from '../../../src/core/identity/x509.js'
 import { opensslMissing } from '../../helpers/openssl-pki.js'
 
 const DS = 1; const NR = 2; const KE = 4; const DE = 8; const KA = 16; const KCS = 32; const CRL = 64; const EO = 128; const DO = 256
@@ -91,4 +91,20 @@ t.test('hand-made DER: what is refused', async t => {
     ['a TBS cut short', seq(seq(tlv(0x02, Buffer.from([1])), filler)), /too short/]
   ]
   for (const [why, der, want] of rows) t.throws(() => readCertDer(der), { constructor: DerError, message: want }, why)
+})
+
+t.test('an empty subject reads as "" on every Node (Node 20 reports it as undefined)', { skip: opensslMissing() }, async t => {
+  const dir = t.testdir({})
+  const key = join(dir, 'k.pem')
+  execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key])
+  execFileSync('openssl', ['req', '-new', '-key', key, '-subj', '/', '-out', join(dir, 'l.csr')], { stdio: 'ignore' })
+  writeFileSync(join(dir, 'e.cnf'), 'keyUsage=critical,digitalSignature\nsubjectAltName=URI:spiffe://example.org/web\n')
+  execFileSync('openssl', ['x509', '-req', '-in', join(dir, 'l.csr'), '-signkey', key, '-days', '1', '-extfile', join(dir, 'e.cnf'), '-out', join(dir, 'l.pem')], { stdio: 'ignore' })
+  const [facts] = certsFromPem(readFileSync(join(dir, 'l.pem'), 'utf8'), 'l.pem')
+  t.match(facts, { subject: '', issuer: '', uris: ['spiffe://example.org/web'], keyUsage: DS })
+})
+
+t.test('a malformed certificate: the error says what refused it', async t => {
+  const bad = cert(ext(SAN, seq(uri('spiffe://td/a'))), ext(SAN, seq(uri('spiffe://td/b'))))
+  t.throws(() => certFacts(bad), { message: /malformed certificate \(not valid DER X\.509: OpenSSL cannot parse it\)/ }, 'not even OpenSSL reads a hand-made TBS')
 })
