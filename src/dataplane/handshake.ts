@@ -11,13 +11,21 @@ import { HandshakeTimeoutError } from '../core/errors.js'
  * Destroy `socket` with HandshakeTimeoutError unless the returned cancel
  * function is called first (when the handshake completes). `peer` names the
  * other end in the error; a function is called only if the deadline passes.
+ * `signal` ends the wait early (a listener's drain has ended): the socket is
+ * destroyed with an error saying so.
  */
-export function handshakeDeadline (socket: Socket, timeoutMs: number, peer: string | (() => string)): () => void {
+export function handshakeDeadline (socket: Socket, timeoutMs: number, peer: string | (() => string), signal?: AbortSignal): () => void {
   const timer = setTimeout(() => {
     socket.destroy(new HandshakeTimeoutError(timeoutMs, typeof peer === 'string' ? peer : peer()))
   }, timeoutMs)
-  const cancel = (): void => clearTimeout(timer)
+  const onAbort = (): void => { socket.destroy(new Error('the listener is closing')) }
+  const cancel = (): void => {
+    clearTimeout(timer)
+    signal?.removeEventListener('abort', onAbort)
+  }
   socket.once('close', cancel)
+  if (signal?.aborted === true) onAbort()
+  else signal?.addEventListener('abort', onAbort, { once: true })
   return () => {
     cancel()
     socket.off('close', cancel)

@@ -5,9 +5,8 @@
  * the upstream's SPIFFE ID in our trust domain, and relay.
  */
 import { createServer, type Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
-import type { Endpoint, HostPort, Timeouts } from '../core/config/types.js'
+import type { Endpoint, Timeouts } from '../core/config/types.js'
 import type { Instance, Resolver, UpstreamTarget } from '../core/resolver.js'
 import type { Watched } from '../core/watched.js'
 import { PeerIdentityError, errorCode, ignoreError, toError } from '../core/errors.js'
@@ -69,13 +68,12 @@ export class UpstreamListener extends Listener {
   readonly #resumption = new Resumption()
   #rr = 0
   /**
-   * Upstream connections still dialing or in their TLS handshake. Aborted
-   * with the listener's last connections: a peer that never answers (stopped,
-   * a black hole) would otherwise hold shutdown for handshakeTimeoutMs, past
-   * --drain-timeout and a second signal.
+   * Cancels every upstream dial and TLS handshake in progress, and every later
+   * one. Aborted with the listener's last connections: a peer that never
+   * answers (stopped, a black hole) would otherwise hold shutdown for
+   * connectTimeoutMs or handshakeTimeoutMs, past --drain-timeout and a second signal.
    */
-  readonly #dialing = new Set<TLSSocket>()
-  #dialsCancelled = false
+  readonly #dials = new AbortController()
   /** SNI and the server's SPIFFE ID for the current trust domain (built once per trust domain, not per connection). */
   #names: { td: string, sni: string, expected: string } | undefined
   readonly #pool: TunnelPool | undefined
@@ -124,7 +122,7 @@ export class UpstreamListener extends Listener {
     const id = { conn: `out-${++nextConnId}`, listener: 'outbound', upstream: this.#opts.upstream } // fields, not a child logger: see inbound.ts
     // Before the relay, an abort comes only from abortAll (the drain's end, destroy()): every
     // connection is aborted at once, so every pending dial goes with it.
-    let abort = (): void => { cut(app); this.#cancelDials() }
+    let abort = (): void => { cut(app); this.#dials.abort() }
     const finish = this.track({ abort: () => abort() })
     app.on('error', ignoreError) // reported through the relay or the refusal below
     // Callbacks once the relay runs, not an async function awaiting it: a suspended
@@ -197,25 +195,13 @@ export class UpstreamListener extends Listener {
   async #attempt (instance: Instance, tunnel: boolean): Promise<Upstream> {
     const state = this.#opts.tls.current
     const key = `${instance.host}:${instance.port}`
-    if (this.#dialsCancelled) throw new Error('upstream listener closed')
+    const signal = this.#dials.signal
+    if (signal.aborted) throw new Error('upstream listener closed')
     const attempt = new UpstreamAttempt({ state, names: this.#namesFor(state), key, resumption: this.#resumption, handshakeTimeoutMs: this.#opts.timeouts.handshakeTimeoutMs, metrics: this.#metrics, ...(tunnel ? { alpn: [TUNNEL_ALPN] } : {}) })
     // One socket for TCP and TLS (no plain Socket object under the TLSSocket):
     // the handshake starts as soon as TCP is up.
-    let sock: TLSSocket | undefined
-    const open = (to: HostPort): TLSSocket => { sock = attempt.open(to); this.#dialing.add(sock); return sock }
-    try {
-      const tls = await dial(instance, this.#opts.timeouts.connectTimeoutMs, open)
-      return await attempt.handshake(tls)
-    } finally {
-      if (sock !== undefined) this.#dialing.delete(sock)
-    }
-  }
-
-  /** Tear down every dial and handshake in progress, and start no more. */
-  #cancelDials (): void {
-    this.#dialsCancelled = true
-    for (const s of this.#dialing) s.destroy(new Error('the listener is closing'))
-    this.#dialing.clear()
+    const tls = await dial(instance, this.#opts.timeouts.connectTimeoutMs, attempt.open, signal)
+    return await attempt.handshake(tls, signal)
   }
 
   protected override beforeDrain (): void {

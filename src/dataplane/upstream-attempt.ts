@@ -118,14 +118,14 @@ export class UpstreamAttempt {
   }
 
   /** Once TCP is up: the TLS outcome, within the handshake deadline. */
-  handshake (tls: TLSSocket): Promise<Upstream> {
+  handshake (tls: TLSSocket, signal?: AbortSignal): Promise<Upstream> {
     return new Promise((resolve, reject) => {
       // Not when offering a PSK: a mesh-proxy server sends a ticket after every PSK
       // handshake, and Node turns each into DER and an event only if someone listens.
       // (Declined: the full handshake's PSK is kept, and after a second decline the
       // next connection is a full handshake that keeps its ticket.)
       if (this.#psk === undefined) tls.on('session', this.#onTicket)
-      const cancel = handshakeDeadline(tls, this.#o.handshakeTimeoutMs, this.#o.key)
+      const cancel = handshakeDeadline(tls, this.#o.handshakeTimeoutMs, this.#o.key, signal)
       const onError = (err: Error): void => {
         cancel()
         if (this.#offered !== undefined) this.#o.resumption.forget(this.#o.key)

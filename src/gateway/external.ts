@@ -88,11 +88,7 @@ export async function connectExternal (t: ExternalTarget, timeouts: { connectTim
   })
   const sock = await dial(t.spec.target, timeouts.connectTimeoutMs, open, signal)
   return await new Promise<Socket>((resolve, reject) => {
-    const deadline = handshakeDeadline(sock, timeouts.handshakeTimeoutMs, describe(t.spec))
-    const onAbort = (): void => { sock.destroy(new Error('the gateway is closing')) }
-    const cancel = (): void => { deadline(); signal?.removeEventListener('abort', onAbort) }
-    if (signal?.aborted === true) onAbort()
-    else signal?.addEventListener('abort', onAbort, { once: true })
+    const cancel = handshakeDeadline(sock, timeouts.handshakeTimeoutMs, describe(t.spec), signal)
     const onError = (err: Error): void => {
       cancel()
       sock.destroy()
