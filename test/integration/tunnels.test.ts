@@ -145,8 +145,8 @@ t.test('the inbound sidecar is killed (-9): every app connection its tunnel carr
   const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${db.inbound!}`], upstreamTunnel: ['db'], meshDir: mesh.dir, admin: 'off' })
   const port = web.addrs.upstreams.get('db')!.port
   let killing: Promise<void> | undefined
-  let started = 0
-  const both = [0, 1].map(() => drain(connect(port, '127.0.0.1'), n => { if (n >= 2 * MB && ++started === 2) killing ??= db.kill() }))
+  const flowing = new Set<number>() // the streams past 2 MB: the kill comes once both are
+  const both = [0, 1].map(i => drain(connect(port, '127.0.0.1'), n => { if (n >= 2 * MB && flowing.add(i).size === 2) killing ??= db.kill() }))
   const got = await Promise.all(both)
   await killing
   for (const [i, g] of got.entries()) {
@@ -184,9 +184,9 @@ t.test('the tunnel\'s connection ends with a bare FIN (a peer gone, its kernel c
   const web = await startSidecar(t, { service: 'web', upstream: [`db:0=127.0.0.1:${(middle.address() as AddressInfo).port}`], upstreamTunnel: ['db'], meshDir: mesh.dir, admin: 'off' })
   const port = web.addrs.upstreams.get('db')!.port
   let cut = false
-  let flowing = 0
-  const both = [0, 1].map(() => drain(connect(port, '127.0.0.1'), n => {
-    if (n >= 2 * MB && ++flowing >= 2 && !cut) {
+  const flowing = new Set<number>() // the streams past 2 MB: the cut comes once both are
+  const both = [0, 1].map(i => drain(connect(port, '127.0.0.1'), n => {
+    if (n >= 2 * MB && flowing.add(i).size === 2 && !cut) {
       cut = true
       for (const p of pairs) { p.db.unpipe(p.web); p.web.unpipe(p.db); p.db.destroy(); p.web.end() }
     }
