@@ -158,14 +158,14 @@ t.test('-sidecar-for matching no proxy, or two, fails with Consul\'s errors', as
   const http = `127.0.0.1:${port}`
   agent.setService('web', consulFixture<Record<string, Record<string, unknown>>>('agent-services.json').web!)
   await t.rejects(runConsulProxy({ sidecarFor: 'web', httpAddr: http, admin: 'off' }, {}), { message: /^-sidecar-for: No sidecar proxy registered for web \(/ })
-  const reg = webRegistration(1, [])
+  const reg = webRegistration(await freePort(), []) // never dialled: every call below is refused first
   agent.setService('web-sidecar-proxy', reg)
   agent.setService('web-sidecar-proxy-2', { ...reg, ID: 'web-sidecar-proxy-2' })
   await t.rejects(runConsulProxy({ sidecarFor: 'web', httpAddr: http, admin: 'off' }, {}), { message: '-sidecar-for: More than one sidecar proxy registered for web. Start proxy with -proxy-id and one of the following IDs: web-sidecar-proxy, web-sidecar-proxy-2' })
   await t.rejects(runConsulProxy({ proxyId: 'nope', httpAddr: http, admin: 'off' }, {}), { message: /^-proxy-id: no service with ID nope on the agent/ })
   await t.rejects(runConsulProxy({ proxyId: 'web', httpAddr: http, admin: 'off' }, {}), { message: /Kind: is "", not "connect-proxy"/ }, 'the ID of a service that is not a proxy')
   await t.rejects(runConsulProxy({ sidecarFor: 'web', service: 'web', httpAddr: http }, { CONNECT_SIDECAR_FOR: 'web' }), { message: '-service: -service configures a proxy by flags; with -sidecar-for the agent\'s registration configures it (Consul would ignore it): remove it, or drop -sidecar-for' })
-  await t.rejects(runConsulProxy({ service: 'web', listen: ':0', serviceAddr: '10.0.0.5:80', httpAddr: http }, {}), { errors: [{ message: /^-service-addr: 10\.0\.0\.5 is not a loopback address; .* unless you pass --unsafe-target/ }] }, 'errors name Consul\'s flag')
+  await t.rejects(runConsulProxy({ service: 'web', listen: ':0', serviceAddr: `10.0.0.5:${await freePort()}`, httpAddr: http }, {}), { errors: [{ message: /^-service-addr: 10\.0\.0\.5 is not a loopback address; .* unless you pass --unsafe-target/ }] }, 'errors name Consul\'s flag')
   agent.setService('lonely-proxy', { ...reg, ID: 'lonely-proxy', Proxy: { ...reg.Proxy, LocalServiceAddress: '10.0.0.5', DestinationServiceID: 'lonely' } })
   await t.rejects(runConsulProxy({ proxyId: 'lonely-proxy', httpAddr: http, admin: 'off' }, {}), { errors: [{ message: /^proxy registration lonely-proxy: Proxy\.LocalServiceAddress\/LocalServicePort: 10\.0\.0\.5 is not a loopback address/ }] }, 'and the registration\'s field')
   // --dry-run: the configuration a registration or Consul's flags give, without serving.
